@@ -1,0 +1,224 @@
+//! The `latchkey` command line: `serve`, `migrate`, `version` and the admin
+//! commands, which work directly on the database (also while a server runs).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use latchkey_verify::SigningAlg;
+
+use crate::app::{App, open_store};
+use crate::config::{Settings, SettingsArgs};
+use crate::domain::AuthError;
+use crate::domain::clock::SystemClock;
+use crate::http::wire::rfc3339;
+use crate::store::{SessionRecord, UserRecord};
+
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about = "Self-hosted token authentication server")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (no configuration needed).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// List or revoke a user's sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// List or rotate signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from standard input (required: never pass it as an argument).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Show one user.
+    Show { user: String },
+    /// Disable a user and revoke all their sessions.
+    Disable { user: String },
+    /// Enable a disabled user.
+    Enable { user: String },
+    /// Delete a user and revoke all their sessions.
+    Delete { user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List a user's live sessions.
+    List {
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke one session of a user, or all of them.
+    Revoke {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        session: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys.
+    List,
+    /// Start signing with a new key; old keys stay published until their tokens expire.
+    Rotate {
+        /// Algorithm of the new key (default: the configured signing_alg).
+        #[arg(long)]
+        alg: Option<SigningAlg>,
+    },
+}
+
+/// Runs a command other than `serve`.
+pub async fn run_admin(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => bail!("serve is not an admin command"),
+        Command::Version => println!("latchkey {}", env!("CARGO_PKG_VERSION")),
+        Command::Migrate => {
+            open_store(&settings).await?;
+            println!("migrations applied to {}", settings.database_url.redacted());
+        }
+        Command::Users(cmd) => users(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?,
+        Command::Sessions(cmd) => sessions(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?,
+        Command::Keys(cmd) => keys(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?,
+    }
+    Ok(())
+}
+
+fn explain(e: AuthError) -> anyhow::Error {
+    match e {
+        AuthError::NotFound => anyhow::anyhow!("no such user or session"),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
+    let auth = &app.state.auth;
+    match cmd {
+        UsersCommand::Add { email, name, password_stdin: _ } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
+            let password = password.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&password);
+            let user = auth.create_user(&email, password, name.as_deref()).await.map_err(explain)?;
+            println!("created user {} <{}>", user.id, user.email);
+        }
+        UsersCommand::List { limit, offset } => {
+            println!("{:<36}  {:<32}  {:<8}  CREATED", "ID", "EMAIL", "STATUS");
+            for u in auth.store.list_users(limit, offset).await? {
+                println!("{:<36}  {:<32}  {:<8}  {}", u.id, u.email, status(&u), rfc3339(u.created_at));
+            }
+        }
+        UsersCommand::Show { user } => {
+            let (u, sessions) = auth.user_sessions(&user).await.map_err(explain)?;
+            print_user(&u, sessions.len());
+        }
+        UsersCommand::Disable { user } => {
+            let u = auth.disable_user(&user).await.map_err(explain)?;
+            println!("disabled {} <{}>; all sessions revoked", u.id, u.email);
+        }
+        UsersCommand::Enable { user } => {
+            let u = auth.enable_user(&user).await.map_err(explain)?;
+            println!("enabled {} <{}>", u.id, u.email);
+        }
+        UsersCommand::Delete { user } => {
+            let u = auth.delete_user(&user).await.map_err(explain)?;
+            println!("deleted {} <{}>; all sessions revoked", u.id, u.email);
+        }
+    }
+    Ok(())
+}
+
+fn status(u: &UserRecord) -> &'static str {
+    if u.disabled { "disabled" } else { "active" }
+}
+
+fn print_user(u: &UserRecord, live_sessions: usize) {
+    println!("id:             {}", u.id);
+    println!("email:          {}", u.email);
+    println!("name:           {}", u.name.as_deref().unwrap_or("-"));
+    println!("status:         {}", status(u));
+    println!("email_verified: {}", u.email_verified);
+    println!("created_at:     {}", rfc3339(u.created_at));
+    println!("live sessions:  {live_sessions}");
+}
+
+async fn sessions(cmd: SessionsCommand, app: &App) -> anyhow::Result<()> {
+    let auth = &app.state.auth;
+    match cmd {
+        SessionsCommand::List { user } => {
+            let (_, sessions) = auth.user_sessions(&user).await.map_err(explain)?;
+            println!("{:<36}  {:<20}  {:<20}  {:<15}  USER AGENT", "SESSION", "CREATED", "LAST USED", "IP");
+            for s in &sessions {
+                print_session(s);
+            }
+        }
+        SessionsCommand::Revoke { user, session } => {
+            let n = auth.admin_revoke_sessions(&user, session.as_deref()).await.map_err(explain)?;
+            println!("revoked {n} session(s)");
+        }
+    }
+    Ok(())
+}
+
+fn print_session(s: &SessionRecord) {
+    println!(
+        "{:<36}  {:<20}  {:<20}  {:<15}  {}",
+        s.id,
+        rfc3339(s.created_at),
+        rfc3339(s.last_used_at),
+        s.ip.as_deref().unwrap_or("-"),
+        s.user_agent.as_deref().unwrap_or("-")
+    );
+}
+
+async fn keys(cmd: KeysCommand, app: &App) -> anyhow::Result<()> {
+    let auth = &app.state.auth;
+    match cmd {
+        KeysCommand::List => {
+            let signing = auth.keys.signing_kid();
+            println!("{:<16}  {:<6}  {:<20}  {:<20}  STATE", "KID", "ALG", "CREATED", "PUBLISHED UNTIL");
+            for k in crate::domain::keys::list(auth.store.as_ref()).await? {
+                let state = if k.kid == signing { "signing" } else if k.retired_at.is_some() { "retired" } else { "active" };
+                let until = k.expires_at.map_or_else(|| "-".to_string(), rfc3339);
+                println!("{:<16}  {:<6}  {:<20}  {:<20}  {state}", k.kid, k.alg, rfc3339(k.created_at), until);
+            }
+        }
+        KeysCommand::Rotate { alg } => {
+            let alg = alg.unwrap_or(app.settings.signing_alg);
+            let kid = auth.rotate_keys(&app.master, alg).await.map_err(explain)?;
+            println!("now signing with {kid} ({alg}); previous keys stay published until their tokens expire");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The audit trail: every security event goes to the events table (visible to
+//! its user) and to the `latchkey::audit` log target. Recording never fails the
+//! request it describes; a failure to record is itself logged.
+
+use super::{Auth, Client};
+use crate::store::NewEvent;
+
+/// Kinds of security events, as stored and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Register,
+    Login,
+    LoginFailed,
+    LoginThrottled,
+    RefreshReuse,
+    Logout,
+    LogoutAll,
+    PasswordChanged,
+    PasswordChangeFailed,
+    SessionRevoked,
+    UserDisabled,
+    UserEnabled,
+    KeyRotated,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Register => "register",
+            EventKind::Login => "login",
+            EventKind::LoginFailed => "login_failed",
+            EventKind::LoginThrottled => "login_throttled",
+            EventKind::RefreshReuse => "refresh_reuse",
+            EventKind::Logout => "logout",
+            EventKind::LogoutAll => "logout_all",
+            EventKind::PasswordChanged => "password_changed",
+            EventKind::PasswordChangeFailed => "password_change_failed",
+            EventKind::SessionRevoked => "session_revoked",
+            EventKind::UserDisabled => "user_disabled",
+            EventKind::UserEnabled => "user_enabled",
+            EventKind::KeyRotated => "key_rotated",
+        }
+    }
+}
+
+impl Auth {
+    /// Records a security event for `user_id` (and `session_id`).
+    pub async fn audit(&self, kind: EventKind, user_id: Option<&str>, session_id: Option<&str>, client: &Client) {
+        self.audit_detail(kind, user_id, session_id, client, None).await;
+    }
+
+    pub async fn audit_detail(
+        &self,
+        kind: EventKind,
+        user_id: Option<&str>,
+        session_id: Option<&str>,
+        client: &Client,
+        detail: Option<String>,
+    ) {
+        tracing::info!(
+            target: "latchkey::audit",
+            event = kind.as_str(),
+            user_id = user_id.unwrap_or("-"),
+            session_id = session_id.unwrap_or("-"),
+            ip = client.ip.as_deref().unwrap_or("-"),
+            detail = detail.as_deref().unwrap_or(""),
+        );
+        let event = NewEvent {
+            user_id: user_id.map(str::to_string),
+            session_id: session_id.map(str::to_string),
+            kind: kind.as_str().to_string(),
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            detail,
+            created_at: self.now(),
+        };
+        if let Err(e) = self.store.insert_event(&event).await {
+            tracing::error!(error = %e, event = kind.as_str(), "recording a security event failed");
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Signing keys: generated here, stored in the database with the private part
+//! sealed under the master key, loaded into memory by every instance. The
+//! newest unretired key signs; retired keys stay published (and trusted) until
+//! every token they signed has expired.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters, EllipticCurveKeyType, Jwk,
+    JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
+};
+use jsonwebtoken::{EncodingKey, Header};
+use latchkey_verify::{Claims, KeySet, Rules, SigningAlg, VerifyError, VerifyKey};
+
+use super::secrets::{MasterKey, random_b64};
+use crate::store::{KeyRecord, Store};
+
+/// Reloads triggered by unknown `kid`s happen at most this often.
+const UNKNOWN_KID_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+struct Signer {
+    kid: String,
+    alg: SigningAlg,
+    key: EncodingKey,
+}
+
+struct Loaded {
+    signer: Signer,
+    trusted: KeySet,
+    jwks: Arc<String>,
+    kids: Vec<String>,
+}
+
+/// The keys of this deployment as currently loaded.
+pub struct KeyRing {
+    master: MasterKey,
+    loaded: RwLock<Arc<Loaded>>,
+    last_reload: Mutex<Instant>,
+}
+
+/// A signing key in a form the CLI can list.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+impl KeyRing {
+    /// Loads the keys, creating the first one with `alg` if there is none.
+    pub async fn open(store: &dyn Store, master: MasterKey, alg: SigningAlg, now: i64) -> anyhow::Result<Self> {
+        if !store.signing_keys().await?.iter().any(|k| k.retired_at.is_none()) {
+            add_key(store, &master, alg, now, now).await?;
+        }
+        let loaded = build(&master, &store.signing_keys().await?, now)?;
+        Ok(Self { master, loaded: RwLock::new(Arc::new(loaded)), last_reload: Mutex::new(Instant::now()) })
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        match self.loaded.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the keys, picking up rotations made elsewhere.
+    pub async fn reload(&self, store: &dyn Store, now: i64) -> anyhow::Result<()> {
+        let records = store.signing_keys().await?;
+        let fresh = Arc::new(build(&self.master, &records, now)?);
+        match self.loaded.write() {
+            Ok(mut guard) => *guard = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    /// Signs `claims` as an access token with the current key.
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        let loaded = self.current();
+        let mut header = Header::new(loaded.signer.alg.jose());
+        header.typ = Some(latchkey_verify::claims::ACCESS_TOKEN_TYP.to_string());
+        header.kid = Some(loaded.signer.kid.clone());
+        jsonwebtoken::encode(&header, claims, &loaded.signer.key).context("signing an access token")
+    }
+
+    /// Verifies an access token; an unknown `kid` triggers one (rate-limited)
+    /// reload, so a key rotated by another instance is picked up at once.
+    pub async fn verify(&self, store: &dyn Store, token: &str, rules: &Rules, now: i64) -> Result<Claims, VerifyError> {
+        match latchkey_verify::verify(token, &self.current().trusted, rules, now) {
+            Err(VerifyError::UnknownKey) if self.may_reload() => {
+                if let Err(e) = self.reload(store, now).await {
+                    tracing::warn!(error = %e, "reloading signing keys failed");
+                }
+                latchkey_verify::verify(token, &self.current().trusted, rules, now)
+            }
+            other => other,
+        }
+    }
+
+    fn may_reload(&self) -> bool {
+        let Ok(mut last) = self.last_reload.lock() else { return false };
+        if last.elapsed() < UNKNOWN_KID_RELOAD_INTERVAL {
+            return false;
+        }
+        *last = Instant::now();
+        true
+    }
+
+    /// The JWKS document of the published keys.
+    pub fn jwks(&self) -> Arc<String> {
+        self.current().jwks.clone()
+    }
+
+    /// The `kid` that currently signs.
+    pub fn signing_kid(&self) -> String {
+        self.current().signer.kid.clone()
+    }
+
+    /// The published `kid`s.
+    pub fn published_kids(&self) -> Vec<String> {
+        self.current().kids.clone()
+    }
+}
+
+/// Lists every stored key.
+pub async fn list(store: &dyn Store) -> anyhow::Result<Vec<KeyInfo>> {
+    Ok(store
+        .signing_keys()
+        .await?
+        .into_iter()
+        .map(|k| KeyInfo { kid: k.kid, alg: k.alg, created_at: k.created_at, retired_at: k.retired_at, expires_at: k.expires_at })
+        .collect())
+}
+
+/// Creates a new signing key that signs from `now` on; the keys it replaces
+/// stay published until `retired_expire_at`.
+pub async fn add_key(
+    store: &dyn Store,
+    master: &MasterKey,
+    alg: SigningAlg,
+    now: i64,
+    retired_expire_at: i64,
+) -> anyhow::Result<String> {
+    let kid = random_b64(12)?;
+    let (pkcs8, jwk) = generate(alg, &kid)?;
+    let record = KeyRecord {
+        private_key: master.seal(&kid, &pkcs8)?,
+        public_jwk: serde_json::to_string(&jwk)?,
+        kid: kid.clone(),
+        alg: alg.as_str().to_string(),
+        created_at: now,
+        retired_at: None,
+        expires_at: None,
+    };
+    store.add_signing_key(&record, retired_expire_at).await?;
+    Ok(kid)
+}
+
+fn generate(alg: SigningAlg, kid: &str) -> anyhow::Result<(Vec<u8>, Jwk)> {
+    let rng = SystemRandom::new();
+    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let (pkcs8, params) = match alg {
+        SigningAlg::EdDSA => {
+            let doc = Ed25519KeyPair::generate_pkcs8v1(&rng).map_err(|_| anyhow::anyhow!("key generation failed"))?;
+            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let x = b64(pair.public_key().as_ref());
+            let params = OctetKeyPairParameters { key_type: OctetKeyPairType::OctetKeyPair, curve: EllipticCurve::Ed25519, x };
+            (doc.as_ref().to_vec(), AlgorithmParameters::OctetKeyPair(params))
+        }
+        SigningAlg::ES256 => {
+            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| anyhow::anyhow!("key generation failed"))?;
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // An uncompressed P-256 point: 0x04 ‖ x ‖ y.
+            let point = pair.public_key().as_ref();
+            let params = EllipticCurveKeyParameters {
+                key_type: EllipticCurveKeyType::EC,
+                curve: EllipticCurve::P256,
+                x: b64(&point[1..33]),
+                y: b64(&point[33..65]),
+            };
+            (doc.as_ref().to_vec(), AlgorithmParameters::EllipticCurve(params))
+        }
+    };
+    let common = CommonParameters {
+        public_key_use: Some(PublicKeyUse::Signature),
+        key_algorithm: Some(match alg {
+            SigningAlg::EdDSA => KeyAlgorithm::EdDSA,
+            SigningAlg::ES256 => KeyAlgorithm::ES256,
+        }),
+        key_id: Some(kid.to_string()),
+        ..Default::default()
+    };
+    Ok((pkcs8, Jwk { common, algorithm: params }))
+}
+
+fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<Loaded> {
+    let published: Vec<&KeyRecord> = records.iter().filter(|k| k.expires_at.is_none_or(|e| e > now)).collect();
+    let current = records
+        .iter()
+        .filter(|k| k.retired_at.is_none())
+        .max_by_key(|k| (k.created_at, k.kid.clone()))
+        .context("no active signing key")?;
+    let alg: SigningAlg = current.alg.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let pkcs8 = master.open(&current.kid, &current.private_key)?;
+    let key = match alg {
+        SigningAlg::EdDSA => EncodingKey::from_ed_der(&pkcs8),
+        SigningAlg::ES256 => EncodingKey::from_ec_der(&pkcs8),
+    };
+    let mut trusted = KeySet::new();
+    let mut jwks = JwkSet { keys: Vec::new() };
+    for record in &published {
+        let jwk: Jwk = serde_json::from_str(&record.public_jwk).context("stored JWK is invalid")?;
+        trusted.insert(record.kid.clone(), VerifyKey::from_jwk(&jwk).map_err(|e| anyhow::anyhow!(e))?);
+        jwks.keys.push(jwk);
+    }
+    Ok(Loaded {
+        signer: Signer { kid: current.kid.clone(), alg, key },
+        trusted,
+        jwks: Arc::new(serde_json::to_string(&jwks)?),
+        kids: published.iter().map(|k| k.kid.clone()).collect(),
+    })
+}

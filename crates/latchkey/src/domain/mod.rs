@@ -1,0 +1,79 @@
+//! The rules of accounts, sessions and tokens, independent of HTTP and SQL.
+//!
+//! - [`clock`]: injectable time.
+//! - [`secrets`]: the master key, sealing and derived keys.
+//! - [`keys`]: signing keys and the JWKS.
+//! - [`refresh`]: refresh-token format, minting and checking.
+//! - [`password`] and [`email`]: credential policies and Argon2id hashing.
+//! - [`service`]: the [`Auth`] service and its configuration.
+//! - [`accounts`], [`sessions`], [`admin`]: the flows, as methods of [`Auth`].
+//! - [`events`]: the audit trail.
+
+pub mod accounts;
+pub mod admin;
+pub mod clock;
+pub mod email;
+pub mod events;
+pub mod keys;
+pub mod password;
+pub mod refresh;
+pub mod secrets;
+pub mod service;
+pub mod sessions;
+
+pub use service::{Auth, AuthConfig, Authenticated, Client, TokenPair};
+
+use crate::store::StoreError;
+
+/// Every way a domain operation can fail. The HTTP layer maps each variant to
+/// one status and error code; matches on it are exhaustive on purpose.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error("the current password is wrong")]
+    InvalidCredentials,
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("too many attempts; retry later")]
+    Throttled { retry_after: u64 },
+    #[error("the server is busy; retry shortly")]
+    Busy { retry_after: u64 },
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => AuthError::Unavailable(m),
+            StoreError::Conflict => AuthError::Internal("unexpected conflict".into()),
+            StoreError::Other(m) => AuthError::Internal(m),
+        }
+    }
+}
+
+impl From<password::HashError> for AuthError {
+    fn from(e: password::HashError) -> Self {
+        match e {
+            password::HashError::Busy => AuthError::Busy { retry_after: 1 },
+            other => AuthError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for AuthError {
+    fn from(e: anyhow::Error) -> Self {
+        AuthError::Internal(format!("{e:#}"))
+    }
+}

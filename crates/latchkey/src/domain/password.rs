@@ -1,0 +1,847 @@
+//! Passwords: the policy for new ones, and bounded, off-runtime Argon2id hashing.
+//!
+//! Owns NFKC normalisation, the length and guessability rules, PHC hash strings,
+//! and the limit on how many hashes run at once (each holds `memory_kib` of RAM).
+//! It must never log, return or keep a password or a stored hash beyond the call
+//! that needs it, and must never run Argon2 on an async worker thread.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::password_hash::try_generate_salt;
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use unicode_normalization::UnicodeNormalization;
+
+/// Longest password accepted at registration or change, in characters after NFKC.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+/// Longest input even looked at on login: generous (NFKC may shrink combining
+/// sequences) yet small enough that oversized bodies are refused in microseconds.
+const MAX_INPUT_CHARS: usize = 4 * MAX_PASSWORD_CHARS;
+/// zxcvbn's matching is superlinear; past this prefix it adds cost, not insight.
+const GUESSABILITY_PREFIX_CHARS: usize = 100;
+/// Always treated as a user input: the service's own name is a classic base word.
+const SERVICE_NAME: &str = "latchkey";
+/// Bytes of Argon2 output stored in the PHC string (the argon2 crate's default).
+const OUTPUT_LEN: usize = 32;
+const QUEUE_GAUGE: &str = "latchkey_hash_queue_depth";
+
+/// Why a password was refused. Messages are shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("password must be at least {0} characters")]
+    TooShort(usize),
+    #[error("password must be at most 128 characters")]
+    TooLong,
+    /// Carries zxcvbn's advice as `": advice; more advice"`, or an empty string.
+    #[error("password is too common or too easy to guess{0}")]
+    TooCommon(String),
+}
+
+/// Password policy: NFKC, length counted in chars, common/guessable refused.
+///
+/// There are deliberately no composition rules (NIST SP 800-63B-4): a long
+/// lowercase passphrase is better than a short symbol soup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Minimum length in characters after NFKC.
+    pub min_length: usize,
+}
+
+impl PasswordPolicy {
+    /// Normalises (NFKC) and checks a NEW password (register, change). `user_inputs` are
+    /// strings the password must not be built from: the email, its local part, the user's name, "latchkey".
+    pub fn check_new(
+        &self,
+        raw: &str,
+        user_inputs: &[&str],
+    ) -> Result<SecretString, PasswordError> {
+        let (password, length) = nfkc_bounded(raw, MAX_PASSWORD_CHARS)?;
+        if length < self.min_length {
+            return Err(PasswordError::TooShort(self.min_length));
+        }
+        // Only after the length checks: zxcvbn is the expensive step.
+        check_guessability(password.expose_secret(), user_inputs)?;
+        Ok(password)
+    }
+}
+
+/// Only NFKC (for login / current_password) — no policy, but still refuse > 4*128 chars fast (DoS guard) with PasswordError::TooLong.
+pub fn normalize(raw: &str) -> Result<SecretString, PasswordError> {
+    nfkc_bounded(raw, MAX_INPUT_CHARS).map(|(password, _)| password)
+}
+
+/// NFKC form of `raw` and its length in chars, refusing anything over `max_chars`.
+///
+/// Nothing is trimmed or truncated: spaces and U+0000 are part of the password.
+fn nfkc_bounded(raw: &str, max_chars: usize) -> Result<(SecretString, usize), PasswordError> {
+    // Bound the input before normalising it: `nth` stops early on a 1 MiB body.
+    if raw.chars().nth(MAX_INPUT_CHARS).is_some() {
+        return Err(PasswordError::TooLong);
+    }
+    // NFKC can expand a character up to 18-fold, so the output is bounded too.
+    let (length, bytes) = raw
+        .nfkc()
+        .take(max_chars + 1)
+        .fold((0, 0), |(n, b), c| (n + 1, b + c.len_utf8()));
+    if length > max_chars {
+        return Err(PasswordError::TooLong);
+    }
+    // Exact capacity: the SecretString then takes this buffer as is, leaving no
+    // reallocated, un-zeroised copy of the password behind.
+    let mut normalized = String::with_capacity(bytes);
+    normalized.extend(raw.nfkc());
+    Ok((SecretString::from(normalized), length))
+}
+
+/// Refuses passwords that zxcvbn scores below 2 ("too guessable").
+fn check_guessability(password: &str, user_inputs: &[&str]) -> Result<(), PasswordError> {
+    let inputs: Vec<&str> = user_inputs
+        .iter()
+        .copied()
+        .chain([SERVICE_NAME])
+        .map(|input| char_prefix(input, GUESSABILITY_PREFIX_CHARS))
+        .filter(|input| !input.is_empty())
+        .collect();
+    let entropy = zxcvbn::zxcvbn(char_prefix(password, GUESSABILITY_PREFIX_CHARS), &inputs);
+    if entropy.score() >= zxcvbn::Score::Two {
+        return Ok(());
+    }
+    Err(PasswordError::TooCommon(advice(entropy.feedback())))
+}
+
+/// zxcvbn's warning and suggestions as `": this is a top-10 common password; add …"`.
+fn advice(feedback: Option<&zxcvbn::feedback::Feedback>) -> String {
+    let Some(feedback) = feedback else {
+        return String::new();
+    };
+    let sentences: Vec<String> = feedback
+        .warning()
+        .map(|warning| warning.to_string())
+        .into_iter()
+        .chain(feedback.suggestions().iter().map(ToString::to_string))
+        .flat_map(|text| {
+            let text = text.trim().trim_end_matches('.').to_owned();
+            text.split(". ").map(lowercase_first).collect::<Vec<_>>()
+        })
+        .collect();
+    if sentences.is_empty() {
+        return String::new();
+    }
+    format!(": {}", sentences.join("; "))
+}
+
+fn lowercase_first(sentence: &str) -> String {
+    let mut chars = sentence.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
+}
+
+/// The first `max_chars` characters of `text`, borrowed.
+fn char_prefix(text: &str, max_chars: usize) -> &str {
+    text.char_indices()
+        .nth(max_chars)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// Why hashing could not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The wait queue is full: answer 503 with `Retry-After`.
+    #[error("password hashing is saturated")]
+    Busy,
+    #[error("invalid argon2 parameters: {0}")]
+    Params(String),
+    #[error("password hashing failed")]
+    Internal,
+}
+
+/// Bounded, off-runtime Argon2id hashing.
+///
+/// Cloning is cheap and every clone shares the same slots, queue and buffers.
+#[derive(Clone)]
+pub struct Hasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: Argon2Params,
+    argon2: Params,
+    slots: Arc<Semaphore>,
+    max_waiting: usize,
+    waiting: AtomicUsize,
+    /// Argon2 working memory, reused across hashes: a fresh 19 MiB allocation
+    /// costs page faults and zeroing on every hash. Buffers are only taken while
+    /// holding a slot, so there are never more than `concurrency` of them.
+    buffers: Mutex<Vec<Vec<Block>>>,
+    dummy_phc: String,
+}
+
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hasher")
+            .field("params", &self.inner.params)
+            .field("max_waiting", &self.inner.max_waiting)
+            .field("queue_depth", &self.queue_depth())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hasher {
+    /// `concurrency` hashes at once (tokio Semaphore), at most `queue` callers waiting for a slot.
+    pub fn new(
+        params: Argon2Params,
+        concurrency: usize,
+        queue: usize,
+    ) -> Result<Hasher, HashError> {
+        if concurrency == 0 || concurrency > Semaphore::MAX_PERMITS {
+            return Err(HashError::Params(format!(
+                "hash concurrency must be between 1 and {}",
+                Semaphore::MAX_PERMITS
+            )));
+        }
+        let argon2 = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            Some(OUTPUT_LEN),
+        )
+        .map_err(|e| HashError::Params(e.to_string()))?;
+        let mut inner = Inner {
+            params,
+            argon2,
+            slots: Arc::new(Semaphore::new(concurrency)),
+            max_waiting: queue,
+            waiting: AtomicUsize::new(0),
+            buffers: Mutex::new(Vec::new()),
+            dummy_phc: String::new(),
+        };
+        // A random, unguessable password: the dummy must never verify as true.
+        let dummy_password = try_generate_salt().map_err(|_| rng_failure())?;
+        inner.dummy_phc = inner.hash_blocking(&dummy_password)?;
+        Ok(Hasher {
+            inner: Arc::new(inner),
+        })
+    }
+
+    pub fn params(&self) -> Argon2Params {
+        self.inner.params
+    }
+
+    /// PHC string `$argon2id$v=19$m=..,t=..,p=..$salt$hash` with a fresh 16-byte salt.
+    pub async fn hash(&self, password: &SecretString) -> Result<String, HashError> {
+        let password = password.clone();
+        self.run(move |inner| inner.hash_blocking(password.expose_secret().as_bytes()))
+            .await
+    }
+
+    /// Constant-time verification against a stored PHC string. A malformed stored hash is Ok(false) (and logged with tracing::error without the hash).
+    pub async fn verify(&self, password: &SecretString, phc: &str) -> Result<bool, HashError> {
+        let password = password.clone();
+        let phc = phc.to_owned();
+        self.run(move |inner| inner.verify_blocking(password.expose_secret().as_bytes(), &phc))
+            .await
+    }
+
+    /// Runs a verification against a dummy hash made at construction with the current params, so an unknown user costs the same time as a known one. Always returns Ok(false) unless busy.
+    pub async fn verify_dummy(&self, password: &SecretString) -> Result<bool, HashError> {
+        let password = password.clone();
+        self.run(move |inner| {
+            inner.verify_blocking(password.expose_secret().as_bytes(), &inner.dummy_phc)
+        })
+        .await
+        .map(|_| false)
+    }
+
+    /// Whether a stored hash was made with parameters other than the current ones (or not argon2id) and should be rehashed after a successful login.
+    pub fn needs_rehash(&self, phc: &str) -> bool {
+        let Some(stored) = StoredHash::parse(phc) else {
+            return true;
+        };
+        let current = &self.inner.argon2;
+        stored.algorithm != Algorithm::Argon2id
+            || stored.version != Version::V0x13
+            || stored.params.m_cost() != current.m_cost()
+            || stored.params.t_cost() != current.t_cost()
+            || stored.params.p_cost() != current.p_cost()
+            || stored.expected.len() != OUTPUT_LEN
+            || stored.salt.len() < Salt::RECOMMENDED_LENGTH
+    }
+
+    /// Number of callers currently waiting for a hashing slot.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Runs `job` on the blocking pool while holding a slot; the slot moves into
+    /// the task, so a caller that goes away cannot free it while Argon2 still runs.
+    async fn run<T, F>(&self, job: F) -> Result<T, HashError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
+    {
+        let permit = self.acquire().await?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job(&inner)
+        })
+        .await
+        .map_err(|e| {
+            // The panic payload is not logged: it could quote its inputs.
+            tracing::error!(panicked = e.is_panic(), "password hashing task failed");
+            HashError::Internal
+        })?
+    }
+
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, HashError> {
+        let slots = Arc::clone(&self.inner.slots);
+        if let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
+            return Ok(permit);
+        }
+        let _waiter = Waiter::enter(&self.inner)?;
+        slots.acquire_owned().await.map_err(|_| HashError::Internal)
+    }
+}
+
+/// A place in the wait queue, given back on drop even when the caller's future
+/// is cancelled, so a disconnecting client cannot leak queue capacity.
+struct Waiter<'a>(&'a Inner);
+
+impl<'a> Waiter<'a> {
+    fn enter(inner: &'a Inner) -> Result<Self, HashError> {
+        // fetch_update makes check-and-increment atomic: concurrent arrivals can
+        // never push the queue past its bound.
+        let previous = inner
+            .waiting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < inner.max_waiting).then_some(n + 1)
+            })
+            .map_err(|_| HashError::Busy)?;
+        set_queue_gauge(previous + 1);
+        Ok(Waiter(inner))
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let previous = self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        set_queue_gauge(previous.saturating_sub(1));
+    }
+}
+
+fn set_queue_gauge(depth: usize) {
+    metrics::gauge!(QUEUE_GAUGE).set(depth as f64);
+}
+
+fn rng_failure() -> HashError {
+    tracing::error!("operating system random number generator failed");
+    HashError::Internal
+}
+
+impl Inner {
+    fn hash_blocking(&self, password: &[u8]) -> Result<String, HashError> {
+        let salt = try_generate_salt().map_err(|_| rng_failure())?;
+        let context = Argon2::new(Algorithm::Argon2id, Version::V0x13, self.argon2.clone());
+        let mut out = [0u8; OUTPUT_LEN];
+        self.with_blocks(&self.argon2, |blocks| {
+            context.hash_password_into_with_memory(password, &salt, &mut out, blocks)
+        })?
+        .map_err(|e| internal("argon2 hashing failed", &e))?;
+        let phc = PasswordHash {
+            algorithm: ARGON2ID_IDENT,
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.argon2)
+                .map_err(|e| internal("argon2 params encoding failed", &e))?,
+            salt: Some(Salt::new(&salt).map_err(|e| internal("salt encoding failed", &e))?),
+            hash: Some(Output::new(&out).map_err(|e| internal("output encoding failed", &e))?),
+        };
+        Ok(phc.to_string())
+    }
+
+    fn verify_blocking(&self, password: &[u8], phc: &str) -> Result<bool, HashError> {
+        let Some(stored) = StoredHash::parse(phc) else {
+            tracing::error!("stored password hash is malformed; treating it as a mismatch");
+            return Ok(false);
+        };
+        let context = Argon2::new(stored.algorithm, stored.version, stored.params.clone());
+        let mut buffer = [0u8; Output::MAX_LENGTH];
+        let Some(out) = buffer.get_mut(..stored.expected.len()) else {
+            return Ok(false);
+        };
+        let computed = self.with_blocks(&stored.params, |blocks| {
+            context.hash_password_into_with_memory(password, &stored.salt, out, blocks)
+        })?;
+        if computed.is_err() {
+            tracing::error!(
+                "stored password hash has unusable parameters; treating it as a mismatch"
+            );
+            return Ok(false);
+        }
+        // `Output`'s equality is constant-time.
+        Ok(Output::new(out).is_ok_and(|computed| computed == stored.expected))
+    }
+
+    /// Lends `job` a block buffer: a pooled one sized for the current params, or,
+    /// for an old hash needing more memory, a one-off allocation that is not kept
+    /// (so memory held between hashes never exceeds `concurrency` × current size).
+    fn with_blocks<T>(
+        &self,
+        params: &Params,
+        job: impl FnOnce(&mut [Block]) -> T,
+    ) -> Result<T, HashError> {
+        let pooled = self.argon2.block_count();
+        if params.block_count() > pooled {
+            return Ok(job(&mut allocate_blocks(params.block_count())?));
+        }
+        let reused = self.lock_buffers().pop();
+        let mut blocks = match reused {
+            Some(blocks) => blocks,
+            None => allocate_blocks(pooled)?,
+        };
+        // Argon2 writes every block before reading it, so a dirty buffer is fine.
+        let result = job(&mut blocks);
+        self.lock_buffers().push(blocks);
+        Ok(result)
+    }
+
+    fn lock_buffers(&self) -> std::sync::MutexGuard<'_, Vec<Vec<Block>>> {
+        // A panic while holding the lock cannot leave the list inconsistent.
+        self.buffers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Refuses to abort the process when a stored hash asks for absurd memory.
+fn allocate_blocks(count: usize) -> Result<Vec<Block>, HashError> {
+    let mut blocks = Vec::new();
+    blocks.try_reserve_exact(count).map_err(|_| {
+        tracing::error!(blocks = count, "cannot allocate argon2 memory");
+        HashError::Internal
+    })?;
+    blocks.resize(count, Block::default());
+    Ok(blocks)
+}
+
+fn internal(what: &str, error: &dyn fmt::Display) -> HashError {
+    tracing::error!(error = %error, "{what}");
+    HashError::Internal
+}
+
+/// The parts of a stored PHC string that verification and rehash decisions need.
+struct StoredHash {
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    salt: Salt,
+    expected: Output,
+}
+
+impl StoredHash {
+    fn parse(phc: &str) -> Option<StoredHash> {
+        let hash = PasswordHash::new(phc).ok()?;
+        let algorithm = Algorithm::try_from(hash.algorithm.as_str()).ok()?;
+        // Same default as the argon2 crate's own verifier when `v=` is absent.
+        let version = match hash.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&hash).ok()?;
+        Some(StoredHash {
+            algorithm,
+            version,
+            params,
+            salt: hash.salt?,
+            expected: hash.hash?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::{PasswordHasher, PasswordVerifier};
+    use std::time::{Duration, Instant};
+
+    const FAST: Argon2Params = Argon2Params {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    const POLICY: PasswordPolicy = PasswordPolicy { min_length: 8 };
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s)
+    }
+
+    fn hasher() -> Hasher {
+        Hasher::new(FAST, 2, 8).expect("valid params")
+    }
+
+    fn accepted(raw: &str) -> String {
+        let inputs = ["alice.smith@example.com", "alice.smith", "Alice Smith"];
+        match POLICY.check_new(raw, &inputs) {
+            Ok(password) => password.expose_secret().to_owned(),
+            Err(e) => panic!("{raw:?} refused: {e}"),
+        }
+    }
+
+    fn refusal(raw: &str) -> PasswordError {
+        let inputs = [
+            "alice.smith@example.com",
+            "alice.smith",
+            "Alice Smith",
+            "latchkey",
+        ];
+        match POLICY.check_new(raw, &inputs) {
+            Ok(_) => panic!("{raw:?} accepted"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn length_counts_characters_not_bytes() {
+        // Eight emoji are 32 bytes; seven é are 14 bytes.
+        accepted("😀😺🦊🌵🍉🚲🎈🧩");
+        assert_eq!(refusal(&"é".repeat(7)), PasswordError::TooShort(8));
+        assert_eq!(refusal("Xk9#mQ2"), PasswordError::TooShort(8));
+    }
+
+    #[test]
+    fn one_character_repeated_passes_the_length_rule_but_is_too_guessable() {
+        // NIST SP 800-63B-4 lists repetitive characters ("aaaaaa") among the
+        // values to refuse; the same holds whatever the character.
+        for raw in ["😀".repeat(8), "a".repeat(8)] {
+            assert!(
+                matches!(refusal(&raw), PasswordError::TooCommon(_)),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn min_length_comes_from_the_policy() {
+        let nist = PasswordPolicy { min_length: 15 };
+        assert_eq!(
+            nist.check_new("kX9#mQ2$vL7pzz", &[]).err(),
+            Some(PasswordError::TooShort(15))
+        );
+        assert!(nist.check_new("kX9#mQ2$vL7pzzA", &[]).is_ok());
+    }
+
+    #[test]
+    fn up_to_128_characters_are_accepted_and_129_refused() {
+        let long: String = "correct horse battery staple "
+            .chars()
+            .cycle()
+            .take(128)
+            .collect();
+        assert_eq!(accepted(&long), long);
+        let too_long: String = long.chars().chain(['x']).collect();
+        assert_eq!(refusal(&too_long), PasswordError::TooLong);
+    }
+
+    #[test]
+    fn huge_input_is_refused_fast() {
+        let huge = "a".repeat(1 << 20);
+        let started = Instant::now();
+        assert_eq!(refusal(&huge), PasswordError::TooLong);
+        assert_eq!(normalize(&huge).err(), Some(PasswordError::TooLong));
+        assert!(started.elapsed() < Duration::from_millis(20));
+    }
+
+    #[test]
+    fn nfkc_makes_equivalent_inputs_equal() {
+        let precomposed = normalize("p\u{f6}ssw\u{f6}rd-\u{fb01}sh").expect("short");
+        let decomposed = normalize("po\u{308}sswo\u{308}rd-fish").expect("short");
+        assert_eq!(precomposed.expose_secret(), decomposed.expose_secret());
+        assert_eq!(normalize("\u{fb01}").expect("short").expose_secret(), "fi");
+        assert_eq!(
+            accepted("gr\u{fb01}n plonk w\u{f6}bble"),
+            "grfin plonk w\u{f6}bble"
+        );
+    }
+
+    #[test]
+    fn nothing_is_trimmed_or_truncated() {
+        assert_eq!(
+            accepted("  hollow wombat verge  "),
+            "  hollow wombat verge  "
+        );
+        let with_nul = "tangerine\0submarine";
+        assert_eq!(accepted(with_nul), with_nul);
+        let long = "z".repeat(300);
+        assert_eq!(normalize(&long).expect("under 512").expose_secret(), long);
+    }
+
+    #[test]
+    fn common_and_personal_passwords_are_refused() {
+        for raw in [
+            "password",
+            "12345678",
+            "password123",
+            "alice.smith",
+            "latchkey2024",
+        ] {
+            assert!(
+                matches!(refusal(raw), PasswordError::TooCommon(_)),
+                "{raw:?} should be too common"
+            );
+        }
+    }
+
+    #[test]
+    fn service_name_is_refused_even_when_the_caller_forgets_it() {
+        let refused = POLICY.check_new("latchkey2024", &[]);
+        assert!(matches!(refused, Err(PasswordError::TooCommon(_))));
+    }
+
+    #[test]
+    fn refusal_carries_zxcvbn_advice_as_a_sentence_tail() {
+        let message = refusal("password").to_string();
+        assert!(
+            message.starts_with("password is too common or too easy to guess: "),
+            "{message}"
+        );
+        assert!(message.contains("add another word or two; uncommon words are better"));
+        assert!(!message.ends_with('.'));
+    }
+
+    #[test]
+    fn passphrases_and_random_strings_are_accepted_without_composition_rules() {
+        accepted("correct horse battery staple");
+        accepted("kX9#mQ2$vL7p");
+        accepted("uvqzhtpwkrem");
+    }
+
+    #[tokio::test]
+    async fn hash_then_verify() {
+        let hasher = hasher();
+        let phc = hasher.hash(&secret("hunter2 hunter2")).await.expect("hash");
+        assert!(
+            hasher
+                .verify(&secret("hunter2 hunter2"), &phc)
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !hasher
+                .verify(&secret("hunter2 hunter3"), &phc)
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !hasher
+                .verify(&secret("hunter2 hunter2 "), &phc)
+                .await
+                .expect("verify")
+        );
+    }
+
+    #[tokio::test]
+    async fn same_password_gets_different_salts() {
+        let hasher = hasher();
+        let a = hasher.hash(&secret("same password")).await.expect("hash");
+        let b = hasher.hash(&secret("same password")).await.expect("hash");
+        assert_ne!(a, b);
+        let salt = PasswordHash::new(&a).expect("phc").salt.expect("salt");
+        assert_eq!(salt.len(), 16);
+    }
+
+    #[tokio::test]
+    async fn default_params_produce_the_standard_phc_string() {
+        let params = Argon2Params {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+        };
+        let hasher = Hasher::new(params, 1, 1).expect("valid params");
+        let phc = hasher.hash(&secret("correct horse")).await.expect("hash");
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert_eq!(phc.split('$').count(), 6);
+        assert!(!hasher.needs_rehash(&phc));
+    }
+
+    #[tokio::test]
+    async fn hashes_interoperate_with_the_argon2_crate() {
+        let hasher = hasher();
+        let ours = hasher.hash(&secret("interop")).await.expect("hash");
+        let params = Params::new(1024, 1, 1, None).expect("params");
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        assert!(theirs.verify_password(b"interop", ours.as_str()).is_ok());
+        // Dirty pooled buffers must not change results, so hash twice first.
+        let _ = hasher.hash(&secret("warm the pool")).await.expect("hash");
+        let made_by_crate = theirs.hash_password(b"interop").expect("hash").to_string();
+        assert!(
+            hasher
+                .verify(&secret("interop"), &made_by_crate)
+                .await
+                .expect("verify")
+        );
+    }
+
+    #[tokio::test]
+    async fn rehash_is_needed_only_when_params_differ() {
+        let old = hasher();
+        let phc = old.hash(&secret("rehash me")).await.expect("hash");
+        assert!(!old.needs_rehash(&phc));
+        let raised = Argon2Params {
+            iterations: 2,
+            ..FAST
+        };
+        let new = Hasher::new(raised, 1, 1).expect("valid params");
+        assert!(new.needs_rehash(&phc));
+        // Old hashes keep verifying after the raise, so the login can rehash.
+        assert!(
+            new.verify(&secret("rehash me"), &phc)
+                .await
+                .expect("verify")
+        );
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, old.inner.argon2.clone());
+        let legacy = argon2i
+            .hash_password(b"rehash me")
+            .expect("hash")
+            .to_string();
+        assert!(old.needs_rehash(&legacy));
+        assert!(old.needs_rehash("not a hash"));
+    }
+
+    #[tokio::test]
+    async fn malformed_stored_hash_is_a_mismatch() {
+        let hasher = hasher();
+        let good = hasher.hash(&secret("pw")).await.expect("hash");
+        let truncated = &good[..good.len() - 10];
+        let unknown_alg = good.replace("argon2id", "scrypt");
+        for phc in [
+            "",
+            "garbage",
+            "$argon2id$v=19$m=1024,t=1,p=1$",
+            truncated,
+            &unknown_alg,
+        ] {
+            assert!(
+                !hasher.verify(&secret("pw"), phc).await.expect("no error"),
+                "{phc}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn dummy_verification_is_always_false() {
+        let hasher = hasher();
+        assert!(!hasher.verify_dummy(&secret("")).await.expect("not busy"));
+        assert!(
+            !hasher
+                .verify_dummy(&secret("anything"))
+                .await
+                .expect("not busy")
+        );
+    }
+
+    #[test]
+    fn invalid_params_are_refused() {
+        let zero_memory = Argon2Params {
+            memory_kib: 0,
+            ..FAST
+        };
+        assert!(matches!(
+            Hasher::new(zero_memory, 1, 1),
+            Err(HashError::Params(_))
+        ));
+        let zero_lanes = Argon2Params {
+            parallelism: 0,
+            ..FAST
+        };
+        assert!(matches!(
+            Hasher::new(zero_lanes, 1, 1),
+            Err(HashError::Params(_))
+        ));
+        assert!(matches!(Hasher::new(FAST, 0, 1), Err(HashError::Params(_))));
+    }
+
+    /// Starts a hash slow enough to still hold the only slot when the test looks.
+    async fn start_slow_hash(hasher: &Hasher) -> tokio::task::JoinHandle<()> {
+        let busy = hasher.clone();
+        let handle = tokio::spawn(async move {
+            let _ = busy.hash(&secret("slow")).await;
+        });
+        while hasher.inner.slots.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        handle
+    }
+
+    #[tokio::test]
+    async fn saturated_hasher_without_queue_is_busy_at_once() {
+        let slow = Argon2Params {
+            memory_kib: 8 * 1024,
+            iterations: 4,
+            ..FAST
+        };
+        let hasher = Hasher::new(slow, 1, 0).expect("valid params");
+        let running = start_slow_hash(&hasher).await;
+        // Busy rather than a late success proves the call did not wait for the slot.
+        assert!(matches!(
+            hasher.hash(&secret("second")).await,
+            Err(HashError::Busy)
+        ));
+        assert!(matches!(
+            hasher.verify_dummy(&secret("x")).await,
+            Err(HashError::Busy)
+        ));
+        running.await.expect("first hash finishes");
+        assert!(hasher.hash(&secret("after")).await.is_ok());
+    }
+
+    /// Takes the only slot directly, so queue tests do not depend on timing.
+    fn hold_only_slot(hasher: &Hasher) -> OwnedSemaphorePermit {
+        Arc::clone(&hasher.inner.slots)
+            .try_acquire_owned()
+            .expect("slot is free")
+    }
+
+    #[tokio::test]
+    async fn queue_admits_up_to_its_bound_and_counts_waiters() {
+        let hasher = Hasher::new(FAST, 1, 1).expect("valid params");
+        let slot = hold_only_slot(&hasher);
+        let queued = tokio::spawn({
+            let hasher = hasher.clone();
+            async move { hasher.hash(&secret("queued")).await }
+        });
+        while hasher.queue_depth() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            hasher.hash(&secret("third")).await,
+            Err(HashError::Busy)
+        ));
+        assert_eq!(hasher.queue_depth(), 1);
+        drop(slot);
+        assert!(queued.await.expect("task").is_ok());
+        assert_eq!(hasher.queue_depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn cancelled_waiter_gives_its_place_back() {
+        let hasher = Hasher::new(FAST, 1, 1).expect("valid params");
+        let slot = hold_only_slot(&hasher);
+        let password = secret("gives up");
+        let waiting = hasher.hash(&password);
+        let timed_out = tokio::time::timeout(Duration::from_millis(5), waiting).await;
+        assert!(timed_out.is_err());
+        assert_eq!(hasher.queue_depth(), 0);
+        drop(slot);
+        assert!(hasher.hash(&password).await.is_ok());
+    }
+}

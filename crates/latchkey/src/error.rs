@@ -1,0 +1,157 @@
+//! The one error type of the HTTP API and its one JSON shape,
+//! `{"error": "<code>", "error_description": "<sentence>"}`. Internal details
+//! are logged here and never shown to a client.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::AuthError;
+
+/// The realm named in `WWW-Authenticate` challenges.
+pub const REALM: &str = "latchkey";
+
+#[derive(Debug)]
+pub enum ApiError {
+    InvalidRequest(String),
+    InvalidGrant(String),
+    UnsupportedGrantType,
+    /// A bearer token was presented and is not acceptable.
+    InvalidToken(String),
+    /// No bearer token at all: a bare challenge (RFC 6750 §3.1).
+    MissingToken,
+    Forbidden(String),
+    InvalidCredentials,
+    NotFound,
+    MethodNotAllowed,
+    EmailTaken,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    WeakPassword(String),
+    RateLimited { retry_after: u64 },
+    Unavailable { retry_after: u64 },
+    Internal(String),
+}
+
+/// The error body, as documented in the OpenAPI description.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code.
+    pub error: &'static str,
+    /// Human-readable explanation.
+    pub error_description: String,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::InvalidGrant(_) | ApiError::UnsupportedGrantType => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::InvalidToken(_) | ApiError::MissingToken => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::InvalidCredentials => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::EmailTaken => StatusCode::CONFLICT,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::InvalidGrant(_) => "invalid_grant",
+            ApiError::UnsupportedGrantType => "unsupported_grant_type",
+            ApiError::InvalidToken(_) | ApiError::MissingToken => "invalid_token",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::EmailTaken => "email_taken",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::WeakPassword(_) => "weak_password",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable { .. } => "temporarily_unavailable",
+            ApiError::Internal(_) => "server_error",
+        }
+    }
+
+    fn description(&self) -> String {
+        match self {
+            ApiError::InvalidRequest(m)
+            | ApiError::InvalidGrant(m)
+            | ApiError::InvalidToken(m)
+            | ApiError::Forbidden(m)
+            | ApiError::WeakPassword(m) => m.clone(),
+            ApiError::UnsupportedGrantType => "only the refresh_token grant is supported".into(),
+            ApiError::MissingToken => "a bearer access token is required".into(),
+            ApiError::InvalidCredentials => "the current password is wrong".into(),
+            ApiError::NotFound => "no such resource".into(),
+            ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
+            ApiError::EmailTaken => "an account with this email already exists".into(),
+            ApiError::UnsupportedMediaType => "unsupported content type; send application/json".into(),
+            ApiError::PayloadTooLarge => "request body too large".into(),
+            ApiError::RateLimited { .. } => "too many requests; retry later".into(),
+            ApiError::Unavailable { .. } => "the service is temporarily unavailable; retry later".into(),
+            ApiError::Internal(_) => "internal server error".into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::InvalidRequest(m) => ApiError::InvalidRequest(m),
+            AuthError::InvalidGrant(m) => ApiError::InvalidGrant(m.into()),
+            AuthError::EmailTaken => ApiError::EmailTaken,
+            AuthError::WeakPassword(m) => ApiError::WeakPassword(m),
+            AuthError::InvalidCredentials => ApiError::InvalidCredentials,
+            AuthError::InvalidToken(m) => ApiError::InvalidToken(m.into()),
+            AuthError::NotFound => ApiError::NotFound,
+            AuthError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
+            AuthError::Busy { retry_after } => ApiError::Unavailable { retry_after },
+            AuthError::Unavailable(m) => {
+                tracing::warn!(error = %m, "storage unavailable");
+                ApiError::Unavailable { retry_after: 2 }
+            }
+            AuthError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let status = self.status();
+        let description = self.description();
+        let mut response = (status, Json(ErrorBody { error: self.code(), error_description: description.clone() })).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match &self {
+            ApiError::MissingToken => {
+                let challenge = format!("Bearer realm=\"{REALM}\"");
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")));
+            }
+            ApiError::InvalidToken(_) => {
+                let challenge = format!("Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{description}\"");
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer error=\"invalid_token\"")));
+            }
+            ApiError::RateLimited { retry_after } | ApiError::Unavailable { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

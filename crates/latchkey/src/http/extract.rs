@@ -1,0 +1,192 @@
+//! Request extractors: JSON and form bodies with errors in the API's shape,
+//! the authenticated caller, and the client's address as seen through trusted
+//! proxies only.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, header, request::Parts};
+use serde::de::DeserializeOwned;
+
+use crate::app::AppState;
+use crate::domain::{Authenticated, Client};
+use crate::error::ApiError;
+
+/// Longest user agent kept with sessions and events.
+const MAX_USER_AGENT: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Form,
+}
+
+fn body_kind(headers: &HeaderMap) -> Option<BodyKind> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Some(BodyKind::Json),
+        "application/x-www-form-urlencoded" => Some(BodyKind::Form),
+        _ => None,
+    }
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(inner) if inner.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge
+        }
+        _ => ApiError::InvalidRequest("the request body could not be read".into()),
+    })
+}
+
+fn parse<T: DeserializeOwned>(kind: BodyKind, bytes: &[u8]) -> Result<T, ApiError> {
+    let parsed = match kind {
+        BodyKind::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        BodyKind::Form => serde_urlencoded::from_bytes(bytes).map_err(|e| e.to_string()),
+    };
+    parsed.map_err(|e| ApiError::InvalidRequest(format!("invalid request body: {e}")))
+}
+
+/// A JSON body (`application/json` only).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if body_kind(req.headers()) != Some(BodyKind::Json) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = read_body(req, state).await?;
+        parse(BodyKind::Json, &bytes).map(ApiJson)
+    }
+}
+
+/// A JSON or `application/x-www-form-urlencoded` body, as OAuth endpoints take.
+pub struct JsonOrForm<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let kind = body_kind(req.headers()).ok_or(ApiError::UnsupportedMediaType)?;
+        let bytes = read_body(req, state).await?;
+        parse(kind, &bytes).map(JsonOrForm)
+    }
+}
+
+/// Like [`JsonOrForm`], but an empty body with no content type is `None`.
+pub struct OptionalBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let kind = body_kind(req.headers());
+        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
+        let bytes = read_body(req, state).await?;
+        match kind {
+            None if bytes.is_empty() && !has_type => Ok(OptionalBody(None)),
+            None => Err(ApiError::UnsupportedMediaType),
+            Some(kind) => parse(kind, &bytes).map(|v| OptionalBody(Some(v))),
+        }
+    }
+}
+
+/// The bearer token of a request, if any. Several `Authorization` headers,
+/// or an empty token, are refused.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::InvalidRequest("more than one Authorization header".into()));
+    }
+    let value = value.to_str().map_err(|_| ApiError::InvalidToken("the access token is invalid".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim()))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The caller, authenticated by a valid access token of a live session.
+pub struct AuthUser(pub Authenticated);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(&parts.headers)?.ok_or(ApiError::MissingToken)?;
+        Ok(AuthUser(state.auth.authenticate(token).await?))
+    }
+}
+
+/// The client's address and user agent.
+pub struct ClientMeta {
+    pub ip: Option<IpAddr>,
+    pub client: Client,
+}
+
+impl FromRequestParts<AppState> for ClientMeta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let ip = peer.map(|peer| client_ip(peer, &parts.headers, &state.trusted_proxies));
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT).collect());
+        Ok(ClientMeta { ip, client: Client { ip: ip.map(|i| i.to_string()), user_agent } })
+    }
+}
+
+/// The address of the client: the peer, unless the peer is a trusted proxy,
+/// in which case the right-most `X-Forwarded-For` entry that is not itself a
+/// trusted proxy. Entries left of it could be forged by the client.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().parse::<IpAddr>())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", xff.parse().expect("header"));
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_from_untrusted_peers() {
+        let peer: IpAddr = "203.0.113.9".parse().expect("ip");
+        assert_eq!(client_ip(peer, &headers("1.2.3.4"), &[]), peer);
+    }
+
+    #[test]
+    fn forwarded_for_is_read_right_to_left_through_trusted_proxies() {
+        let trusted = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let peer: IpAddr = "10.0.0.1".parse().expect("ip");
+        let got = client_ip(peer, &headers("6.6.6.6, 198.51.100.7, 10.0.0.2"), &trusted);
+        assert_eq!(got, "198.51.100.7".parse::<IpAddr>().expect("ip"));
+        assert_eq!(client_ip(peer, &headers("garbage"), &trusted), peer);
+    }
+}

@@ -1,0 +1,100 @@
+//! The caller's own account: profile, security events and password change.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{ApiJson, AuthUser, ClientMeta};
+use super::wire::{TokenResponse, UserView, rfc3339};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+/// Events returned per page unless `limit` says otherwise.
+const DEFAULT_EVENTS: i64 = 50;
+const MAX_EVENTS: i64 = 200;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(me)).routes(routes!(events)).routes(routes!(change_password))
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])), responses(
+    (status = 200, body = UserView), (status = 401, body = ErrorBody)))]
+async fn me(AuthUser(caller): AuthUser) -> Json<UserView> {
+    Json(UserView::from(&caller.user))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only events with an id below this one (the `next_before` of the previous page).
+    pub before: Option<i64>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub id: i64,
+    /// e.g. `login`, `login_failed`, `refresh_reuse`, `password_changed`.
+    pub kind: String,
+    pub session_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsPage {
+    pub events: Vec<EventView>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<i64>,
+}
+
+/// The caller's security events, newest first.
+#[utoipa::path(get, path = "/v1/me/events", tag = "account", params(EventsQuery), security(("bearer" = [])), responses(
+    (status = 200, body = EventsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn events(State(state): State<AppState>, AuthUser(caller): AuthUser, RawQuery(query): RawQuery) -> ApiResult<Json<EventsPage>> {
+    let q: EventsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::InvalidRequest(format!("invalid query: {e}")))?;
+    let limit = q.limit.unwrap_or(DEFAULT_EVENTS);
+    if !(1..=MAX_EVENTS).contains(&limit) {
+        return Err(ApiError::InvalidRequest(format!("limit must be between 1 and {MAX_EVENTS}")));
+    }
+    let records = state.auth.events(&caller, q.before, limit).await?;
+    let next_before = (records.len() as i64 == limit).then(|| records.last().map(|e| e.id)).flatten();
+    let events = records
+        .into_iter()
+        .map(|e| EventView { id: e.id, kind: e.kind, session_id: e.session_id, ip: e.ip, user_agent: e.user_agent, created_at: rfc3339(e.created_at) })
+        .collect();
+    Ok(Json(EventsPage { events, next_before }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Change the password: every session ends and a fresh one is returned.
+#[utoipa::path(post, path = "/v1/me/password", tag = "account", request_body = PasswordChange, security(("bearer" = [])), responses(
+    (status = 200, description = "Changed; tokens of a fresh session", body = TokenResponse),
+    (status = 401, body = ErrorBody), (status = 403, description = "Wrong current password", body = ErrorBody),
+    (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn change_password(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    ApiJson(req): ApiJson<PasswordChange>,
+) -> ApiResult<Response> {
+    state.limit_ip(meta.ip)?;
+    let pair = state.auth.change_password(&caller, &req.current_password, &req.new_password, &meta.client).await?;
+    Ok(TokenResponse::new(pair, None).respond(StatusCode::OK))
+}

@@ -1,0 +1,52 @@
+//! Public discovery documents: the JWKS (RFC 7517) and the authorization
+//! server metadata (RFC 8414).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+
+/// How long verifiers may cache the JWKS. Short, because a rotated key signs
+/// at once; verifiers refetch on an unknown `kid` anyway.
+const JWKS_MAX_AGE: &str = "public, max-age=60";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(jwks)).routes(routes!(metadata))
+}
+
+/// Public signing keys.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery", responses((status = 200, description = "JWK set")))]
+async fn jwks(State(state): State<AppState>) -> Response {
+    let body = state.auth.keys.jwks();
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body.as_str().to_owned()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(JWKS_MAX_AGE));
+    // Public keys may be fetched by any page, but never with credentials.
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+/// OAuth 2.0 authorization server metadata.
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery", responses((status = 200, description = "RFC 8414 metadata")))]
+async fn metadata(State(state): State<AppState>) -> Response {
+    let issuer = &state.auth.config.issuer;
+    let doc: Value = json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "token_endpoint": format!("{issuer}/v1/token"),
+        "token_endpoint_auth_methods_supported": ["none"],
+        "grant_types_supported": ["refresh_token"],
+        "response_types_supported": [],
+        "revocation_endpoint": format!("{issuer}/v1/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "service_documentation": format!("{issuer}/openapi.json"),
+    });
+    let mut response = Json(doc).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response
+}

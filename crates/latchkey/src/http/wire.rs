@@ -1,0 +1,108 @@
+//! JSON shapes of the API's responses, shared by the resource modules.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+use crate::domain::TokenPair;
+use crate::store::{SessionRecord, UserRecord};
+
+/// RFC 3339 form of a Unix time.
+pub fn rfc3339(ts: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub email_verified: bool,
+    /// RFC 3339 time.
+    pub created_at: String,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(u: &UserRecord) -> Self {
+        UserView {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            email_verified: u.email_verified,
+            created_at: rfc3339(u.created_at),
+        }
+    }
+}
+
+/// A token response (RFC 6749 §5.1), with the session id and, on
+/// registration, the new user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Access-token lifetime in seconds.
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub session_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserView>,
+}
+
+impl TokenResponse {
+    pub fn new(pair: TokenPair, user: Option<&UserRecord>) -> Self {
+        TokenResponse {
+            access_token: pair.access_token,
+            token_type: "Bearer",
+            expires_in: pair.expires_in,
+            refresh_token: pair.refresh_token.expose().to_string(),
+            session_id: pair.session_id,
+            user: user.map(UserView::from),
+        }
+    }
+
+    /// The response, marked uncacheable as RFC 6749 §5.1 requires.
+    pub fn respond(self, status: StatusCode) -> Response {
+        let mut response = (status, Json(self)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+    }
+}
+
+/// One session as its owner sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    /// When the session ends at the latest (absolute lifetime).
+    pub expires_at: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// Whether this is the session of the calling access token.
+    pub current: bool,
+}
+
+impl SessionView {
+    pub fn new(s: &SessionRecord, current_sid: &str) -> Self {
+        SessionView {
+            id: s.id.clone(),
+            created_at: rfc3339(s.created_at),
+            last_used_at: rfc3339(s.last_used_at),
+            expires_at: rfc3339(s.expires_at),
+            user_agent: s.user_agent.clone(),
+            ip: s.ip.clone(),
+            current: s.id == current_sid,
+        }
+    }
+}

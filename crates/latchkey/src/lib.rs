@@ -1,0 +1,20 @@
+//! Latchkey: a self-hosted token authentication server.
+//!
+//! - [`cli`]: the `latchkey` command line and the admin commands.
+//! - [`config`]: settings, layered from defaults, a TOML file, env and flags.
+//! - [`telemetry`]: logging set-up.
+//! - [`app`]: assembly of store, keys, hasher and router; serving.
+//! - [`error`]: the API's one error type and JSON shape.
+//! - [`http`]: the HTTP API, one module per resource.
+//! - [`domain`]: accounts, sessions, tokens, keys, throttles and revocation.
+//! - [`store`]: the storage trait and its SQL backends.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod store;
+pub mod telemetry;

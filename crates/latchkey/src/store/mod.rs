@@ -1,0 +1,211 @@
+//! Persistence behind one domain-level trait, [`Store`]. Each backend
+//! implements it with its own SQL and migrations; nothing above this module
+//! sees SQL, and nothing here knows about HTTP.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+/// A stored user, password hash included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: String,
+    pub email: String,
+    pub email_normalized: String,
+    pub name: Option<String>,
+    pub password_hash: String,
+    pub email_verified: bool,
+    pub disabled: bool,
+    pub not_before: i64,
+    pub created_at: i64,
+}
+
+/// A stored session: one login on one device and its refresh-token chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: String,
+    pub salt: Vec<u8>,
+    pub generation: i64,
+    pub rotated_at: Option<i64>,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub idle_expires_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// What an access-token check needs to know about its user and session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessState {
+    pub user: UserRecord,
+    pub session_revoked: bool,
+    pub session_expires_at: i64,
+}
+
+/// An audit event to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub kind: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: i64,
+}
+
+/// A recorded audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub id: i64,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub kind: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: i64,
+}
+
+/// A signing key; `private_key` is sealed under the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub kid: String,
+    pub alg: String,
+    pub public_jwk: String,
+    pub private_key: Vec<u8>,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// How the per-account failure throttle grows.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottlePolicy {
+    /// Failures allowed before delays start.
+    pub free_failures: i64,
+    /// First delay, doubled for each further failure.
+    pub base_delay: i64,
+    /// Longest delay.
+    pub max_delay: i64,
+}
+
+/// Outcome of asking for a login attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Allowed,
+    Blocked { until: i64 },
+}
+
+/// What the background pruner may delete: rows older than each cut-off.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneBefore {
+    pub sessions: i64,
+    pub revocations: i64,
+    pub events: i64,
+    pub throttles: i64,
+    pub keys: i64,
+}
+
+/// Reasons recorded when a session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    Logout,
+    LogoutAll,
+    PasswordChanged,
+    SessionDeleted,
+    RefreshReuse,
+    UserDisabled,
+    Admin,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Logout => "logout",
+            RevokeReason::LogoutAll => "logout_all",
+            RevokeReason::PasswordChanged => "password_changed",
+            RevokeReason::SessionDeleted => "session_deleted",
+            RevokeReason::RefreshReuse => "refresh_reuse",
+            RevokeReason::UserDisabled => "user_disabled",
+            RevokeReason::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint refused the write (e.g. an email already taken).
+    #[error("conflict")]
+    Conflict,
+    /// The database cannot be reached or is overloaded; worth retrying later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else; details are for the log only.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    /// Users ordered by creation, `limit` of them after the first `offset`.
+    async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>>;
+    async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()>;
+    /// Returns false when no such user exists.
+    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> StoreResult<bool>;
+    /// Deletes the user and their sessions, recording a user-wide revocation.
+    async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool>;
+
+    async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Atomically moves a live session from generation `from` to `from + 1`.
+    /// Returns false, changing nothing, when the session is not live or is
+    /// not at `from` (another refresh won, or the token was already used).
+    async fn advance_session(&self, id: &str, from: i64, now: i64, idle_expires_at: i64) -> StoreResult<bool>;
+    /// Revokes one live session and records the revocation; returns false if
+    /// it was not live.
+    async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool>;
+    /// Revokes every live session of a user except `keep`, recording each
+    /// revocation and, with `not_before`, a user-wide entry. Returns the count.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        reason: RevokeReason,
+        now: i64,
+        not_before: Option<i64>,
+    ) -> StoreResult<u64>;
+    /// Live sessions of a user, newest first.
+    async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>>;
+    /// The user and session named by an access token, if both exist.
+    async fn access_state(&self, user_id: &str, session_id: &str) -> StoreResult<Option<AccessState>>;
+
+    /// Counts an attempt against `key` unless it is blocked, arming the next
+    /// block once the free failures are spent; atomic across instances.
+    async fn reserve_login_attempt(&self, key: &str, now: i64, policy: ThrottlePolicy) -> StoreResult<Attempt>;
+    /// Forgets the failures of `key` after a successful login.
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+
+    async fn insert_event(&self, event: &NewEvent) -> StoreResult<()>;
+    /// A user's events, newest first, with ids below `before` when given.
+    async fn user_events(&self, user_id: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<EventRecord>>;
+
+    async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>>;
+    /// Adds `key` as the signing key, retiring the current ones at `key.created_at`
+    /// and scheduling their removal from the JWKS at `retired_expire_at`.
+    async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()>;
+
+    /// Deletes at most `batch` rows of each kind older than the cut-offs.
+    async fn prune(&self, before: PruneBefore, batch: i64) -> StoreResult<u64>;
+}

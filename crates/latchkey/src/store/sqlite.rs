@@ -1,0 +1,573 @@
+//! The embedded SQLite backend: one file in WAL mode with full synchronous
+//! writes, so a refresh answered 200 survives a crash. Every multi-statement
+//! write begins with a write, which takes SQLite's single writer lock at once
+//! (no read-to-write upgrade that could fail with SQLITE_BUSY mid-transaction).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+
+use super::*;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://PATH`).
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("invalid sqlite url: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        Ok(Self { pool })
+    }
+
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+    }
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "6" | "517")) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+#[derive(FromRow)]
+struct UserRow {
+    id: String,
+    email: String,
+    email_normalized: String,
+    name: Option<String>,
+    password_hash: String,
+    email_verified: bool,
+    disabled: bool,
+    not_before: i64,
+    created_at: i64,
+}
+
+impl From<UserRow> for UserRecord {
+    fn from(r: UserRow) -> Self {
+        UserRecord {
+            id: r.id,
+            email: r.email,
+            email_normalized: r.email_normalized,
+            name: r.name,
+            password_hash: r.password_hash,
+            email_verified: r.email_verified,
+            disabled: r.disabled,
+            not_before: r.not_before,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct SessionRow {
+    id: String,
+    user_id: String,
+    salt: Vec<u8>,
+    generation: i64,
+    rotated_at: Option<i64>,
+    created_at: i64,
+    last_used_at: i64,
+    idle_expires_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+    user_agent: Option<String>,
+    ip: Option<String>,
+}
+
+impl From<SessionRow> for SessionRecord {
+    fn from(r: SessionRow) -> Self {
+        SessionRecord {
+            id: r.id,
+            user_id: r.user_id,
+            salt: r.salt,
+            generation: r.generation,
+            rotated_at: r.rotated_at,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            idle_expires_at: r.idle_expires_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            user_agent: r.user_agent,
+            ip: r.ip,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct EventRow {
+    id: i64,
+    user_id: Option<String>,
+    session_id: Option<String>,
+    kind: String,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    detail: Option<String>,
+    created_at: i64,
+}
+
+#[derive(FromRow)]
+struct KeyRow {
+    kid: String,
+    alg: String,
+    public_jwk: String,
+    private_key: Vec<u8>,
+    created_at: i64,
+    retired_at: Option<i64>,
+    expires_at: Option<i64>,
+}
+
+// Column lists as macros so every query stays a static string.
+macro_rules! user_columns {
+    () => {
+        "id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at"
+    };
+}
+macro_rules! session_columns {
+    () => {
+        "id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip"
+    };
+}
+macro_rules! live {
+    () => {
+        "revoked_at IS NULL AND expires_at > ?2 AND idle_expires_at > ?2"
+    };
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        )
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.email_normalized)
+        .bind(&u.name)
+        .bind(&u.password_hash)
+        .bind(u.email_verified)
+        .bind(u.disabled)
+        .bind(u.not_before)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<UserRecord>> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE email_normalized = ?1");
+        let row: Option<UserRow> = sqlx::query_as(sql)
+            .bind(email_normalized)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
+        let row: Option<UserRow> =
+            sqlx::query_as(sql).bind(id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users ORDER BY created_at, id LIMIT ?1 OFFSET ?2");
+        let rows: Vec<UserRow> = sqlx::query_as(sql)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")
+            .bind(user_id)
+            .bind(hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1")
+            .bind(user_id)
+            .bind(disabled)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = sqlx::query("DELETE FROM users WHERE id = ?1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() > 0 {
+            sqlx::query(
+                "INSERT INTO revocations (kind, user_id, not_before, revoked_at) VALUES ('user', ?1, ?2, ?2)",
+            )
+            .bind(user_id)
+            .bind(now + 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .bind(&s.id)
+        .bind(&s.user_id)
+        .bind(&s.salt)
+        .bind(s.generation)
+        .bind(s.rotated_at)
+        .bind(s.created_at)
+        .bind(s.last_used_at)
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = ?1");
+        let row: Option<SessionRow> =
+            sqlx::query_as(sql).bind(id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn advance_session(&self, id: &str, from: i64, now: i64, idle_expires_at: i64) -> StoreResult<bool> {
+        let sql = concat!(
+            "UPDATE sessions SET generation = generation + 1, rotated_at = ?2, last_used_at = ?2, idle_expires_at = ?4
+             WHERE id = ?1 AND generation = ?3 AND ",
+            live!()
+        );
+        let done = sqlx::query(sql)
+            .bind(id)
+            .bind(now)
+            .bind(from)
+            .bind(idle_expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let user: Option<(String,)> = sqlx::query_as(
+            "UPDATE sessions SET revoked_at = ?2, revoke_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL RETURNING user_id",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(reason.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if let Some((user_id,)) = &user {
+            sqlx::query(
+                "INSERT INTO revocations (kind, session_id, user_id, revoked_at) VALUES ('session', ?1, ?2, ?3)",
+            )
+            .bind(id)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(user.is_some())
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        reason: RevokeReason,
+        now: i64,
+        not_before: Option<i64>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let revoked: Vec<(String,)> = sqlx::query_as(
+            "UPDATE sessions SET revoked_at = ?2, revoke_reason = ?3
+             WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?4 RETURNING id",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(keep)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        for (sid,) in &revoked {
+            sqlx::query(
+                "INSERT INTO revocations (kind, session_id, user_id, revoked_at) VALUES ('session', ?1, ?2, ?3)",
+            )
+            .bind(sid)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        if let Some(nbf) = not_before {
+            sqlx::query("UPDATE users SET not_before = MAX(not_before, ?2) WHERE id = ?1")
+                .bind(user_id)
+                .bind(nbf)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            sqlx::query(
+                "INSERT INTO revocations (kind, user_id, not_before, revoked_at) VALUES ('user', ?1, ?2, ?3)",
+            )
+            .bind(user_id)
+            .bind(nbf)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(revoked.len() as u64)
+    }
+
+    async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE user_id = ?1 AND ",
+            live!(),
+            " ORDER BY created_at DESC, id"
+        );
+        let rows: Vec<SessionRow> = sqlx::query_as(sql)
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn access_state(&self, user_id: &str, session_id: &str) -> StoreResult<Option<AccessState>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            session_revoked: bool,
+            session_expires_at: i64,
+        }
+        let sql = "SELECT u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, u.disabled,
+                u.not_before, u.created_at, s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?2 AND u.id = ?1";
+        let row: Option<Row> = sqlx::query_as(sql)
+            .bind(user_id)
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(|r| AccessState {
+            user: r.user.into(),
+            session_revoked: r.session_revoked,
+            session_expires_at: r.session_expires_at,
+        }))
+    }
+
+    async fn reserve_login_attempt(&self, key: &str, now: i64, p: ThrottlePolicy) -> StoreResult<Attempt> {
+        // The delay armed by attempt n (n >= free) is base * 2^(n - free),
+        // capped; a blocked key is not counted, so waiting is never punished.
+        let counted: Option<(i64,)> = sqlx::query_as(
+            "INSERT INTO login_throttle (key, failures, blocked_until, updated_at)
+             VALUES (?1, 1, CASE WHEN 1 >= ?3 THEN ?2 + ?4 ELSE 0 END, ?2)
+             ON CONFLICT (key) DO UPDATE SET
+                 failures = failures + 1,
+                 blocked_until = CASE WHEN failures + 1 >= ?3
+                     THEN ?2 + MIN(?5, ?4 * (1 << MIN(failures + 1 - ?3, 30))) ELSE 0 END,
+                 updated_at = ?2
+             WHERE login_throttle.blocked_until <= ?2
+             RETURNING failures",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(p.free_failures)
+        .bind(p.base_delay)
+        .bind(p.max_delay)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if counted.is_some() {
+            return Ok(Attempt::Allowed);
+        }
+        let (until,): (i64,) = sqlx::query_as("SELECT blocked_until FROM login_throttle WHERE key = ?1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(Attempt::Blocked { until })
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_throttle WHERE key = ?1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn insert_event(&self, e: &NewEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO events (user_id, session_id, kind, ip, user_agent, detail, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(&e.user_id)
+        .bind(&e.session_id)
+        .bind(&e.kind)
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.detail)
+        .bind(e.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn user_events(&self, user_id: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<EventRecord>> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events
+             WHERE user_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(user_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| EventRecord {
+                id: r.id,
+                user_id: r.user_id,
+                session_id: r.session_id,
+                kind: r.kind,
+                ip: r.ip,
+                user_agent: r.user_agent,
+                detail: r.detail,
+                created_at: r.created_at,
+            })
+            .collect())
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        let rows: Vec<KeyRow> = sqlx::query_as(
+            "SELECT kid, alg, public_jwk, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| KeyRecord {
+                kid: r.kid,
+                alg: r.alg,
+                public_jwk: r.public_jwk,
+                private_key: r.private_key,
+                created_at: r.created_at,
+                retired_at: r.retired_at,
+                expires_at: r.expires_at,
+            })
+            .collect())
+    }
+
+    async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("UPDATE signing_keys SET retired_at = ?1, expires_at = ?2 WHERE retired_at IS NULL")
+            .bind(key.created_at)
+            .bind(retired_expire_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.public_jwk)
+        .bind(&key.private_key)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn prune(&self, before: PruneBefore, batch: i64) -> StoreResult<u64> {
+        let statements = [
+            ("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ?1 OR idle_expires_at < ?1 OR revoked_at < ?1 LIMIT ?2)", before.sessions),
+            ("DELETE FROM revocations WHERE cursor IN (SELECT cursor FROM revocations WHERE revoked_at < ?1 LIMIT ?2)", before.revocations),
+            ("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ?1 LIMIT ?2)", before.events),
+            ("DELETE FROM login_throttle WHERE key IN (SELECT key FROM login_throttle WHERE updated_at < ?1 AND blocked_until < ?1 LIMIT ?2)", before.throttles),
+            ("DELETE FROM signing_keys WHERE kid IN (SELECT kid FROM signing_keys WHERE expires_at < ?1 LIMIT ?2)", before.keys),
+        ];
+        let mut total = 0;
+        for (sql, cutoff) in statements {
+            let done = sqlx::query(sql).bind(cutoff).bind(batch).execute(&self.pool).await.map_err(map_err)?;
+            total += done.rows_affected();
+        }
+        Ok(total)
+    }
+}
