@@ -29,9 +29,9 @@ impl Auth {
         let user = self.require_user(email_or_id).await?;
         let now = self.now();
         self.store.set_user_disabled(&user.id, true, now).await?;
-        // Nothing can be issued to a disabled user, so every token up to and
-        // including this second can be refused.
-        let revoked = self.store.revoke_user_sessions(&user.id, None, RevokeReason::UserDisabled, now, Some(now + 1)).await?;
+        // While disabled, every token of the user is refused by the flag
+        // itself; the revocations carry the news to other verifiers.
+        let revoked = self.store.revoke_user_sessions(&user.id, None, RevokeReason::UserDisabled, now, Some(now)).await?;
         metrics::counter!("latchkey_revocations_total").increment(revoked);
         self.audit(EventKind::UserDisabled, Some(&user.id), None, &Client::default()).await;
         Ok(user)
@@ -72,8 +72,10 @@ impl Auth {
             }
             None => self.store.revoke_user_sessions(&user.id, None, RevokeReason::Admin, now, Some(now)).await?,
         };
-        for _ in 0..revoked {
-            self.audit(EventKind::SessionRevoked, Some(&user.id), session, &Client::default()).await;
+        if revoked > 0 {
+            metrics::counter!("latchkey_revocations_total").increment(revoked);
+            let detail = Some(format!("{revoked} session(s) revoked by an administrator"));
+            self.audit_detail(EventKind::SessionRevoked, Some(&user.id), session, &Client::default(), detail).await;
         }
         Ok(revoked)
     }

@@ -1,1 +1,6 @@
+//! The integration suite: every test starts the real server on port 0 with
+//! its own database and talks to it over HTTP (or runs the real binary).
 
+mod helpers;
+mod cli;
+mod smoke;
