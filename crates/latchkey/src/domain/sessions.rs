@@ -24,29 +24,27 @@ impl Auth {
             return Err(AuthError::InvalidGrant(BAD_REFRESH));
         }
         let now = self.now();
-        if presented.generation == session.generation {
+        let grace = self.config.reuse_grace;
+        if classify(presented.generation, &session, now, grace) == Verdict::Rotate {
             let idle_until = (now + self.config.refresh_idle_ttl).min(session.expires_at);
-            if self.is_live(&session, now)
-                && self.store.advance_session(&session.id, presented.generation, now, idle_until).await?
-            {
+            if self.store.advance_session(&session.id, presented.generation, now, idle_until).await? {
                 metrics::counter!("latchkey_refreshes_total").increment(1);
                 return self.token_pair(&session.user_id, &session.id, &session.salt, presented.generation + 1);
             }
-            // Lost a race, or the session is not live: decide on fresh state.
+            // Another refresh of the same token won the race: judge again on fresh state.
             session = self.store.session(&session.id).await?.ok_or(AuthError::InvalidGrant(BAD_REFRESH))?;
         }
-        if !self.is_live(&session, now) {
-            return Err(AuthError::InvalidGrant(BAD_REFRESH));
+        match classify(presented.generation, &session, now, grace) {
+            Verdict::Grace => {
+                metrics::counter!("latchkey_refreshes_total").increment(1);
+                self.token_pair(&session.user_id, &session.id, &session.salt, session.generation)
+            }
+            Verdict::Reuse => {
+                self.end_session_for_reuse(&session, client).await?;
+                Err(AuthError::InvalidGrant(REUSED))
+            }
+            Verdict::Rotate | Verdict::Dead => Err(AuthError::InvalidGrant(BAD_REFRESH)),
         }
-        if presented.generation + 1 == session.generation && self.within_grace(&session, now) {
-            metrics::counter!("latchkey_refreshes_total").increment(1);
-            return self.token_pair(&session.user_id, &session.id, &session.salt, session.generation);
-        }
-        if presented.generation < session.generation {
-            self.end_session_for_reuse(&session, client).await?;
-            return Err(AuthError::InvalidGrant(REUSED));
-        }
-        Err(AuthError::InvalidGrant(BAD_REFRESH))
     }
 
     /// The session a refresh token belongs to, only if the token's MAC is
@@ -58,14 +56,6 @@ impl Auth {
             return Ok(None);
         }
         Ok(Some((presented, session)))
-    }
-
-    fn is_live(&self, s: &SessionRecord, now: i64) -> bool {
-        s.revoked_at.is_none() && s.expires_at > now && s.idle_expires_at > now
-    }
-
-    fn within_grace(&self, s: &SessionRecord, now: i64) -> bool {
-        self.config.reuse_grace > 0 && s.rotated_at.is_some_and(|at| now - at <= self.config.reuse_grace)
     }
 
     async fn end_session_for_reuse(&self, session: &SessionRecord, client: &Client) -> Result<(), AuthError> {
@@ -123,7 +113,7 @@ impl Auth {
     pub async fn revoke_own_session(&self, caller: &Authenticated, sid: &str, client: &Client) -> Result<(), AuthError> {
         let session = self.store.session(sid).await?.filter(|s| s.user_id == caller.user.id);
         match session {
-            Some(s) if self.is_live(&s, self.now()) => {
+            Some(s) if is_live(&s, self.now()) => {
                 self.end_session(&s.user_id, &s.id, RevokeReason::SessionDeleted, client).await?;
                 Ok(())
             }
@@ -150,5 +140,117 @@ impl Auth {
     /// The caller's security events, newest first.
     pub async fn events(&self, caller: &Authenticated, before: Option<i64>, limit: i64) -> Result<Vec<EventRecord>, AuthError> {
         Ok(self.store.user_events(&caller.user.id, before, limit).await?)
+    }
+}
+
+/// What presenting generation `presented` of a session's refresh token means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The current token of a live session: rotate it.
+    Rotate,
+    /// The immediately previous token, within the grace window: hand out the
+    /// successor that was already issued.
+    Grace,
+    /// An older token of a live session: theft assumed.
+    Reuse,
+    /// The session is revoked or expired, or the generation is impossible.
+    Dead,
+}
+
+/// Decides what a presented (authentic) refresh token means; pure, so the
+/// rules are tested with any clock.
+pub fn classify(presented: i64, session: &SessionRecord, now: i64, grace: i64) -> Verdict {
+    if !is_live(session, now) {
+        return Verdict::Dead;
+    }
+    let current = session.generation;
+    let in_grace = grace > 0 && session.rotated_at.is_some_and(|at| now - at <= grace);
+    if presented == current {
+        Verdict::Rotate
+    } else if presented + 1 == current && in_grace {
+        Verdict::Grace
+    } else if presented < current {
+        Verdict::Reuse
+    } else {
+        Verdict::Dead
+    }
+}
+
+fn is_live(s: &SessionRecord, now: i64) -> bool {
+    s.revoked_at.is_none() && s.expires_at > now && s.idle_expires_at > now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::clock::{Clock, ManualClock};
+
+    const GRACE: i64 = 10;
+
+    fn session(clock: &ManualClock, generation: i64) -> SessionRecord {
+        let now = clock.now();
+        SessionRecord {
+            id: "s".into(),
+            user_id: "u".into(),
+            salt: vec![0; 16],
+            generation,
+            rotated_at: (generation > 0).then_some(now),
+            created_at: now,
+            last_used_at: now,
+            idle_expires_at: now + 100,
+            expires_at: now + 1000,
+            revoked_at: None,
+            user_agent: None,
+            ip: None,
+        }
+    }
+
+    #[test]
+    fn the_current_token_rotates() {
+        let clock = ManualClock::new(1_000);
+        assert_eq!(classify(0, &session(&clock, 0), clock.now(), GRACE), Verdict::Rotate);
+    }
+
+    #[test]
+    fn the_previous_token_gets_the_same_successor_only_within_the_grace_window() {
+        let clock = ManualClock::new(1_000);
+        let s = session(&clock, 3);
+        clock.advance(GRACE);
+        assert_eq!(classify(2, &s, clock.now(), GRACE), Verdict::Grace);
+        clock.advance(1);
+        assert_eq!(classify(2, &s, clock.now(), GRACE), Verdict::Reuse);
+    }
+
+    #[test]
+    fn older_generations_are_reuse_even_within_the_window() {
+        let clock = ManualClock::new(1_000);
+        assert_eq!(classify(1, &session(&clock, 3), clock.now(), GRACE), Verdict::Reuse);
+    }
+
+    #[test]
+    fn a_zero_grace_window_makes_every_second_use_reuse() {
+        let clock = ManualClock::new(1_000);
+        assert_eq!(classify(2, &session(&clock, 3), clock.now(), 0), Verdict::Reuse);
+    }
+
+    #[test]
+    fn idle_absolute_and_revoked_sessions_are_dead() {
+        let clock = ManualClock::new(1_000);
+        let s = session(&clock, 0);
+        clock.advance(100);
+        assert_eq!(classify(0, &s, clock.now(), GRACE), Verdict::Dead, "idle expiry");
+        let mut long_idle = s.clone();
+        long_idle.idle_expires_at = long_idle.expires_at + 50;
+        clock.advance(900);
+        assert_eq!(classify(0, &long_idle, clock.now(), GRACE), Verdict::Dead, "absolute expiry");
+        let mut revoked = session(&ManualClock::new(1_000), 0);
+        revoked.revoked_at = Some(1_000);
+        assert_eq!(classify(0, &revoked, 1_000, GRACE), Verdict::Dead);
+    }
+
+    #[test]
+    fn future_generations_are_never_accepted() {
+        let clock = ManualClock::new(1_000);
+        assert_eq!(classify(5, &session(&clock, 3), clock.now(), GRACE), Verdict::Dead);
     }
 }
