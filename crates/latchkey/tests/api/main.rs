@@ -2,5 +2,6 @@
 //! its own database and talks to it over HTTP (or runs the real binary).
 
 mod helpers;
+mod lifecycle;
 mod cli;
 mod smoke;
