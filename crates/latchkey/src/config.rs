@@ -53,10 +53,10 @@ pub struct SettingsArgs {
     )]
     pub config: Option<PathBuf>,
     /// Address to serve on (default 127.0.0.1:8080)
-    #[arg(long, env = "LATCHKEY_LISTEN", global = true, value_name = "ADDR")]
+    #[arg(long, env = "LATCHKEY_LISTEN", global = true)]
     pub listen: Option<String>,
     /// Directory for the embedded database and generated secrets (default ./latchkey-data)
-    #[arg(long, env = "LATCHKEY_DATA_DIR", global = true, value_name = "DIR")]
+    #[arg(long, env = "LATCHKEY_DATA_DIR", global = true)]
     pub data_dir: Option<String>,
     /// Base64 of 32 bytes encrypting signing keys at rest (default: generated in the data dir)
     #[arg(
@@ -75,147 +75,67 @@ pub struct SettingsArgs {
     )]
     pub database_url: Option<String>,
     /// `iss` of tokens and base of metadata URLs, no trailing slash (default http://LISTEN)
-    #[arg(long, env = "LATCHKEY_ISSUER", global = true, value_name = "URL")]
+    #[arg(long, env = "LATCHKEY_ISSUER", global = true)]
     pub issuer: Option<String>,
     /// `aud` of access tokens (default: the issuer)
     #[arg(long, env = "LATCHKEY_AUDIENCE", global = true)]
     pub audience: Option<String>,
     /// Access token lifetime, 1s to 1h (default 5m)
-    #[arg(
-        long,
-        env = "LATCHKEY_ACCESS_TTL",
-        global = true,
-        value_name = "DURATION"
-    )]
+    #[arg(long, env = "LATCHKEY_ACCESS_TTL", global = true)]
     pub access_ttl: Option<String>,
     /// A refresh token unused this long expires (default 7d)
-    #[arg(
-        long,
-        env = "LATCHKEY_REFRESH_IDLE_TTL",
-        global = true,
-        value_name = "DURATION"
-    )]
+    #[arg(long, env = "LATCHKEY_REFRESH_IDLE_TTL", global = true)]
     pub refresh_idle_ttl: Option<String>,
     /// Absolute session lifetime (default 30d)
-    #[arg(
-        long,
-        env = "LATCHKEY_SESSION_TTL",
-        global = true,
-        value_name = "DURATION"
-    )]
+    #[arg(long, env = "LATCHKEY_SESSION_TTL", global = true)]
     pub session_ttl: Option<String>,
     /// Window in which the previous refresh token gets the same successor, 0 to 5m (default 10s)
-    #[arg(
-        long,
-        env = "LATCHKEY_REFRESH_REUSE_GRACE",
-        global = true,
-        value_name = "DURATION"
-    )]
+    #[arg(long, env = "LATCHKEY_REFRESH_REUSE_GRACE", global = true)]
     pub refresh_reuse_grace: Option<String>,
     /// Signing algorithm for new keys: EdDSA or ES256 (default EdDSA)
-    #[arg(long, env = "LATCHKEY_SIGNING_ALG", global = true, value_name = "ALG")]
+    #[arg(long, env = "LATCHKEY_SIGNING_ALG", global = true)]
     pub signing_alg: Option<String>,
     /// Argon2id memory cost in KiB, at least 1024 (default 19456)
-    #[arg(
-        long,
-        env = "LATCHKEY_ARGON2_MEMORY_KIB",
-        global = true,
-        value_name = "KIB"
-    )]
+    #[arg(long, env = "LATCHKEY_ARGON2_MEMORY_KIB", global = true)]
     pub argon2_memory_kib: Option<String>,
     /// Argon2id iterations, at least 1 (default 2)
-    #[arg(
-        long,
-        env = "LATCHKEY_ARGON2_ITERATIONS",
-        global = true,
-        value_name = "N"
-    )]
+    #[arg(long, env = "LATCHKEY_ARGON2_ITERATIONS", global = true)]
     pub argon2_iterations: Option<String>,
     /// Argon2id parallelism, 1 to 16 (default 1)
-    #[arg(
-        long,
-        env = "LATCHKEY_ARGON2_PARALLELISM",
-        global = true,
-        value_name = "N"
-    )]
+    #[arg(long, env = "LATCHKEY_ARGON2_PARALLELISM", global = true)]
     pub argon2_parallelism: Option<String>,
     /// Password hashes computed at once (default: number of cores)
-    #[arg(
-        long,
-        env = "LATCHKEY_HASH_CONCURRENCY",
-        global = true,
-        value_name = "N"
-    )]
+    #[arg(long, env = "LATCHKEY_HASH_CONCURRENCY", global = true)]
     pub hash_concurrency: Option<String>,
     /// Password hashes that may wait for a slot before requests are refused (default 128)
-    #[arg(long, env = "LATCHKEY_HASH_QUEUE", global = true, value_name = "N")]
+    #[arg(long, env = "LATCHKEY_HASH_QUEUE", global = true)]
     pub hash_queue: Option<String>,
     /// Tolerated clock skew for exp/nbf/iat, at most 60s (default 5s)
-    #[arg(
-        long,
-        env = "LATCHKEY_CLOCK_LEEWAY",
-        global = true,
-        value_name = "DURATION"
-    )]
+    #[arg(long, env = "LATCHKEY_CLOCK_LEEWAY", global = true)]
     pub clock_leeway: Option<String>,
     /// Minimum password length in characters, 1 to 128 (default 8)
-    #[arg(
-        long,
-        env = "LATCHKEY_PASSWORD_MIN_LENGTH",
-        global = true,
-        value_name = "N"
-    )]
+    #[arg(long, env = "LATCHKEY_PASSWORD_MIN_LENGTH", global = true)]
     pub password_min_length: Option<String>,
     /// Register/login requests per minute per client IP, 0 = off (default 60)
-    #[arg(long, env = "LATCHKEY_IP_RATE_LIMIT", global = true, value_name = "N")]
+    #[arg(long, env = "LATCHKEY_IP_RATE_LIMIT", global = true)]
     pub ip_rate_limit: Option<String>,
     /// Failed logins per account before throttling, 0 = off (default 5)
-    #[arg(
-        long,
-        env = "LATCHKEY_ACCOUNT_FAILURE_LIMIT",
-        global = true,
-        value_name = "N"
-    )]
+    #[arg(long, env = "LATCHKEY_ACCOUNT_FAILURE_LIMIT", global = true)]
     pub account_failure_limit: Option<String>,
     /// Comma-separated CIDRs or IPs whose X-Forwarded-For is believed (default none)
-    #[arg(
-        long,
-        env = "LATCHKEY_TRUSTED_PROXIES",
-        global = true,
-        value_name = "CIDRS"
-    )]
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", global = true)]
     pub trusted_proxies: Option<String>,
     /// Comma-separated browser origins allowed with credentials (default none)
-    #[arg(
-        long,
-        env = "LATCHKEY_CORS_ORIGINS",
-        global = true,
-        value_name = "ORIGINS"
-    )]
+    #[arg(long, env = "LATCHKEY_CORS_ORIGINS", global = true)]
     pub cors_origins: Option<String>,
     /// Log format: pretty, json or auto (default auto: pretty on a TTY, json otherwise)
-    #[arg(
-        long,
-        env = "LATCHKEY_LOG_FORMAT",
-        global = true,
-        value_name = "FORMAT"
-    )]
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
     /// Time limit for one HTTP request, at least 1s (default 30s)
-    #[arg(
-        long,
-        env = "LATCHKEY_REQUEST_TIMEOUT",
-        global = true,
-        value_name = "DURATION"
-    )]
+    #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", global = true)]
     pub request_timeout: Option<String>,
     /// Size of the database connection pool, at least 1 (default 10)
-    #[arg(
-        long,
-        env = "LATCHKEY_DB_MAX_CONNECTIONS",
-        global = true,
-        value_name = "N"
-    )]
+    #[arg(long, env = "LATCHKEY_DB_MAX_CONNECTIONS", global = true)]
     pub db_max_connections: Option<String>,
 }
 
@@ -381,29 +301,45 @@ impl fmt::Display for DatabaseUrl {
 pub enum ConfigError {
     /// `--config` names a file that does not exist.
     #[error("configuration file {} not found", .path.display())]
-    FileNotFound { path: PathBuf },
+    FileNotFound {
+        /// The configuration file.
+        path: PathBuf,
+    },
     /// The file exists but cannot be read.
     #[error("cannot read configuration file {}: {error}", .path.display())]
     FileUnreadable {
+        /// The configuration file.
         path: PathBuf,
+        /// Why it could not be read.
         error: std::io::Error,
     },
-    /// The file is not valid TOML (the message gives line and column, never
-    /// the offending text, which could be a secret).
+    /// The file is not valid TOML.
     #[error("configuration file {} is not valid TOML: {detail}", .path.display())]
-    FileSyntax { path: PathBuf, detail: String },
+    FileSyntax {
+        /// The configuration file.
+        path: PathBuf,
+        /// Line, column and parser message, never the offending text,
+        /// which could be a secret.
+        detail: String,
+    },
     /// A key in the file is not a setting.
     #[error("unknown setting `{key}` in {}{}", .path.display(), did_you_mean(*.suggestion))]
     UnknownKey {
+        /// The configuration file.
         path: PathBuf,
+        /// The key as written.
         key: String,
+        /// The setting it was probably meant to be.
         suggestion: Option<&'static str>,
     },
     /// A key in the file holds a TOML type the setting cannot take.
     #[error("{setting} in {} must be {expected}", .path.display())]
     WrongType {
+        /// The configuration file.
         path: PathBuf,
+        /// The setting.
         setting: &'static str,
+        /// The TOML types it takes.
         expected: &'static str,
     },
     /// A value that does not parse or is out of range.
@@ -413,17 +349,26 @@ pub enum ConfigError {
         flag_name(setting)
     )]
     Invalid {
+        /// The setting, named as in the TOML file.
         setting: &'static str,
+        /// The value as given, or `[redacted]` / the redacted URL for secrets.
         value: String,
+        /// What was expected.
         reason: String,
     },
     /// A refresh token would outlive the session it belongs to.
     #[error(
-        "refresh_idle_ttl ({}) must not be longer than session_ttl ({}): a refresh token cannot outlive its session",
+        "refresh_idle_ttl ({}) must not be longer than session_ttl ({}): \
+         a refresh token cannot outlive its session",
         show_duration(*.idle),
         show_duration(*.session)
     )]
-    IdleLongerThanSession { idle: Duration, session: Duration },
+    IdleLongerThanSession {
+        /// The configured `refresh_idle_ttl`.
+        idle: Duration,
+        /// The configured `session_ttl`.
+        session: Duration,
+    },
 }
 
 impl Settings {
@@ -480,13 +425,17 @@ impl Settings {
     /// from issuer) are filled in after layering, so moving the data dir alone
     /// moves the database, and setting the issuer alone moves the audience.
     fn from_layer(r: &Reader<'_>) -> Result<Settings, ConfigError> {
-        let data_dir = r.get("data_dir", PathBuf::from(DEFAULT_DATA_DIR), parse_path)?;
-        let mut s = Settings::defaults_in(data_dir);
-        s.listen = r.get("listen", s.listen, parse_listen)?;
+        let data_dir = r.opt("data_dir", parse_path)?;
+        let mut s = Settings::defaults_in(data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
+        r.set("listen", &mut s.listen, parse_listen)?;
         s.master_key = r.opt("master_key", parse_master_key)?;
-        s.database_url = r.get("database_url", s.database_url, parse_database_url)?;
-        s.issuer = r.get("issuer", format!("http://{}", s.listen), parse_issuer)?;
-        s.audience = r.get("audience", s.issuer.clone(), parse_audience)?;
+        r.set("database_url", &mut s.database_url, parse_database_url)?;
+        s.issuer = r
+            .opt("issuer", parse_issuer)?
+            .unwrap_or_else(|| format!("http://{}", s.listen));
+        s.audience = r
+            .opt("audience", parse_audience)?
+            .unwrap_or_else(|| s.issuer.clone());
         s.read_tokens(r)?;
         s.read_hashing(r)?;
         s.read_http(r)?;
@@ -500,78 +449,81 @@ impl Settings {
     }
 
     fn read_tokens(&mut self, r: &Reader<'_>) -> Result<(), ConfigError> {
-        self.access_ttl = r.get(
+        r.set(
             "access_ttl",
-            self.access_ttl,
-            duration(Some(SECOND), Some(HOUR)),
+            &mut self.access_ttl,
+            seconds(SECOND, Some(HOUR)),
         )?;
-        let positive = || duration(Some(SECOND), None);
-        self.refresh_idle_ttl = r.get("refresh_idle_ttl", self.refresh_idle_ttl, positive())?;
-        self.session_ttl = r.get("session_ttl", self.session_ttl, positive())?;
-        let grace = duration(None, Some(5 * MINUTE));
-        self.refresh_reuse_grace = r.get("refresh_reuse_grace", self.refresh_reuse_grace, grace)?;
-        self.signing_alg = r.get("signing_alg", self.signing_alg, SigningAlg::from_str)?;
-        self.clock_leeway = r.get(
+        r.set(
+            "refresh_idle_ttl",
+            &mut self.refresh_idle_ttl,
+            seconds(SECOND, None),
+        )?;
+        r.set("session_ttl", &mut self.session_ttl, seconds(SECOND, None))?;
+        r.set(
+            "refresh_reuse_grace",
+            &mut self.refresh_reuse_grace,
+            seconds(Duration::ZERO, Some(5 * MINUTE)),
+        )?;
+        r.set(
             "clock_leeway",
-            self.clock_leeway,
-            duration(None, Some(MINUTE)),
+            &mut self.clock_leeway,
+            seconds(Duration::ZERO, Some(MINUTE)),
         )?;
-        Ok(())
+        r.set("signing_alg", &mut self.signing_alg, SigningAlg::from_str)
     }
 
     fn read_hashing(&mut self, r: &Reader<'_>) -> Result<(), ConfigError> {
         // 1024 KiB is far above Argon2's own floor of 8 KiB per lane (16 lanes
         // need 128 KiB), so the two limits never conflict.
-        self.argon2_memory_kib = r.get(
+        r.set(
             "argon2_memory_kib",
-            self.argon2_memory_kib,
-            number(Some(1024), None),
+            &mut self.argon2_memory_kib,
+            number(1024, None),
         )?;
-        self.argon2_iterations = r.get(
+        r.set(
             "argon2_iterations",
-            self.argon2_iterations,
-            number(Some(1), None),
+            &mut self.argon2_iterations,
+            number(1, None),
         )?;
-        self.argon2_parallelism = r.get(
+        r.set(
             "argon2_parallelism",
-            self.argon2_parallelism,
-            number(Some(1), Some(16)),
+            &mut self.argon2_parallelism,
+            number(1, Some(16)),
         )?;
-        self.hash_concurrency = r.get(
+        r.set(
             "hash_concurrency",
-            self.hash_concurrency,
-            number(Some(1), None),
+            &mut self.hash_concurrency,
+            number(1, None),
         )?;
-        self.hash_queue = r.get("hash_queue", self.hash_queue, number(None, None))?;
-        self.password_min_length = r.get(
+        r.set("hash_queue", &mut self.hash_queue, number(0, None))?;
+        r.set(
             "password_min_length",
-            self.password_min_length,
-            number(Some(1), Some(128)),
-        )?;
-        Ok(())
+            &mut self.password_min_length,
+            number(1, Some(128)),
+        )
     }
 
     fn read_http(&mut self, r: &Reader<'_>) -> Result<(), ConfigError> {
-        self.ip_rate_limit = r.get("ip_rate_limit", self.ip_rate_limit, number(None, None))?;
-        self.account_failure_limit = r.get(
+        r.set("ip_rate_limit", &mut self.ip_rate_limit, number(0, None))?;
+        r.set(
             "account_failure_limit",
-            self.account_failure_limit,
-            number(None, None),
+            &mut self.account_failure_limit,
+            number(0, None),
         )?;
         self.trusted_proxies = r.list("trusted_proxies", parse_proxy)?;
         self.cors_origins = r.list("cors_origins", parse_origin)?;
-        self.log_format = r.get("log_format", self.log_format, parse_log_format)?;
-        self.request_timeout = r.get(
+        r.set("log_format", &mut self.log_format, parse_log_format)?;
+        r.set(
             "request_timeout",
-            self.request_timeout,
-            duration(Some(SECOND), None),
+            &mut self.request_timeout,
+            at_least(SECOND),
         )?;
-        self.db_max_connections = r.get(
+        r.set(
             "db_max_connections",
-            self.db_max_connections,
-            number(Some(1), None),
-        )?;
-        Ok(())
+            &mut self.db_max_connections,
+            number(1, None),
+        )
     }
 }
 
@@ -793,13 +745,17 @@ impl Reader<'_> {
         }
     }
 
-    fn get<T>(
+    /// Overwrites `target` (a default) when the setting is given.
+    fn set<T>(
         &self,
         setting: &'static str,
-        default: T,
+        target: &mut T,
         parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<T, ConfigError> {
-        Ok(self.opt(setting, parse)?.unwrap_or(default))
+    ) -> Result<(), ConfigError> {
+        if let Some(value) = self.opt(setting, parse)? {
+            *target = value;
+        }
+        Ok(())
     }
 
     /// A list: comma-separated text, or an array from the file; absent = empty.
@@ -832,29 +788,36 @@ impl Reader<'_> {
 
 fn check_range<T: PartialOrd + Copy>(
     value: T,
-    min: Option<T>,
+    min: T,
     max: Option<T>,
     show: impl Fn(T) -> String,
 ) -> Result<T, String> {
-    let too_low = min.is_some_and(|min| value < min);
-    let too_high = max.is_some_and(|max| value > max);
-    match (min, max) {
-        _ if !too_low && !too_high => Ok(value),
-        (Some(min), Some(max)) => Err(format!("must be between {} and {}", show(min), show(max))),
-        (Some(min), None) => Err(format!("must be at least {}", show(min))),
-        (None, Some(max)) => Err(format!("must be at most {}", show(max))),
-        (None, None) => Ok(value),
+    match max {
+        Some(max) if value < min || value > max => {
+            Err(format!("must be between {} and {}", show(min), show(max)))
+        }
+        None if value < min => Err(format!("must be at least {}", show(min))),
+        _ => Ok(value),
     }
 }
 
-fn duration(
-    min: Option<Duration>,
-    max: Option<Duration>,
-) -> impl Fn(&str) -> Result<Duration, String> {
-    move |s| check_range(parse_duration(s)?, min, max, show_duration)
+/// A duration in whole seconds: these settings become JWT times and
+/// timestamps counted in seconds, where a fraction would be silently dropped.
+fn seconds(min: Duration, max: Option<Duration>) -> impl Fn(&str) -> Result<Duration, String> {
+    move |s| {
+        let d = parse_duration(s)?;
+        if d.subsec_nanos() != 0 {
+            return Err("must be a whole number of seconds".to_owned());
+        }
+        check_range(d, min, max, show_duration)
+    }
 }
 
-fn number<T>(min: Option<T>, max: Option<T>) -> impl Fn(&str) -> Result<T, String>
+fn at_least(min: Duration) -> impl Fn(&str) -> Result<Duration, String> {
+    move |s| check_range(parse_duration(s)?, min, None, show_duration)
+}
+
+fn number<T>(min: T, max: Option<T>) -> impl Fn(&str) -> Result<T, String>
 where
     T: FromStr + PartialOrd + Copy + fmt::Display,
 {
@@ -965,7 +928,11 @@ fn check_authority(authority: &str) -> Result<(), String> {
             let (addr, after) = v6.split_once(']').ok_or("unclosed '[' in host")?;
             addr.parse::<std::net::Ipv6Addr>()
                 .map_err(|_| "invalid IPv6 address")?;
-            (addr, after.strip_prefix(':'))
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':').ok_or("invalid port")?),
+            };
+            (addr, port)
         }
         None => match authority.rsplit_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -1213,8 +1180,9 @@ mod tests {
             ("argon2_memory_kib", "512", "at least 1024"),
             ("argon2_iterations", "0", "at least 1"),
             ("password_min_length", "129", "between 1 and 128"),
-            ("refresh_reuse_grace", "6m", "at most 5m"),
-            ("clock_leeway", "2m", "at most 1m"),
+            ("refresh_reuse_grace", "6m", "between 0s and 5m"),
+            ("refresh_reuse_grace", "1500ms", "whole number of seconds"),
+            ("clock_leeway", "2m", "between 0s and 1m"),
             ("session_ttl", "0", "at least 1s"),
             ("hash_concurrency", "0", "at least 1"),
             ("hash_queue", "-1", "whole number"),
