@@ -36,10 +36,7 @@ impl Auth {
     pub async fn create_user(&self, email: &str, password: &str, name: Option<&str>) -> Result<UserRecord, AuthError> {
         let email = parse_email(email).map_err(AuthError::InvalidRequest)?;
         let name = clean_name(name)?;
-        let local = email.normalized.split('@').next().unwrap_or_default();
-        let mut inputs = vec![email.normalized.as_str(), local, "latchkey"];
-        inputs.extend(name.as_deref());
-        let password = self.policy.check_new(password, &inputs).map_err(weak)?;
+        let password = self.check_new_password(password, &email.normalized, name.as_deref()).await?;
         let now = self.now();
         let user = UserRecord {
             id: Uuid::now_v7().to_string(),
@@ -122,10 +119,7 @@ impl Auth {
         client: &Client,
     ) -> Result<TokenPair, AuthError> {
         let user = &caller.user;
-        let local = user.email_normalized.split('@').next().unwrap_or_default();
-        let mut inputs = vec![user.email_normalized.as_str(), local, "latchkey"];
-        inputs.extend(user.name.as_deref());
-        let new = self.policy.check_new(new, &inputs).map_err(weak)?;
+        let new = self.check_new_password(new, &user.email_normalized, user.name.as_deref()).await?;
         let current = normalize(current).map_err(|_| AuthError::InvalidCredentials)?;
         self.reserve_attempt(&user.email_normalized, Some(&user.id), client).await?;
         if !self.hasher.verify(&current, &user.password_hash).await? {
@@ -146,8 +140,23 @@ impl Auth {
     }
 }
 
-fn weak(e: PasswordError) -> AuthError {
-    AuthError::WeakPassword(e.to_string())
+impl Auth {
+    /// Applies the password policy off the async runtime (judging
+    /// guessability can take milliseconds), with the account's own email, its
+    /// local part and name counted as guessable words.
+    async fn check_new_password(&self, raw: &str, email: &str, name: Option<&str>) -> Result<SecretString, AuthError> {
+        let policy = self.policy;
+        let raw = raw.to_string();
+        let local = email.split('@').next().unwrap_or_default().to_string();
+        let inputs: Vec<String> = [Some(email.to_string()), Some(local), name.map(str::to_string)].into_iter().flatten().collect();
+        tokio::task::spawn_blocking(move || {
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            policy.check_new(&raw, &inputs)
+        })
+        .await
+        .map_err(|e| AuthError::Internal(format!("password check failed: {e}")))?
+        .map_err(|e: PasswordError| AuthError::WeakPassword(e.to_string()))
+    }
 }
 
 fn clean_name(name: Option<&str>) -> Result<Option<String>, AuthError> {
