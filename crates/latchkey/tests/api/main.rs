@@ -2,6 +2,8 @@
 //! its own database and talks to it over HTTP (or runs the real binary).
 
 mod helpers;
-mod lifecycle;
+
 mod cli;
+mod lifecycle;
+mod sessions;
 mod smoke;
