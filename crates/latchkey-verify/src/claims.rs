@@ -20,8 +20,13 @@ pub struct Claims {
     pub exp: i64,
     /// Issue time, seconds since the Unix epoch.
     pub iat: i64,
-    /// Not-before time, seconds since the Unix epoch, when present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Not-before time, seconds since the Unix epoch, when present. Present
+    /// means an integer: `null` is a claim of the wrong type, not an absent one.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_integer"
+    )]
     pub nbf: Option<i64>,
     /// Unique token id.
     pub jti: String,
@@ -29,4 +34,8 @@ pub struct Claims {
     pub sid: String,
     /// The client the token was issued to.
     pub client_id: String,
+}
+
+fn present_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    i64::deserialize(d).map(Some)
 }

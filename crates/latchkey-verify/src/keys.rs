@@ -48,7 +48,9 @@ impl std::str::FromStr for SigningAlg {
         match s {
             "EdDSA" => Ok(SigningAlg::EdDSA),
             "ES256" => Ok(SigningAlg::ES256),
-            other => Err(format!("unsupported signing algorithm {other:?} (expected EdDSA or ES256)")),
+            other => Err(format!(
+                "unsupported signing algorithm {other:?} (expected EdDSA or ES256)"
+            )),
         }
     }
 }
@@ -63,7 +65,9 @@ pub struct VerifyKey {
 
 impl fmt::Debug for VerifyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyKey").field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("VerifyKey")
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,7 +86,9 @@ impl VerifyKey {
             {
                 SigningAlg::ES256
             }
-            _ => return Err("unsupported key: expected an Ed25519 EdDSA or P-256 ES256 JWK".into()),
+            _ => {
+                return Err("unsupported key: expected an Ed25519 EdDSA or P-256 ES256 JWK".into());
+            }
         };
         if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
             return Err("key is not a signature key".into());

@@ -67,7 +67,8 @@ pub fn verify(token: &str, keys: &KeySet, rules: &Rules, now: i64) -> Result<Cla
         return Err(VerifyError::Malformed("too long"));
     }
     let mut parts = token.split('.');
-    let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h64), Some(p64), Some(s64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(VerifyError::Malformed("expected three segments"));
     };
@@ -93,7 +94,10 @@ pub fn verify(token: &str, keys: &KeySet, rules: &Rules, now: i64) -> Result<Cla
 }
 
 fn check_header(header: &Map<String, Value>) -> Result<(&str, &str), VerifyError> {
-    if let Some(name) = header.keys().find(|k| !matches!(k.as_str(), "alg" | "typ" | "kid")) {
+    if let Some(name) = header
+        .keys()
+        .find(|k| !matches!(k.as_str(), "alg" | "typ" | "kid"))
+    {
         return Err(match name.as_str() {
             "crit" => VerifyError::Header("crit is not supported"),
             _ => VerifyError::Header("unsupported header member"),
@@ -101,7 +105,11 @@ fn check_header(header: &Map<String, Value>) -> Result<(&str, &str), VerifyError
     }
     let text = |name| header.get(name).and_then(Value::as_str);
     let typ = text("typ").ok_or(VerifyError::Header("missing typ"))?;
-    let typ = typ.strip_prefix("application/").unwrap_or(typ);
+    // Media types compare case-insensitively, prefix included (RFC 7515 §4.1.9).
+    let typ = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
     if !typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) {
         return Err(VerifyError::Header("typ must be at+jwt"));
     }
@@ -111,6 +119,9 @@ fn check_header(header: &Map<String, Value>) -> Result<(&str, &str), VerifyError
 }
 
 fn check_claims(c: &Claims, rules: &Rules, now: i64) -> Result<(), VerifyError> {
+    if c.exp < 0 || c.iat < 0 || c.nbf.is_some_and(|nbf| nbf < 0) {
+        return Err(VerifyError::Claims);
+    }
     if c.iss != rules.issuer {
         return Err(VerifyError::Issuer);
     }
@@ -130,7 +141,9 @@ fn check_claims(c: &Claims, rules: &Rules, now: i64) -> Result<(), VerifyError> 
 /// Decodes one base64url segment, refusing padding, the standard alphabet,
 /// whitespace and non-canonical trailing bits.
 fn decode_segment(seg: &str) -> Result<Vec<u8>, VerifyError> {
-    URL_SAFE_NO_PAD.decode(seg).map_err(|_| VerifyError::Malformed("bad base64url"))
+    URL_SAFE_NO_PAD
+        .decode(seg)
+        .map_err(|_| VerifyError::Malformed("bad base64url"))
 }
 
 fn decode_object(seg: &str) -> Result<Map<String, Value>, VerifyError> {

@@ -45,10 +45,16 @@ pub struct AppState {
 impl AppState {
     /// Applies the per-IP limit on credential requests.
     pub fn limit_ip(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        let (Some(limiter), Some(ip)) = (&self.limiter, ip) else { return Ok(()) };
+        let (Some(limiter), Some(ip)) = (&self.limiter, ip) else {
+            return Ok(());
+        };
         limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-            ApiError::RateLimited { retry_after: wait.as_secs().max(1) }
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            ApiError::RateLimited {
+                retry_after: wait.as_secs().max(1),
+            }
         })
     }
 }
@@ -68,7 +74,9 @@ fn metrics_handle() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Suffix("duration_seconds".into()),
-                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
                 )
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
@@ -98,16 +106,23 @@ impl App {
         create_private_dir(&settings.data_dir)?;
         let store = open_store(&settings).await?;
         let master = MasterKey::load_or_create(settings.master_key.as_ref(), &settings.data_dir)?;
-        let keys = KeyRing::open(store.as_ref(), master.clone(), settings.signing_alg, clock.now())
-            .await
-            .context("loading signing keys")?;
+        let keys = KeyRing::open(
+            store.as_ref(),
+            master.clone(),
+            settings.signing_alg,
+            clock.now(),
+        )
+        .await
+        .context("loading signing keys")?;
         let params = Argon2Params {
             memory_kib: settings.argon2_memory_kib,
             iterations: settings.argon2_iterations,
             parallelism: settings.argon2_parallelism,
         };
         let hasher = Hasher::new(params, settings.hash_concurrency, settings.hash_queue)?;
-        let policy = PasswordPolicy { min_length: settings.password_min_length };
+        let policy = PasswordPolicy {
+            min_length: settings.password_min_length,
+        };
         let config = AuthConfig {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
@@ -119,7 +134,15 @@ impl App {
             account_failure_limit: settings.account_failure_limit,
         };
         let refresh_secret = master.derive("refresh-token-mac");
-        let auth = Auth::new(store, clock, Arc::new(keys), hasher, policy, &refresh_secret, config);
+        let auth = Auth::new(
+            store,
+            clock,
+            Arc::new(keys),
+            hasher,
+            policy,
+            &refresh_secret,
+            config,
+        );
         let limiter = NonZeroU32::new(settings.ip_rate_limit)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
         let state = AppState {
@@ -130,18 +153,29 @@ impl App {
             request_timeout: settings.request_timeout,
             limiter,
         };
-        Ok(App { state, settings, master })
+        Ok(App {
+            state,
+            settings,
+            master,
+        })
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains in-flight
     /// requests.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let background = tokio::spawn(background_tasks(self.state.clone()));
         let router = crate::http::router(self.state.clone());
         tracing::info!(address = %listener.local_addr()?, issuer = %self.settings.issuer, "latchkey is serving");
-        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         background.abort();
         served.context("serving HTTP")
     }

@@ -16,7 +16,11 @@ use crate::http::wire::rfc3339;
 use crate::store::{SessionRecord, UserRecord};
 
 #[derive(Debug, Parser)]
-#[command(name = "latchkey", version, about = "Self-hosted token authentication server")]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Self-hosted token authentication server"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub settings: SettingsArgs,
@@ -109,9 +113,15 @@ pub async fn run_admin(command: Command, settings: Settings) -> anyhow::Result<(
             open_store(&settings).await?;
             println!("migrations applied to {}", settings.database_url.redacted());
         }
-        Command::Users(cmd) => users(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?,
-        Command::Sessions(cmd) => sessions(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?,
-        Command::Keys(cmd) => keys(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?,
+        Command::Users(cmd) => {
+            users(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
+        }
+        Command::Sessions(cmd) => {
+            sessions(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
+        }
+        Command::Keys(cmd) => {
+            keys(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
+        }
     }
     Ok(())
 }
@@ -126,17 +136,35 @@ fn explain(e: AuthError) -> anyhow::Error {
 async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
     let auth = &app.state.auth;
     match cmd {
-        UsersCommand::Add { email, name, password_stdin: _ } => {
+        UsersCommand::Add {
+            email,
+            name,
+            password_stdin: _,
+        } => {
             let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
-            let password = password.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&password);
-            let user = auth.create_user(&email, password, name.as_deref()).await.map_err(explain)?;
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password
+                .strip_suffix('\n')
+                .map(|p| p.strip_suffix('\r').unwrap_or(p))
+                .unwrap_or(&password);
+            let user = auth
+                .create_user(&email, password, name.as_deref())
+                .await
+                .map_err(explain)?;
             println!("created user {} <{}>", user.id, user.email);
         }
         UsersCommand::List { limit, offset } => {
             println!("{:<36}  {:<32}  {:<8}  CREATED", "ID", "EMAIL", "STATUS");
             for u in auth.store.list_users(limit, offset).await? {
-                println!("{:<36}  {:<32}  {:<8}  {}", u.id, u.email, status(&u), rfc3339(u.created_at));
+                println!(
+                    "{:<36}  {:<32}  {:<8}  {}",
+                    u.id,
+                    u.email,
+                    status(&u),
+                    rfc3339(u.created_at)
+                );
             }
         }
         UsersCommand::Show { user } => {
@@ -178,13 +206,19 @@ async fn sessions(cmd: SessionsCommand, app: &App) -> anyhow::Result<()> {
     match cmd {
         SessionsCommand::List { user } => {
             let (_, sessions) = auth.user_sessions(&user).await.map_err(explain)?;
-            println!("{:<36}  {:<20}  {:<20}  {:<15}  USER AGENT", "SESSION", "CREATED", "LAST USED", "IP");
+            println!(
+                "{:<36}  {:<20}  {:<20}  {:<15}  USER AGENT",
+                "SESSION", "CREATED", "LAST USED", "IP"
+            );
             for s in &sessions {
                 print_session(s);
             }
         }
         SessionsCommand::Revoke { user, session } => {
-            let n = auth.admin_revoke_sessions(&user, session.as_deref()).await.map_err(explain)?;
+            let n = auth
+                .admin_revoke_sessions(&user, session.as_deref())
+                .await
+                .map_err(explain)?;
             println!("revoked {n} session(s)");
         }
     }
@@ -207,17 +241,34 @@ async fn keys(cmd: KeysCommand, app: &App) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::List => {
             let signing = auth.keys.signing_kid();
-            println!("{:<16}  {:<6}  {:<20}  {:<20}  STATE", "KID", "ALG", "CREATED", "PUBLISHED UNTIL");
+            println!(
+                "{:<16}  {:<6}  {:<20}  {:<20}  STATE",
+                "KID", "ALG", "CREATED", "PUBLISHED UNTIL"
+            );
             for k in crate::domain::keys::list(auth.store.as_ref()).await? {
-                let state = if k.kid == signing { "signing" } else if k.retired_at.is_some() { "retired" } else { "active" };
+                let state = if k.kid == signing {
+                    "signing"
+                } else if k.retired_at.is_some() {
+                    "retired"
+                } else {
+                    "active"
+                };
                 let until = k.expires_at.map_or_else(|| "-".to_string(), rfc3339);
-                println!("{:<16}  {:<6}  {:<20}  {:<20}  {state}", k.kid, k.alg, rfc3339(k.created_at), until);
+                println!(
+                    "{:<16}  {:<6}  {:<20}  {:<20}  {state}",
+                    k.kid,
+                    k.alg,
+                    rfc3339(k.created_at),
+                    until
+                );
             }
         }
         KeysCommand::Rotate { alg } => {
             let alg = alg.unwrap_or(app.settings.signing_alg);
             let kid = auth.rotate_keys(&app.master, alg).await.map_err(explain)?;
-            println!("now signing with {kid} ({alg}); previous keys stay published until their tokens expire");
+            println!(
+                "now signing with {kid} ({alg}); previous keys stay published until their tokens expire"
+            );
         }
     }
     Ok(())

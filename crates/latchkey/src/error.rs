@@ -29,8 +29,12 @@ pub enum ApiError {
     UnsupportedMediaType,
     PayloadTooLarge,
     WeakPassword(String),
-    RateLimited { retry_after: u64 },
-    Unavailable { retry_after: u64 },
+    RateLimited {
+        retry_after: u64,
+    },
+    Unavailable {
+        retry_after: u64,
+    },
     Internal(String),
 }
 
@@ -46,9 +50,9 @@ pub struct ErrorBody {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidRequest(_) | ApiError::InvalidGrant(_) | ApiError::UnsupportedGrantType => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidRequest(_)
+            | ApiError::InvalidGrant(_)
+            | ApiError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             ApiError::InvalidToken(_) | ApiError::MissingToken => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::InvalidCredentials => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -96,10 +100,14 @@ impl ApiError {
             ApiError::NotFound => "no such resource".into(),
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
             ApiError::EmailTaken => "an account with this email already exists".into(),
-            ApiError::UnsupportedMediaType => "unsupported content type; send application/json".into(),
+            ApiError::UnsupportedMediaType => {
+                "unsupported content type; send application/json".into()
+            }
             ApiError::PayloadTooLarge => "request body too large".into(),
             ApiError::RateLimited { .. } => "too many requests; retry later".into(),
-            ApiError::Unavailable { .. } => "the service is temporarily unavailable; retry later".into(),
+            ApiError::Unavailable { .. } => {
+                "the service is temporarily unavailable; retry later".into()
+            }
             ApiError::Internal(_) => "internal server error".into(),
         }
     }
@@ -133,17 +141,33 @@ impl IntoResponse for ApiError {
         }
         let status = self.status();
         let description = self.description();
-        let mut response = (status, Json(ErrorBody { error: self.code(), error_description: description.clone() })).into_response();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: self.code(),
+                error_description: description.clone(),
+            }),
+        )
+            .into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match &self {
             ApiError::MissingToken => {
                 let challenge = format!("Bearer realm=\"{REALM}\"");
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")));
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")),
+                );
             }
             ApiError::InvalidToken(_) => {
-                let challenge = format!("Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{description}\"");
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer error=\"invalid_token\"")));
+                let challenge = format!(
+                    "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{description}\""
+                );
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_str(&challenge)
+                        .unwrap_or(HeaderValue::from_static("Bearer error=\"invalid_token\"")),
+                );
             }
             ApiError::RateLimited { retry_after } | ApiError::Unavailable { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));

@@ -45,8 +45,15 @@ impl EventKind {
 
 impl Auth {
     /// Records a security event for `user_id` (and `session_id`).
-    pub async fn audit(&self, kind: EventKind, user_id: Option<&str>, session_id: Option<&str>, client: &Client) {
-        self.audit_detail(kind, user_id, session_id, client, None).await;
+    pub async fn audit(
+        &self,
+        kind: EventKind,
+        user_id: Option<&str>,
+        session_id: Option<&str>,
+        client: &Client,
+    ) {
+        self.audit_detail(kind, user_id, session_id, client, None)
+            .await;
     }
 
     pub async fn audit_detail(

@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters, EllipticCurveKeyType, Jwk,
-    JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
+    PublicKeyUse,
 };
 use jsonwebtoken::{EncodingKey, Header};
 use latchkey_verify::{Claims, KeySet, Rules, SigningAlg, VerifyError, VerifyKey};
@@ -56,12 +59,26 @@ pub struct KeyInfo {
 
 impl KeyRing {
     /// Loads the keys, creating the first one with `alg` if there is none.
-    pub async fn open(store: &dyn Store, master: MasterKey, alg: SigningAlg, now: i64) -> anyhow::Result<Self> {
-        if !store.signing_keys().await?.iter().any(|k| k.retired_at.is_none()) {
+    pub async fn open(
+        store: &dyn Store,
+        master: MasterKey,
+        alg: SigningAlg,
+        now: i64,
+    ) -> anyhow::Result<Self> {
+        if !store
+            .signing_keys()
+            .await?
+            .iter()
+            .any(|k| k.retired_at.is_none())
+        {
             add_key(store, &master, alg, now, now).await?;
         }
         let loaded = build(&master, &store.signing_keys().await?, now)?;
-        Ok(Self { master, loaded: RwLock::new(Arc::new(loaded)), last_reload: Mutex::new(Instant::now()) })
+        Ok(Self {
+            master,
+            loaded: RwLock::new(Arc::new(loaded)),
+            last_reload: Mutex::new(Instant::now()),
+        })
     }
 
     fn current(&self) -> Arc<Loaded> {
@@ -93,7 +110,13 @@ impl KeyRing {
 
     /// Verifies an access token; an unknown `kid` triggers one (rate-limited)
     /// reload, so a key rotated by another instance is picked up at once.
-    pub async fn verify(&self, store: &dyn Store, token: &str, rules: &Rules, now: i64) -> Result<Claims, VerifyError> {
+    pub async fn verify(
+        &self,
+        store: &dyn Store,
+        token: &str,
+        rules: &Rules,
+        now: i64,
+    ) -> Result<Claims, VerifyError> {
         match latchkey_verify::verify(token, &self.current().trusted, rules, now) {
             Err(VerifyError::UnknownKey) if self.may_reload() => {
                 if let Err(e) = self.reload(store, now).await {
@@ -106,7 +129,9 @@ impl KeyRing {
     }
 
     fn may_reload(&self) -> bool {
-        let Ok(mut last) = self.last_reload.lock() else { return false };
+        let Ok(mut last) = self.last_reload.lock() else {
+            return false;
+        };
         if last.elapsed() < UNKNOWN_KID_RELOAD_INTERVAL {
             return false;
         }
@@ -136,7 +161,13 @@ pub async fn list(store: &dyn Store) -> anyhow::Result<Vec<KeyInfo>> {
         .signing_keys()
         .await?
         .into_iter()
-        .map(|k| KeyInfo { kid: k.kid, alg: k.alg, created_at: k.created_at, retired_at: k.retired_at, expires_at: k.expires_at })
+        .map(|k| KeyInfo {
+            kid: k.kid,
+            alg: k.alg,
+            created_at: k.created_at,
+            retired_at: k.retired_at,
+            expires_at: k.expires_at,
+        })
         .collect())
 }
 
@@ -169,11 +200,20 @@ fn generate(alg: SigningAlg, kid: &str) -> anyhow::Result<(Vec<u8>, Jwk)> {
     let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
     let (pkcs8, params) = match alg {
         SigningAlg::EdDSA => {
-            let doc = Ed25519KeyPair::generate_pkcs8v1(&rng).map_err(|_| anyhow::anyhow!("key generation failed"))?;
-            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let doc = Ed25519KeyPair::generate_pkcs8v1(&rng)
+                .map_err(|_| anyhow::anyhow!("key generation failed"))?;
+            let pair =
+                Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let x = b64(pair.public_key().as_ref());
-            let params = OctetKeyPairParameters { key_type: OctetKeyPairType::OctetKeyPair, curve: EllipticCurve::Ed25519, x };
-            (doc.as_ref().to_vec(), AlgorithmParameters::OctetKeyPair(params))
+            let params = OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x,
+            };
+            (
+                doc.as_ref().to_vec(),
+                AlgorithmParameters::OctetKeyPair(params),
+            )
         }
         SigningAlg::ES256 => {
             let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
@@ -188,7 +228,10 @@ fn generate(alg: SigningAlg, kid: &str) -> anyhow::Result<(Vec<u8>, Jwk)> {
                 x: b64(&point[1..33]),
                 y: b64(&point[33..65]),
             };
-            (doc.as_ref().to_vec(), AlgorithmParameters::EllipticCurve(params))
+            (
+                doc.as_ref().to_vec(),
+                AlgorithmParameters::EllipticCurve(params),
+            )
         }
     };
     let common = CommonParameters {
@@ -200,17 +243,29 @@ fn generate(alg: SigningAlg, kid: &str) -> anyhow::Result<(Vec<u8>, Jwk)> {
         key_id: Some(kid.to_string()),
         ..Default::default()
     };
-    Ok((pkcs8, Jwk { common, algorithm: params }))
+    Ok((
+        pkcs8,
+        Jwk {
+            common,
+            algorithm: params,
+        },
+    ))
 }
 
 fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<Loaded> {
-    let published: Vec<&KeyRecord> = records.iter().filter(|k| k.expires_at.is_none_or(|e| e > now)).collect();
+    let published: Vec<&KeyRecord> = records
+        .iter()
+        .filter(|k| k.expires_at.is_none_or(|e| e > now))
+        .collect();
     let current = records
         .iter()
         .filter(|k| k.retired_at.is_none())
         .max_by_key(|k| (k.created_at, k.kid.clone()))
         .context("no active signing key")?;
-    let alg: SigningAlg = current.alg.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let alg: SigningAlg = current
+        .alg
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
     let pkcs8 = master.open(&current.kid, &current.private_key)?;
     let key = match alg {
         SigningAlg::EdDSA => EncodingKey::from_ed_der(&pkcs8),
@@ -220,11 +275,18 @@ fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<
     let mut jwks = JwkSet { keys: Vec::new() };
     for record in &published {
         let jwk: Jwk = serde_json::from_str(&record.public_jwk).context("stored JWK is invalid")?;
-        trusted.insert(record.kid.clone(), VerifyKey::from_jwk(&jwk).map_err(|e| anyhow::anyhow!(e))?);
+        trusted.insert(
+            record.kid.clone(),
+            VerifyKey::from_jwk(&jwk).map_err(|e| anyhow::anyhow!(e))?,
+        );
         jwks.keys.push(jwk);
     }
     Ok(Loaded {
-        signer: Signer { kid: current.kid.clone(), alg, key },
+        signer: Signer {
+            kid: current.kid.clone(),
+            alg,
+            key,
+        },
         trusted,
         jwks: Arc::new(serde_json::to_string(&jwks)?),
         kids: published.iter().map(|k| k.kid.clone()).collect(),

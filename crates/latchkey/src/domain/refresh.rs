@@ -85,7 +85,11 @@ pub fn parse(token: &str) -> Option<Presented> {
     let sid = Uuid::from_slice(&body[..16]).ok()?;
     let generation = i64::from_be_bytes(body[16..24].try_into().ok()?);
     let mac: [u8; 32] = body[24..].try_into().ok()?;
-    (generation >= 0).then(|| Presented { session_id: sid.to_string(), generation, mac })
+    (generation >= 0).then(|| Presented {
+        session_id: sid.to_string(),
+        generation,
+        mac,
+    })
 }
 
 #[cfg(test)]

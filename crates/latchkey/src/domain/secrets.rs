@@ -34,18 +34,26 @@ impl MasterKey {
             .decode(text)
             .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
             .context("master key is not valid base64")?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("master key must be 32 bytes"))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("master key must be 32 bytes"))?;
         Ok(Self(key))
     }
 
     /// The configured key, or the one in `data_dir`, created on first use.
-    pub fn load_or_create(configured: Option<&SecretString>, data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn load_or_create(
+        configured: Option<&SecretString>,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
         if let Some(text) = configured {
             return Self::from_base64(text.expose_secret());
         }
         let path = data_dir.join(MASTER_KEY_FILE);
         match std::fs::read_to_string(&path) {
-            Ok(text) => return Self::from_base64(&text).with_context(|| format!("reading {}", path.display())),
+            Ok(text) => {
+                return Self::from_base64(&text)
+                    .with_context(|| format!("reading {}", path.display()));
+            }
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("reading {}", path.display()));
             }
@@ -97,7 +105,8 @@ impl MasterKey {
         let key = RandomizedNonceKey::new(&AES_256_GCM, &self.derive("signing-key-seal"))
             .map_err(|_| anyhow::anyhow!("cannot build sealing key"))?;
         let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
         let mut body = body.to_vec();
         let plain = key
             .open_in_place(nonce, Aad::from(label.as_bytes()), &mut body)

@@ -75,8 +75,21 @@ impl Auth {
         refresh_secret: &[u8; 32],
         config: AuthConfig,
     ) -> Self {
-        let rules = Rules { issuer: config.issuer.clone(), audience: config.audience.clone(), leeway: config.leeway };
-        Self { store, clock, keys, hasher, policy, refresh_key: RefreshKey::new(refresh_secret), config, rules }
+        let rules = Rules {
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            leeway: config.leeway,
+        };
+        Self {
+            store,
+            clock,
+            keys,
+            hasher,
+            policy,
+            refresh_key: RefreshKey::new(refresh_secret),
+            config,
+            rules,
+        }
     }
 
     pub fn now(&self) -> i64 {
@@ -92,7 +105,11 @@ impl Auth {
     }
 
     /// Starts a new session for `user` and returns its first token pair.
-    pub(super) async fn start_session(&self, user: &UserRecord, client: &Client) -> Result<TokenPair, AuthError> {
+    pub(super) async fn start_session(
+        &self,
+        user: &UserRecord,
+        client: &Client,
+    ) -> Result<TokenPair, AuthError> {
         let now = self.now();
         let mut salt = vec![0u8; 16];
         random(&mut salt)?;
@@ -164,7 +181,10 @@ impl Auth {
         if state.user.disabled || claims.iat < state.user.not_before {
             return Err(AuthError::InvalidToken("the token has been revoked"));
         }
-        Ok(Authenticated { claims, user: state.user })
+        Ok(Authenticated {
+            claims,
+            user: state.user,
+        })
     }
 }
 
@@ -172,7 +192,9 @@ fn verify_message(e: &latchkey_verify::VerifyError) -> &'static str {
     use latchkey_verify::VerifyError as V;
     match e {
         V::Expired => "the access token has expired",
-        V::Malformed(_) | V::Header(_) | V::UnknownKey | V::BadSignature | V::Claims => "the access token is invalid",
+        V::Malformed(_) | V::Header(_) | V::UnknownKey | V::BadSignature | V::Claims => {
+            "the access token is invalid"
+        }
         V::Issuer | V::Audience | V::NotYetValid => "the access token is not valid here",
     }
 }

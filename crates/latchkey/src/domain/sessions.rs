@@ -18,7 +18,10 @@ const REUSED: &str = "the refresh token was already used; the session has been r
 impl Auth {
     /// Exchanges a refresh token for a new pair.
     pub async fn refresh(&self, token: &str, client: &Client) -> Result<TokenPair, AuthError> {
-        let (presented, mut session) = self.authentic_session(token).await?.ok_or(AuthError::InvalidGrant(BAD_REFRESH))?;
+        let (presented, mut session) = self
+            .authentic_session(token)
+            .await?
+            .ok_or(AuthError::InvalidGrant(BAD_REFRESH))?;
         let user = self.store.user_by_id(&session.user_id).await?;
         if user.as_ref().is_none_or(|u| u.disabled) {
             return Err(AuthError::InvalidGrant(BAD_REFRESH));
@@ -27,17 +30,35 @@ impl Auth {
         let grace = self.config.reuse_grace;
         if classify(presented.generation, &session, now, grace) == Verdict::Rotate {
             let idle_until = (now + self.config.refresh_idle_ttl).min(session.expires_at);
-            if self.store.advance_session(&session.id, presented.generation, now, idle_until).await? {
+            if self
+                .store
+                .advance_session(&session.id, presented.generation, now, idle_until)
+                .await?
+            {
                 metrics::counter!("latchkey_refreshes_total").increment(1);
-                return self.token_pair(&session.user_id, &session.id, &session.salt, presented.generation + 1);
+                return self.token_pair(
+                    &session.user_id,
+                    &session.id,
+                    &session.salt,
+                    presented.generation + 1,
+                );
             }
             // Another refresh of the same token won the race: judge again on fresh state.
-            session = self.store.session(&session.id).await?.ok_or(AuthError::InvalidGrant(BAD_REFRESH))?;
+            session = self
+                .store
+                .session(&session.id)
+                .await?
+                .ok_or(AuthError::InvalidGrant(BAD_REFRESH))?;
         }
         match classify(presented.generation, &session, now, grace) {
             Verdict::Grace => {
                 metrics::counter!("latchkey_refreshes_total").increment(1);
-                self.token_pair(&session.user_id, &session.id, &session.salt, session.generation)
+                self.token_pair(
+                    &session.user_id,
+                    &session.id,
+                    &session.salt,
+                    session.generation,
+                )
             }
             Verdict::Reuse => {
                 self.end_session_for_reuse(&session, client).await?;
@@ -49,22 +70,43 @@ impl Auth {
 
     /// The session a refresh token belongs to, only if the token's MAC is
     /// authentic: a malformed or guessed token never touches any session.
-    async fn authentic_session(&self, token: &str) -> Result<Option<(Presented, SessionRecord)>, AuthError> {
-        let Some(presented) = refresh::parse(token) else { return Ok(None) };
-        let Some(session) = self.store.session(&presented.session_id).await? else { return Ok(None) };
+    async fn authentic_session(
+        &self,
+        token: &str,
+    ) -> Result<Option<(Presented, SessionRecord)>, AuthError> {
+        let Some(presented) = refresh::parse(token) else {
+            return Ok(None);
+        };
+        let Some(session) = self.store.session(&presented.session_id).await? else {
+            return Ok(None);
+        };
         if !self.refresh_key.check(&presented, &session.salt) {
             return Ok(None);
         }
         Ok(Some((presented, session)))
     }
 
-    async fn end_session_for_reuse(&self, session: &SessionRecord, client: &Client) -> Result<(), AuthError> {
+    async fn end_session_for_reuse(
+        &self,
+        session: &SessionRecord,
+        client: &Client,
+    ) -> Result<(), AuthError> {
         let now = self.now();
-        if self.store.revoke_session(&session.id, RevokeReason::RefreshReuse, now).await? {
+        if self
+            .store
+            .revoke_session(&session.id, RevokeReason::RefreshReuse, now)
+            .await?
+        {
             metrics::counter!("latchkey_refresh_reuse_detected_total").increment(1);
             metrics::counter!("latchkey_revocations_total").increment(1);
             tracing::warn!(user_id = %session.user_id, session_id = %session.id, "refresh token reuse detected");
-            self.audit(EventKind::RefreshReuse, Some(&session.user_id), Some(&session.id), client).await;
+            self.audit(
+                EventKind::RefreshReuse,
+                Some(&session.user_id),
+                Some(&session.id),
+                client,
+            )
+            .await;
         }
         Ok(())
     }
@@ -73,48 +115,96 @@ impl Auth {
     /// revoked tokens are accepted silently: logout is idempotent.
     pub async fn logout_refresh(&self, token: &str, client: &Client) -> Result<(), AuthError> {
         if let Some((_, session)) = self.authentic_session(token).await? {
-            self.end_session(&session.user_id, &session.id, RevokeReason::Logout, client).await?;
+            self.end_session(&session.user_id, &session.id, RevokeReason::Logout, client)
+                .await?;
         }
         Ok(())
     }
 
     /// Ends the caller's own session.
     pub async fn logout(&self, caller: &Authenticated, client: &Client) -> Result<(), AuthError> {
-        self.end_session(&caller.user.id, &caller.claims.sid, RevokeReason::Logout, client).await?;
+        self.end_session(
+            &caller.user.id,
+            &caller.claims.sid,
+            RevokeReason::Logout,
+            client,
+        )
+        .await?;
         Ok(())
     }
 
-    async fn end_session(&self, user_id: &str, sid: &str, reason: RevokeReason, client: &Client) -> Result<bool, AuthError> {
+    async fn end_session(
+        &self,
+        user_id: &str,
+        sid: &str,
+        reason: RevokeReason,
+        client: &Client,
+    ) -> Result<bool, AuthError> {
         let ended = self.store.revoke_session(sid, reason, self.now()).await?;
         if ended {
             metrics::counter!("latchkey_revocations_total").increment(1);
-            let kind = if reason == RevokeReason::Logout { EventKind::Logout } else { EventKind::SessionRevoked };
+            let kind = if reason == RevokeReason::Logout {
+                EventKind::Logout
+            } else {
+                EventKind::SessionRevoked
+            };
             self.audit(kind, Some(user_id), Some(sid), client).await;
         }
         Ok(ended)
     }
 
     /// Ends every session of the caller's user.
-    pub async fn logout_all(&self, caller: &Authenticated, client: &Client) -> Result<(), AuthError> {
+    pub async fn logout_all(
+        &self,
+        caller: &Authenticated,
+        client: &Client,
+    ) -> Result<(), AuthError> {
         let now = self.now();
-        let revoked =
-            self.store.revoke_user_sessions(&caller.user.id, None, RevokeReason::LogoutAll, now, Some(now)).await?;
+        let revoked = self
+            .store
+            .revoke_user_sessions(
+                &caller.user.id,
+                None,
+                RevokeReason::LogoutAll,
+                now,
+                Some(now),
+            )
+            .await?;
         metrics::counter!("latchkey_revocations_total").increment(revoked);
-        self.audit(EventKind::LogoutAll, Some(&caller.user.id), Some(&caller.claims.sid), client).await;
+        self.audit(
+            EventKind::LogoutAll,
+            Some(&caller.user.id),
+            Some(&caller.claims.sid),
+            client,
+        )
+        .await;
         Ok(())
     }
 
     /// The caller's live sessions, newest first.
     pub async fn sessions(&self, caller: &Authenticated) -> Result<Vec<SessionRecord>, AuthError> {
-        Ok(self.store.live_sessions(&caller.user.id, self.now()).await?)
+        Ok(self
+            .store
+            .live_sessions(&caller.user.id, self.now())
+            .await?)
     }
 
     /// Revokes one of the caller's live sessions; anything else is not found.
-    pub async fn revoke_own_session(&self, caller: &Authenticated, sid: &str, client: &Client) -> Result<(), AuthError> {
-        let session = self.store.session(sid).await?.filter(|s| s.user_id == caller.user.id);
+    pub async fn revoke_own_session(
+        &self,
+        caller: &Authenticated,
+        sid: &str,
+        client: &Client,
+    ) -> Result<(), AuthError> {
+        let session = self
+            .store
+            .session(sid)
+            .await?
+            .filter(|s| s.user_id == caller.user.id);
         match session {
             Some(s) if is_live(&s, self.now()) => {
-                self.end_session(&s.user_id, &s.id, RevokeReason::SessionDeleted, client).await?;
+                self.end_session(&s.user_id, &s.id, RevokeReason::SessionDeleted, client)
+                    .await?;
                 Ok(())
             }
             _ => Err(AuthError::NotFound),
@@ -126,20 +216,34 @@ impl Auth {
     pub async fn revoke_token(&self, token: &str, client: &Client) -> Result<(), AuthError> {
         if token.starts_with(refresh::PREFIX) {
             if let Some((_, s)) = self.authentic_session(token).await? {
-                self.end_session(&s.user_id, &s.id, RevokeReason::Admin, client).await?;
+                self.end_session(&s.user_id, &s.id, RevokeReason::Admin, client)
+                    .await?;
             }
             return Ok(());
         }
         let now = self.now();
-        if let Ok(claims) = self.keys.verify(self.store.as_ref(), token, &self.rules, now).await {
-            self.end_session(&claims.sub, &claims.sid, RevokeReason::Admin, client).await?;
+        if let Ok(claims) = self
+            .keys
+            .verify(self.store.as_ref(), token, &self.rules, now)
+            .await
+        {
+            self.end_session(&claims.sub, &claims.sid, RevokeReason::Admin, client)
+                .await?;
         }
         Ok(())
     }
 
     /// The caller's security events, newest first.
-    pub async fn events(&self, caller: &Authenticated, before: Option<i64>, limit: i64) -> Result<Vec<EventRecord>, AuthError> {
-        Ok(self.store.user_events(&caller.user.id, before, limit).await?)
+    pub async fn events(
+        &self,
+        caller: &Authenticated,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>, AuthError> {
+        Ok(self
+            .store
+            .user_events(&caller.user.id, before, limit)
+            .await?)
     }
 }
 
@@ -208,7 +312,10 @@ mod tests {
     #[test]
     fn the_current_token_rotates() {
         let clock = ManualClock::new(1_000);
-        assert_eq!(classify(0, &session(&clock, 0), clock.now(), GRACE), Verdict::Rotate);
+        assert_eq!(
+            classify(0, &session(&clock, 0), clock.now(), GRACE),
+            Verdict::Rotate
+        );
     }
 
     #[test]
@@ -224,13 +331,19 @@ mod tests {
     #[test]
     fn older_generations_are_reuse_even_within_the_window() {
         let clock = ManualClock::new(1_000);
-        assert_eq!(classify(1, &session(&clock, 3), clock.now(), GRACE), Verdict::Reuse);
+        assert_eq!(
+            classify(1, &session(&clock, 3), clock.now(), GRACE),
+            Verdict::Reuse
+        );
     }
 
     #[test]
     fn a_zero_grace_window_makes_every_second_use_reuse() {
         let clock = ManualClock::new(1_000);
-        assert_eq!(classify(2, &session(&clock, 3), clock.now(), 0), Verdict::Reuse);
+        assert_eq!(
+            classify(2, &session(&clock, 3), clock.now(), 0),
+            Verdict::Reuse
+        );
     }
 
     #[test]
@@ -238,11 +351,19 @@ mod tests {
         let clock = ManualClock::new(1_000);
         let s = session(&clock, 0);
         clock.advance(100);
-        assert_eq!(classify(0, &s, clock.now(), GRACE), Verdict::Dead, "idle expiry");
+        assert_eq!(
+            classify(0, &s, clock.now(), GRACE),
+            Verdict::Dead,
+            "idle expiry"
+        );
         let mut long_idle = s.clone();
         long_idle.idle_expires_at = long_idle.expires_at + 50;
         clock.advance(900);
-        assert_eq!(classify(0, &long_idle, clock.now(), GRACE), Verdict::Dead, "absolute expiry");
+        assert_eq!(
+            classify(0, &long_idle, clock.now(), GRACE),
+            Verdict::Dead,
+            "absolute expiry"
+        );
         let mut revoked = session(&ManualClock::new(1_000), 0);
         revoked.revoked_at = Some(1_000);
         assert_eq!(classify(0, &revoked, 1_000, GRACE), Verdict::Dead);
@@ -251,6 +372,9 @@ mod tests {
     #[test]
     fn future_generations_are_never_accepted() {
         let clock = ManualClock::new(1_000);
-        assert_eq!(classify(5, &session(&clock, 3), clock.now(), GRACE), Verdict::Dead);
+        assert_eq!(
+            classify(5, &session(&clock, 3), clock.now(), GRACE),
+            Verdict::Dead
+        );
     }
 }

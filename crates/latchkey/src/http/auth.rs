@@ -65,9 +65,16 @@ pub struct RevokeRequest {
     (status = 201, description = "Account created", body = TokenResponse),
     (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
     (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn register(State(state): State<AppState>, meta: ClientMeta, ApiJson(req): ApiJson<RegisterRequest>) -> ApiResult<Response> {
+async fn register(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> ApiResult<Response> {
     state.limit_ip(meta.ip)?;
-    let (user, pair) = state.auth.register(&req.email, &req.password, req.name.as_deref(), &meta.client).await?;
+    let (user, pair) = state
+        .auth
+        .register(&req.email, &req.password, req.name.as_deref(), &meta.client)
+        .await?;
     Ok(TokenResponse::new(pair, Some(&user)).respond(StatusCode::CREATED))
 }
 
@@ -76,22 +83,36 @@ async fn register(State(state): State<AppState>, meta: ClientMeta, ApiJson(req):
     (status = 200, description = "Logged in", body = TokenResponse),
     (status = 400, description = "Unknown user, wrong password or disabled account (one answer for all)", body = ErrorBody),
     (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn login(State(state): State<AppState>, meta: ClientMeta, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Response> {
+async fn login(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
     state.limit_ip(meta.ip)?;
-    let pair = state.auth.login(&req.email, &req.password, &meta.client).await?;
+    let pair = state
+        .auth
+        .login(&req.email, &req.password, &meta.client)
+        .await?;
     Ok(TokenResponse::new(pair, None).respond(StatusCode::OK))
 }
 
 /// OAuth 2.0 token endpoint: `grant_type=refresh_token` rotates the refresh token.
 #[utoipa::path(post, path = "/v1/token", tag = "auth", request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"), responses(
     (status = 200, body = TokenResponse), (status = 400, body = ErrorBody)))]
-async fn token(State(state): State<AppState>, meta: ClientMeta, JsonOrForm(req): JsonOrForm<TokenRequest>) -> ApiResult<Response> {
+async fn token(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    JsonOrForm(req): JsonOrForm<TokenRequest>,
+) -> ApiResult<Response> {
     match req.grant_type.as_deref() {
         Some("refresh_token") => {}
         Some(_) => return Err(ApiError::UnsupportedGrantType),
         None => return Err(ApiError::InvalidRequest("grant_type is required".into())),
     }
-    let refresh = req.refresh_token.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::InvalidRequest("refresh_token is required".into()))?;
+    let refresh = req
+        .refresh_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::InvalidRequest("refresh_token is required".into()))?;
     let pair = state.auth.refresh(&refresh, &meta.client).await?;
     Ok(TokenResponse::new(pair, None).respond(StatusCode::OK))
 }
@@ -99,10 +120,17 @@ async fn token(State(state): State<AppState>, meta: ClientMeta, JsonOrForm(req):
 /// End one session, named by its refresh token or by a bearer access token. Idempotent.
 #[utoipa::path(post, path = "/v1/logout", tag = "auth", request_body(content = LogoutRequest, description = "optional when a bearer token is sent"), responses(
     (status = 204, description = "Session ended (or already ended)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn logout(State(state): State<AppState>, meta: ClientMeta, headers: HeaderMap, OptionalBody(body): OptionalBody<LogoutRequest>) -> ApiResult<StatusCode> {
+async fn logout(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    headers: HeaderMap,
+    OptionalBody(body): OptionalBody<LogoutRequest>,
+) -> ApiResult<StatusCode> {
     let refresh = body.and_then(|b| b.refresh_token).filter(|t| !t.is_empty());
     match (bearer_token(&headers)?, refresh) {
-        (Some(_), Some(_)) => Err(ApiError::InvalidRequest("send either a refresh token or a bearer token, not both".into())),
+        (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
+            "send either a refresh token or a bearer token, not both".into(),
+        )),
         (Some(token), None) => {
             let caller = state.auth.authenticate(token).await?;
             state.auth.logout(&caller, &meta.client).await?;
@@ -112,14 +140,20 @@ async fn logout(State(state): State<AppState>, meta: ClientMeta, headers: Header
             state.auth.logout_refresh(&refresh, &meta.client).await?;
             Ok(StatusCode::NO_CONTENT)
         }
-        (None, None) => Err(ApiError::InvalidRequest("a refresh token or a bearer token is required".into())),
+        (None, None) => Err(ApiError::InvalidRequest(
+            "a refresh token or a bearer token is required".into(),
+        )),
     }
 }
 
 /// End every session of the caller.
 #[utoipa::path(post, path = "/v1/logout-all", tag = "auth", security(("bearer" = [])), responses(
     (status = 204, description = "All sessions ended"), (status = 401, body = ErrorBody)))]
-async fn logout_all(State(state): State<AppState>, meta: ClientMeta, AuthUser(caller): AuthUser) -> ApiResult<StatusCode> {
+async fn logout_all(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+) -> ApiResult<StatusCode> {
     state.auth.logout_all(&caller, &meta.client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -127,8 +161,15 @@ async fn logout_all(State(state): State<AppState>, meta: ClientMeta, AuthUser(ca
 /// RFC 7009 token revocation: the token's session ends; unknown tokens are accepted silently.
 #[utoipa::path(post, path = "/v1/revoke", tag = "auth", request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"), responses(
     (status = 200, description = "Revoked, or nothing to revoke"), (status = 400, body = ErrorBody)))]
-async fn revoke(State(state): State<AppState>, meta: ClientMeta, JsonOrForm(req): JsonOrForm<RevokeRequest>) -> ApiResult<Response> {
-    let token = req.token.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::InvalidRequest("token is required".into()))?;
+async fn revoke(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    JsonOrForm(req): JsonOrForm<RevokeRequest>,
+) -> ApiResult<Response> {
+    let token = req
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::InvalidRequest("token is required".into()))?;
     let _hint = req.token_type_hint;
     state.auth.revoke_token(&token, &meta.client).await?;
     Ok(StatusCode::OK.into_response())

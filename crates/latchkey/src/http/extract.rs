@@ -35,7 +35,9 @@ fn body_kind(headers: &HeaderMap) -> Option<BodyKind> {
 
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(inner) if inner.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+        BytesRejection::FailedToBufferBody(inner)
+            if inner.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
             ApiError::PayloadTooLarge
         }
         _ => ApiError::InvalidRequest("the request body could not be read".into()),
@@ -100,13 +102,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalBody<T> {
 /// or an empty token, are refused.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else { return Ok(None) };
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
     if values.next().is_some() {
-        return Err(ApiError::InvalidRequest("more than one Authorization header".into()));
+        return Err(ApiError::InvalidRequest(
+            "more than one Authorization header".into(),
+        ));
     }
-    let value = value.to_str().map_err(|_| ApiError::InvalidToken("the access token is invalid".into()))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidToken("the access token is invalid".into()))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
         _ => Ok(None),
@@ -119,7 +129,10 @@ pub struct AuthUser(pub Authenticated);
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?.ok_or(ApiError::MissingToken)?;
         Ok(AuthUser(state.auth.authenticate(token).await?))
     }
@@ -134,15 +147,32 @@ pub struct ClientMeta {
 impl FromRequestParts<AppState> for ClientMeta {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
         let ip = peer.map(|peer| client_ip(peer, &parts.headers, &state.trusted_proxies));
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT).collect());
-        Ok(ClientMeta { ip, client: Client { ip: ip.map(|i| i.to_string()), user_agent } })
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_USER_AGENT)
+                    .collect()
+            });
+        Ok(ClientMeta {
+            ip,
+            client: Client {
+                ip: ip.map(|i| i.to_string()),
+                user_agent,
+            },
+        })
     }
 }
 
@@ -162,7 +192,10 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) ->
         .map(|s| s.trim().parse::<IpAddr>())
         .collect::<Result<_, _>>()
         .unwrap_or_default();
-    hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
 }
 
 #[cfg(test)]

@@ -19,7 +19,10 @@ const DEFAULT_EVENTS: i64 = 50;
 const MAX_EVENTS: i64 = 200;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(me)).routes(routes!(events)).routes(routes!(change_password))
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(events))
+        .routes(routes!(change_password))
 }
 
 /// The caller's profile.
@@ -60,20 +63,38 @@ pub struct EventsPage {
 /// The caller's security events, newest first.
 #[utoipa::path(get, path = "/v1/me/events", tag = "account", params(EventsQuery), security(("bearer" = [])), responses(
     (status = 200, body = EventsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn events(State(state): State<AppState>, AuthUser(caller): AuthUser, RawQuery(query): RawQuery) -> ApiResult<Json<EventsPage>> {
+async fn events(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<EventsPage>> {
     let q: EventsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::InvalidRequest(format!("invalid query: {e}")))?;
     let limit = q.limit.unwrap_or(DEFAULT_EVENTS);
     if !(1..=MAX_EVENTS).contains(&limit) {
-        return Err(ApiError::InvalidRequest(format!("limit must be between 1 and {MAX_EVENTS}")));
+        return Err(ApiError::InvalidRequest(format!(
+            "limit must be between 1 and {MAX_EVENTS}"
+        )));
     }
     let records = state.auth.events(&caller, q.before, limit).await?;
-    let next_before = (records.len() as i64 == limit).then(|| records.last().map(|e| e.id)).flatten();
+    let next_before = (records.len() as i64 == limit)
+        .then(|| records.last().map(|e| e.id))
+        .flatten();
     let events = records
         .into_iter()
-        .map(|e| EventView { id: e.id, kind: e.kind, session_id: e.session_id, ip: e.ip, user_agent: e.user_agent, created_at: rfc3339(e.created_at) })
+        .map(|e| EventView {
+            id: e.id,
+            kind: e.kind,
+            session_id: e.session_id,
+            ip: e.ip,
+            user_agent: e.user_agent,
+            created_at: rfc3339(e.created_at),
+        })
         .collect();
-    Ok(Json(EventsPage { events, next_before }))
+    Ok(Json(EventsPage {
+        events,
+        next_before,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -95,6 +116,14 @@ async fn change_password(
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> ApiResult<Response> {
     state.limit_ip(meta.ip)?;
-    let pair = state.auth.change_password(&caller, &req.current_password, &req.new_password, &meta.client).await?;
+    let pair = state
+        .auth
+        .change_password(
+            &caller,
+            &req.current_password,
+            &req.new_password,
+            &meta.client,
+        )
+        .await?;
     Ok(TokenResponse::new(pair, None).respond(StatusCode::OK))
 }

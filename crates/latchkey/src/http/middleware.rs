@@ -22,8 +22,14 @@ use crate::error::ApiError;
 const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
-    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
-    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
     ("cross-origin-resource-policy", "same-origin"),
     ("x-frame-options", "DENY"),
 ];
@@ -34,7 +40,10 @@ pub fn wrap(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let mut router = router
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn(record_metrics))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
     for (name, value) in SECURITY_HEADERS {
         router = router.layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static(name),
@@ -45,21 +54,39 @@ pub fn wrap(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         router = router.layer(cors);
     }
     router
-        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE]))
+        .layer(SetSensitiveHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+            header::SET_COOKIE,
+        ]))
 }
 
 fn cors(state: &AppState) -> Option<CorsLayer> {
-    let origins: Vec<HeaderValue> = state.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let origins: Vec<HeaderValue> = state
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
     (!origins.is_empty()).then(|| {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
             .allow_credentials(true)
-            .allow_methods([axum::http::Method::GET, axum::http::Method::POST, axum::http::Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("x-csrf-token")])
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-csrf-token"),
+            ])
             .max_age(Duration::from_secs(600))
     })
 }

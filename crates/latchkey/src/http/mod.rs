@@ -43,7 +43,12 @@ impl Modify for BearerScheme {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -69,7 +74,16 @@ pub fn router(state: AppState) -> Router {
     let spec = Arc::new(api.to_json().unwrap_or_default());
     let openapi_json = get(move || {
         let spec = spec.clone();
-        async move { ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], spec.as_str().to_owned()).into_response() }
+        async move {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                spec.as_str().to_owned(),
+            )
+                .into_response()
+        }
     });
     let router = router
         .route("/openapi.json", openapi_json)

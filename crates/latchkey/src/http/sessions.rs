@@ -14,7 +14,9 @@ use crate::app::AppState;
 use crate::error::{ApiResult, ErrorBody};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list)).routes(routes!(delete))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(delete))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -25,9 +27,15 @@ pub struct SessionList {
 /// The caller's live sessions, newest first.
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])), responses(
     (status = 200, body = SessionList), (status = 401, body = ErrorBody)))]
-async fn list(State(state): State<AppState>, AuthUser(caller): AuthUser) -> ApiResult<Json<SessionList>> {
+async fn list(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+) -> ApiResult<Json<SessionList>> {
     let sessions = state.auth.sessions(&caller).await?;
-    let sessions = sessions.iter().map(|s| SessionView::new(s, &caller.claims.sid)).collect();
+    let sessions = sessions
+        .iter()
+        .map(|s| SessionView::new(s, &caller.claims.sid))
+        .collect();
     Ok(Json(SessionList { sessions }))
 }
 
@@ -35,7 +43,15 @@ async fn list(State(state): State<AppState>, AuthUser(caller): AuthUser) -> ApiR
 #[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "session id")),
     security(("bearer" = [])), responses(
     (status = 204, description = "Session revoked"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete(State(state): State<AppState>, meta: ClientMeta, AuthUser(caller): AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    state.auth.revoke_own_session(&caller, &id, &meta.client).await?;
+async fn delete(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .auth
+        .revoke_own_session(&caller, &id, &meta.client)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

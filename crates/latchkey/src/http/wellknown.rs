@@ -16,18 +16,30 @@ use crate::app::AppState;
 const JWKS_MAX_AGE: &str = "public, max-age=60";
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(jwks)).routes(routes!(metadata))
+    OpenApiRouter::new()
+        .routes(routes!(jwks))
+        .routes(routes!(metadata))
 }
 
 /// Public signing keys.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery", responses((status = 200, description = "JWK set")))]
 async fn jwks(State(state): State<AppState>) -> Response {
     let body = state.auth.keys.jwks();
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], body.as_str().to_owned()).into_response();
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.as_str().to_owned(),
+    )
+        .into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(JWKS_MAX_AGE));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(JWKS_MAX_AGE),
+    );
     // Public keys may be fetched by any page, but never with credentials.
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     response
 }
 
@@ -47,6 +59,9 @@ async fn metadata(State(state): State<AppState>) -> Response {
         "service_documentation": format!("{issuer}/openapi.json"),
     });
     let mut response = Json(doc).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }

@@ -163,7 +163,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>>;
     async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()>;
     /// Returns false when no such user exists.
-    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> StoreResult<bool>;
+    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64)
+    -> StoreResult<bool>;
     /// Deletes the user and their sessions, recording a user-wide revocation.
     async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool>;
 
@@ -172,7 +173,13 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically moves a live session from generation `from` to `from + 1`.
     /// Returns false, changing nothing, when the session is not live or is
     /// not at `from` (another refresh won, or the token was already used).
-    async fn advance_session(&self, id: &str, from: i64, now: i64, idle_expires_at: i64) -> StoreResult<bool>;
+    async fn advance_session(
+        &self,
+        id: &str,
+        from: i64,
+        now: i64,
+        idle_expires_at: i64,
+    ) -> StoreResult<bool>;
     /// Revokes one live session and records the revocation; returns false if
     /// it was not live.
     async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool>;
@@ -189,17 +196,31 @@ pub trait Store: Send + Sync + 'static {
     /// Live sessions of a user, newest first.
     async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>>;
     /// The user and session named by an access token, if both exist.
-    async fn access_state(&self, user_id: &str, session_id: &str) -> StoreResult<Option<AccessState>>;
+    async fn access_state(
+        &self,
+        user_id: &str,
+        session_id: &str,
+    ) -> StoreResult<Option<AccessState>>;
 
     /// Counts an attempt against `key` unless it is blocked, arming the next
     /// block once the free failures are spent; atomic across instances.
-    async fn reserve_login_attempt(&self, key: &str, now: i64, policy: ThrottlePolicy) -> StoreResult<Attempt>;
+    async fn reserve_login_attempt(
+        &self,
+        key: &str,
+        now: i64,
+        policy: ThrottlePolicy,
+    ) -> StoreResult<Attempt>;
     /// Forgets the failures of `key` after a successful login.
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
 
     async fn insert_event(&self, event: &NewEvent) -> StoreResult<()>;
     /// A user's events, newest first, with ids below `before` when given.
-    async fn user_events(&self, user_id: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<EventRecord>>;
+    async fn user_events(
+        &self,
+        user_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRecord>>;
 
     async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>>;
     /// Adds `key` as the signing key, retiring the current ones at `key.created_at`

@@ -164,7 +164,10 @@ macro_rules! live {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -189,7 +192,11 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<UserRecord>> {
-        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE email_normalized = ?1");
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email_normalized = ?1"
+        );
         let row: Option<UserRow> = sqlx::query_as(sql)
             .bind(email_normalized)
             .fetch_optional(&self.pool)
@@ -200,13 +207,20 @@ impl Store for SqliteStore {
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
         let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
-        let row: Option<UserRow> =
-            sqlx::query_as(sql).bind(id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        let row: Option<UserRow> = sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(row.map(Into::into))
     }
 
     async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>> {
-        let sql = concat!("SELECT ", user_columns!(), " FROM users ORDER BY created_at, id LIMIT ?1 OFFSET ?2");
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY created_at, id LIMIT ?1 OFFSET ?2"
+        );
         let rows: Vec<UserRow> = sqlx::query_as(sql)
             .bind(limit)
             .bind(offset)
@@ -227,7 +241,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> StoreResult<bool> {
+    async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> StoreResult<bool> {
         let done = sqlx::query("UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1")
             .bind(user_id)
             .bind(disabled)
@@ -283,13 +302,26 @@ impl Store for SqliteStore {
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
-        let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = ?1");
-        let row: Option<SessionRow> =
-            sqlx::query_as(sql).bind(id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        let sql = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = ?1"
+        );
+        let row: Option<SessionRow> = sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(row.map(Into::into))
     }
 
-    async fn advance_session(&self, id: &str, from: i64, now: i64, idle_expires_at: i64) -> StoreResult<bool> {
+    async fn advance_session(
+        &self,
+        id: &str,
+        from: i64,
+        now: i64,
+        idle_expires_at: i64,
+    ) -> StoreResult<bool> {
         let sql = concat!(
             "UPDATE sessions SET generation = generation + 1, rotated_at = ?2, last_used_at = ?2, idle_expires_at = ?4
              WHERE id = ?1 AND generation = ?3 AND ",
@@ -401,7 +433,11 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn access_state(&self, user_id: &str, session_id: &str) -> StoreResult<Option<AccessState>> {
+    async fn access_state(
+        &self,
+        user_id: &str,
+        session_id: &str,
+    ) -> StoreResult<Option<AccessState>> {
         #[derive(FromRow)]
         struct Row {
             #[sqlx(flatten)]
@@ -425,7 +461,12 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn reserve_login_attempt(&self, key: &str, now: i64, p: ThrottlePolicy) -> StoreResult<Attempt> {
+    async fn reserve_login_attempt(
+        &self,
+        key: &str,
+        now: i64,
+        p: ThrottlePolicy,
+    ) -> StoreResult<Attempt> {
         // The delay armed by attempt n (n >= free) is base * 2^(n - free),
         // capped; a blocked key is not counted, so waiting is never punished.
         let counted: Option<(i64,)> = sqlx::query_as(
@@ -450,11 +491,12 @@ impl Store for SqliteStore {
         if counted.is_some() {
             return Ok(Attempt::Allowed);
         }
-        let (until,): (i64,) = sqlx::query_as("SELECT blocked_until FROM login_throttle WHERE key = ?1")
-            .bind(key)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let (until,): (i64,) =
+            sqlx::query_as("SELECT blocked_until FROM login_throttle WHERE key = ?1")
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
         Ok(Attempt::Blocked { until })
     }
 
@@ -485,7 +527,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn user_events(&self, user_id: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<EventRecord>> {
+    async fn user_events(
+        &self,
+        user_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRecord>> {
         let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events
              WHERE user_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
@@ -534,12 +581,14 @@ impl Store for SqliteStore {
 
     async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query("UPDATE signing_keys SET retired_at = ?1, expires_at = ?2 WHERE retired_at IS NULL")
-            .bind(key.created_at)
-            .bind(retired_expire_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = ?1, expires_at = ?2 WHERE retired_at IS NULL",
+        )
+        .bind(key.created_at)
+        .bind(retired_expire_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
@@ -557,15 +606,35 @@ impl Store for SqliteStore {
 
     async fn prune(&self, before: PruneBefore, batch: i64) -> StoreResult<u64> {
         let statements = [
-            ("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ?1 OR idle_expires_at < ?1 OR revoked_at < ?1 LIMIT ?2)", before.sessions),
-            ("DELETE FROM revocations WHERE cursor IN (SELECT cursor FROM revocations WHERE revoked_at < ?1 LIMIT ?2)", before.revocations),
-            ("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ?1 LIMIT ?2)", before.events),
-            ("DELETE FROM login_throttle WHERE key IN (SELECT key FROM login_throttle WHERE updated_at < ?1 AND blocked_until < ?1 LIMIT ?2)", before.throttles),
-            ("DELETE FROM signing_keys WHERE kid IN (SELECT kid FROM signing_keys WHERE expires_at < ?1 LIMIT ?2)", before.keys),
+            (
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ?1 OR idle_expires_at < ?1 OR revoked_at < ?1 LIMIT ?2)",
+                before.sessions,
+            ),
+            (
+                "DELETE FROM revocations WHERE cursor IN (SELECT cursor FROM revocations WHERE revoked_at < ?1 LIMIT ?2)",
+                before.revocations,
+            ),
+            (
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ?1 LIMIT ?2)",
+                before.events,
+            ),
+            (
+                "DELETE FROM login_throttle WHERE key IN (SELECT key FROM login_throttle WHERE updated_at < ?1 AND blocked_until < ?1 LIMIT ?2)",
+                before.throttles,
+            ),
+            (
+                "DELETE FROM signing_keys WHERE kid IN (SELECT kid FROM signing_keys WHERE expires_at < ?1 LIMIT ?2)",
+                before.keys,
+            ),
         ];
         let mut total = 0;
         for (sql, cutoff) in statements {
-            let done = sqlx::query(sql).bind(cutoff).bind(batch).execute(&self.pool).await.map_err(map_err)?;
+            let done = sqlx::query(sql)
+                .bind(cutoff)
+                .bind(batch)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
             total += done.rows_affected();
         }
         Ok(total)

@@ -11,7 +11,11 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 fn stdout(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "command failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -19,11 +23,25 @@ fn stdout(out: &std::process::Output) -> String {
 async fn users_add_reads_the_password_from_stdin_and_the_user_can_log_in() {
     let app = spawn_app().await;
     let email = unique_email();
-    let out = app.cli(&["users", "add", "--email", &email, "--name", "Ada", "--password-stdin"], Some(&format!("{PASSWORD}\n")));
+    let out = app.cli(
+        &[
+            "users",
+            "add",
+            "--email",
+            &email,
+            "--name",
+            "Ada",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
     assert!(stdout(&out).contains(&email));
     app.login_ok(&email, PASSWORD).await;
     let show = stdout(&app.cli(&["users", "show", &email.to_uppercase()], None));
-    assert!(show.contains("Ada") && show.contains("active") && show.contains("live sessions:  1"), "{show}");
+    assert!(
+        show.contains("Ada") && show.contains("active") && show.contains("live sessions:  1"),
+        "{show}"
+    );
     let list = stdout(&app.cli(&["users", "list"], None));
     assert!(list.contains(&email), "{list}");
 }
@@ -32,10 +50,22 @@ async fn users_add_reads_the_password_from_stdin_and_the_user_can_log_in() {
 async fn users_add_refuses_weak_passwords_and_taken_emails() {
     let app = spawn_app().await;
     let (email, _) = app.new_user().await;
-    let weak = app.cli(&["users", "add", "--email", &unique_email(), "--password-stdin"], Some("password\n"));
+    let weak = app.cli(
+        &[
+            "users",
+            "add",
+            "--email",
+            &unique_email(),
+            "--password-stdin",
+        ],
+        Some("password\n"),
+    );
     assert!(!weak.status.success());
     assert!(String::from_utf8_lossy(&weak.stderr).contains("too common"));
-    let taken = app.cli(&["users", "add", "--email", &email, "--password-stdin"], Some(PASSWORD));
+    let taken = app.cli(
+        &["users", "add", "--email", &email, "--password-stdin"],
+        Some(PASSWORD),
+    );
     assert!(!taken.status.success());
     assert!(String::from_utf8_lossy(&taken.stderr).contains("already exists"));
 }
@@ -45,11 +75,20 @@ async fn disabling_a_user_revokes_their_tokens_at_once_and_enabling_restores_log
     let app = spawn_app().await;
     let (email, tokens) = app.new_user().await;
     stdout(&app.cli(&["users", "disable", &email], None));
-    assert_eq!(app.me(&tokens.access).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.me(&tokens.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let (status, code, _) = error_of(app.refresh(&tokens.refresh).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_grant"));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
     let (status, code, _) = error_of(app.login(&email, PASSWORD).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_grant"));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
     stdout(&app.cli(&["users", "enable", &email], None));
     app.catch_up_with_wall_clock();
     let fresh = app.login_ok(&email, PASSWORD).await;
@@ -61,8 +100,14 @@ async fn deleting_a_user_revokes_their_tokens_and_frees_the_email() {
     let app = spawn_app().await;
     let (email, tokens) = app.new_user().await;
     stdout(&app.cli(&["users", "delete", &email], None));
-    assert_eq!(app.me(&tokens.access).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.refresh(&tokens.refresh).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.me(&tokens.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.refresh(&tokens.refresh).await.status(),
+        StatusCode::BAD_REQUEST
+    );
     let missing = app.cli(&["users", "show", &email], None);
     assert!(!missing.status.success());
     app.register(&email, PASSWORD).await;
@@ -74,27 +119,69 @@ async fn sessions_can_be_listed_and_revoked_from_the_command_line() {
     let (email, first) = app.new_user().await;
     let second = app.login_ok(&email, PASSWORD).await;
     let list = stdout(&app.cli(&["sessions", "list", "--user", &email], None));
-    assert!(list.contains(&first.session_id) && list.contains(&second.session_id), "{list}");
-    let one = app.cli(&["sessions", "revoke", "--user", &email, "--session", &first.session_id], None);
+    assert!(
+        list.contains(&first.session_id) && list.contains(&second.session_id),
+        "{list}"
+    );
+    let one = app.cli(
+        &[
+            "sessions",
+            "revoke",
+            "--user",
+            &email,
+            "--session",
+            &first.session_id,
+        ],
+        None,
+    );
     assert!(stdout(&one).contains("revoked 1"));
-    assert_eq!(app.me(&first.access).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.me(&first.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(app.me(&second.access).await.status(), StatusCode::OK);
     let (other_email, other) = app.new_user().await;
-    let foreign = app.cli(&["sessions", "revoke", "--user", &email, "--session", &other.session_id], None);
+    let foreign = app.cli(
+        &[
+            "sessions",
+            "revoke",
+            "--user",
+            &email,
+            "--session",
+            &other.session_id,
+        ],
+        None,
+    );
     assert!(!foreign.status.success(), "revoked another user's session");
     assert_eq!(app.me(&other.access).await.status(), StatusCode::OK);
     stdout(&app.cli(&["sessions", "revoke", "--user", &email], None));
-    assert_eq!(app.me(&second.access).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.me(&second.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert!(!other_email.is_empty());
 }
 
 fn kid_of(token: &str) -> String {
-    decode_segment(token, 0)["kid"].as_str().expect("kid").to_string()
+    decode_segment(token, 0)["kid"]
+        .as_str()
+        .expect("kid")
+        .to_string()
 }
 
 async fn jwks_kids(app: &TestApp) -> Vec<String> {
-    let jwks: Value = app.get("/.well-known/jwks.json", None).await.json().await.expect("jwks");
-    jwks["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().expect("kid").to_string()).collect()
+    let jwks: Value = app
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .expect("jwks");
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_string())
+        .collect()
 }
 
 #[tokio::test]
@@ -110,15 +197,28 @@ async fn keys_rotated_by_the_cli_are_used_and_published_while_old_tokens_stay_va
         if kid_of(&tokens.access) != old_kid {
             break tokens;
         }
-        assert!(Instant::now() < deadline, "the server never picked up the rotated key");
+        assert!(
+            Instant::now() < deadline,
+            "the server never picked up the rotated key"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let kids = jwks_kids(&app).await;
-    assert!(kids.contains(&old_kid) && kids.contains(&kid_of(&after.access)), "{kids:?}");
-    assert_eq!(app.me(&before.access).await.status(), StatusCode::OK, "old key's token refused");
+    assert!(
+        kids.contains(&old_kid) && kids.contains(&kid_of(&after.access)),
+        "{kids:?}"
+    );
+    assert_eq!(
+        app.me(&before.access).await.status(),
+        StatusCode::OK,
+        "old key's token refused"
+    );
     assert_eq!(app.me(&after.access).await.status(), StatusCode::OK);
     let list = stdout(&app.cli(&["keys", "list"], None));
-    assert!(list.contains("signing") && list.contains("retired"), "{list}");
+    assert!(
+        list.contains("signing") && list.contains("retired"),
+        "{list}"
+    );
 }
 
 #[tokio::test]
@@ -126,10 +226,27 @@ async fn retired_keys_leave_the_jwks_once_their_tokens_have_expired() {
     let app = spawn_app().await;
     let (_, before) = app.new_user().await;
     let old_kid = kid_of(&before.access);
-    let kid = app.auth.rotate_keys(&latchkey::domain::secrets::MasterKey::load_or_create(None, app.dir.path()).expect("master"), app.settings.signing_alg).await.expect("rotate");
+    let kid = app
+        .auth
+        .rotate_keys(
+            &latchkey::domain::secrets::MasterKey::load_or_create(None, app.dir.path())
+                .expect("master"),
+            app.settings.signing_alg,
+        )
+        .await
+        .expect("rotate");
     assert!(jwks_kids(&app).await.contains(&old_kid));
-    app.clock.advance(app.settings.access_ttl.as_secs() as i64 + app.settings.clock_leeway.as_secs() as i64 + 1);
-    app.auth.keys.reload(app.auth.store.as_ref(), latchkey::domain::clock::Clock::now(app.clock.as_ref())).await.expect("reload");
+    app.clock.advance(
+        app.settings.access_ttl.as_secs() as i64 + app.settings.clock_leeway.as_secs() as i64 + 1,
+    );
+    app.auth
+        .keys
+        .reload(
+            app.auth.store.as_ref(),
+            latchkey::domain::clock::Clock::now(app.clock.as_ref()),
+        )
+        .await
+        .expect("reload");
     assert_eq!(jwks_kids(&app).await, vec![kid]);
 }
 
@@ -153,15 +270,33 @@ async fn migrate_and_version_work_and_bad_settings_name_the_setting() {
     let bad = app.cli(&["--access-ttl", "soon", "version"], None);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("access_ttl") || err.contains("ACCESS_TTL"), "{err}");
+    assert!(
+        err.contains("access_ttl") || err.contains("ACCESS_TTL"),
+        "{err}"
+    );
 }
 
 /// Starts the real binary on a free port, with trace logging captured.
-fn start_server(dir: &std::path::Path) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
+fn start_server(
+    dir: &std::path::Path,
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["--data-dir"])
         .arg(dir)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--argon2-memory-kib", "1024", "--argon2-iterations", "1"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--argon2-memory-kib",
+            "1024",
+            "--argon2-iterations",
+            "1",
+        ])
         .arg("serve")
         .env("RUST_LOG", "trace")
         .stdout(Stdio::null())
@@ -177,10 +312,15 @@ fn start_server(dir: &std::path::Path) -> (std::process::Child, String, std::syn
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     let address = loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server start line");
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("server start line");
         if line.contains("latchkey is serving") {
             let v: Value = serde_json::from_str(&line).expect("json log line");
-            break v["fields"]["address"].as_str().expect("address").to_string();
+            break v["fields"]["address"]
+                .as_str()
+                .expect("address")
+                .to_string();
         }
     };
     (child, format!("http://{address}"), rx)
@@ -192,27 +332,83 @@ async fn the_binary_shuts_down_gracefully_and_never_logs_secrets() {
     let (child, base, logs) = start_server(dir.path());
     let http = reqwest::Client::new();
     let email = unique_email();
-    let reg: Value = http.post(format!("{base}/v1/register")).json(&json!({"email": email, "password": PASSWORD})).send().await.expect("register").json().await.expect("json");
+    let reg: Value = http
+        .post(format!("{base}/v1/register"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
     let rt = reg["refresh_token"].as_str().expect("rt").to_string();
     let at = reg["access_token"].as_str().expect("at").to_string();
-    let bad = http.post(format!("{base}/v1/login")).json(&json!({"email": email, "password": OTHER_PASSWORD})).send().await.expect("login");
+    let bad = http
+        .post(format!("{base}/v1/login"))
+        .json(&json!({"email": email, "password": OTHER_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    let next: Value = http.post(format!("{base}/v1/token")).form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str())]).send().await.expect("refresh").json().await.expect("json");
-    assert_eq!(http.get(format!("{base}/v1/me")).bearer_auth(&at).send().await.expect("me").status(), StatusCode::OK);
-    let changed = http.post(format!("{base}/v1/me/password")).bearer_auth(next["access_token"].as_str().expect("at"))
-        .json(&json!({"current_password": PASSWORD, "new_password": OTHER_PASSWORD})).send().await.expect("password");
+    let next: Value = http
+        .post(format!("{base}/v1/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt.as_str()),
+        ])
+        .send()
+        .await
+        .expect("refresh")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        http.get(format!("{base}/v1/me"))
+            .bearer_auth(&at)
+            .send()
+            .await
+            .expect("me")
+            .status(),
+        StatusCode::OK
+    );
+    let changed = http
+        .post(format!("{base}/v1/me/password"))
+        .bearer_auth(next["access_token"].as_str().expect("at"))
+        .json(&json!({"current_password": PASSWORD, "new_password": OTHER_PASSWORD}))
+        .send()
+        .await
+        .expect("password");
     assert_eq!(changed.status(), StatusCode::OK);
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let exit = child.wait_with_output().expect("wait").status;
-    assert!(exit.success(), "server did not exit cleanly on SIGTERM: {exit:?}");
+    assert!(
+        exit.success(),
+        "server did not exit cleanly on SIGTERM: {exit:?}"
+    );
     let all: Vec<String> = logs.try_iter().collect();
     let text = all.join("\n");
     assert!(text.contains("shutting down"), "no shutdown log");
     let rt_body = rt.trim_start_matches("lk_rt_");
-    for secret in [PASSWORD, OTHER_PASSWORD, rt_body, next["refresh_token"].as_str().expect("rt2"), "eyJ", "$argon2id$"] {
-        assert!(!text.contains(secret), "a secret reached the logs: {secret}");
+    for secret in [
+        PASSWORD,
+        OTHER_PASSWORD,
+        rt_body,
+        next["refresh_token"].as_str().expect("rt2"),
+        "eyJ",
+        "$argon2id$",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "a secret reached the logs: {secret}"
+        );
     }
-    assert!(text.contains("\"event\":\"login_failed\""), "failed login not audited in the log");
+    assert!(
+        text.contains("\"event\":\"login_failed\""),
+        "failed login not audited in the log"
+    );
 }

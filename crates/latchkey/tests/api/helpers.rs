@@ -4,10 +4,10 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -51,8 +51,18 @@ pub struct Tokens {
 
 impl Tokens {
     pub fn from_body(body: Value) -> Self {
-        let text = |k: &str| body[k].as_str().unwrap_or_else(|| panic!("token response lacks {k}: {body}")).to_string();
-        Tokens { access: text("access_token"), refresh: text("refresh_token"), session_id: text("session_id"), body: body.clone() }
+        let text = |k: &str| {
+            body[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("token response lacks {k}: {body}"))
+                .to_string()
+        };
+        Tokens {
+            access: text("access_token"),
+            refresh: text("refresh_token"),
+            session_id: text("session_id"),
+            body: body.clone(),
+        }
     }
 }
 
@@ -78,7 +88,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Starts an app on an existing data directory (e.g. to test restarts).
 pub async fn spawn_app_in(dir: Arc<TempDir>, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut settings = test_settings(dir.path());
     settings.listen = addr;
@@ -86,7 +98,9 @@ pub async fn spawn_app_in(dir: Arc<TempDir>, configure: impl FnOnce(&mut Setting
     settings.audience = settings.issuer.clone();
     configure(&mut settings);
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let app = App::build(settings.clone(), clock.clone()).await.expect("build app");
+    let app = App::build(settings.clone(), clock.clone())
+        .await
+        .expect("build app");
     let auth = app.state.auth.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.serve(listener, async move {
@@ -109,15 +123,25 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// An email no other test uses.
 pub fn unique_email() -> String {
-    format!("user{}-{}@example.com", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "user{}-{}@example.com",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Status, error code and body of an error response.
 pub async fn error_of(resp: Response) -> (StatusCode, String, Value) {
     let status = resp.status();
     let body: Value = resp.json().await.expect("error body is JSON");
-    let code = body["error"].as_str().unwrap_or_else(|| panic!("no error code in {body}")).to_string();
-    assert!(body["error_description"].is_string(), "no error_description in {body}");
+    let code = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+        .to_string();
+    assert!(
+        body["error_description"].is_string(),
+        "no error_description in {body}"
+    );
     (status, code, body)
 }
 
@@ -127,11 +151,21 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> Response {
-        self.client.post(self.url(path)).json(&body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Response {
-        self.client.post(self.url(path)).form(form).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
@@ -151,11 +185,20 @@ impl TestApp {
     }
 
     pub async fn delete_auth(&self, path: &str, token: &str) -> Response {
-        self.client.delete(self.url(path)).bearer_auth(token).send().await.expect("request")
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn register_raw(&self, email: &str, password: &str) -> Response {
-        self.post_json("/v1/register", json!({"email": email, "password": password})).await
+        self.post_json(
+            "/v1/register",
+            json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     /// Registers a fresh user and returns their first tokens.
@@ -173,7 +216,8 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Response {
-        self.post_json("/v1/login", json!({"email": email, "password": password})).await
+        self.post_json("/v1/login", json!({"email": email, "password": password}))
+            .await
     }
 
     pub async fn login_ok(&self, email: &str, password: &str) -> Tokens {
@@ -183,7 +227,14 @@ impl TestApp {
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Response {
-        self.post_form("/v1/token", &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await
+        self.post_form(
+            "/v1/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
     }
 
     pub async fn refresh_ok(&self, refresh_token: &str) -> Tokens {
@@ -223,10 +274,18 @@ impl TestApp {
         cmd.args(["--argon2-memory-kib", "1024", "--argon2-iterations", "1"]);
         cmd.args(["--issuer", &self.settings.issuer]);
         cmd.env("RUST_LOG", "warn").env_remove("LATCHKEY_CONFIG");
-        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn latchkey");
         if let Some(input) = stdin {
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
         }
         drop(child.stdin.take());
         child.wait_with_output().expect("latchkey output")
@@ -251,26 +310,46 @@ impl TestApp {
     /// current signing key (as an attacker holding the key could).
     pub async fn sign_raw(&self, header: &[u8], payload: &[u8]) -> String {
         let keys = self.auth.store.signing_keys().await.expect("keys");
-        let current = keys.iter().rev().find(|k| k.retired_at.is_none()).expect("signing key");
+        let current = keys
+            .iter()
+            .rev()
+            .find(|k| k.retired_at.is_none())
+            .expect("signing key");
         let master = MasterKey::load_or_create(None, self.dir.path()).expect("master key");
-        let pkcs8 = master.open(&current.kid, &current.private_key).expect("open key");
+        let pkcs8 = master
+            .open(&current.kid, &current.private_key)
+            .expect("open key");
         let (key, alg) = match current.alg.as_str() {
-            "EdDSA" => (jsonwebtoken::EncodingKey::from_ed_der(&pkcs8), jsonwebtoken::Algorithm::EdDSA),
-            _ => (jsonwebtoken::EncodingKey::from_ec_der(&pkcs8), jsonwebtoken::Algorithm::ES256),
+            "EdDSA" => (
+                jsonwebtoken::EncodingKey::from_ed_der(&pkcs8),
+                jsonwebtoken::Algorithm::EdDSA,
+            ),
+            _ => (
+                jsonwebtoken::EncodingKey::from_ec_der(&pkcs8),
+                jsonwebtoken::Algorithm::ES256,
+            ),
         };
-        let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
         let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, alg).expect("sign");
         format!("{message}.{signature}")
     }
 
     /// Signs JSON header and claims with the real key.
     pub async fn sign_json(&self, header: &Value, claims: &Value) -> String {
-        self.sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes()).await
+        self.sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
+            .await
     }
 
     /// A read-only connection to the app's SQLite database, for grey-box checks.
     pub async fn db(&self) -> sqlx::SqlitePool {
-        let url = format!("sqlite://{}?mode=ro", self.dir.path().join("latchkey.db").display());
+        let url = format!(
+            "sqlite://{}?mode=ro",
+            self.dir.path().join("latchkey.db").display()
+        );
         sqlx::SqlitePool::connect(&url).await.expect("open db")
     }
 }

@@ -17,13 +17,19 @@ async fn a_request_that_outlives_the_timeout_gets_503_in_the_error_shape() {
     let resp = app.register_raw(&unique_email(), PASSWORD).await;
     assert!(resp.headers().contains_key("retry-after"));
     let (status, code, _) = error_of(resp).await;
-    assert_eq!((status, code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+    );
     assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
 }
 
 async fn count(app: &TestApp, table: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM {table}");
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&app.db().await).await.expect("count")
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&app.db().await)
+        .await
+        .expect("count")
 }
 
 #[tokio::test]
@@ -31,12 +37,29 @@ async fn expired_sessions_and_old_revocations_are_pruned() {
     let app = spawn_app().await;
     let (_, live) = app.new_user().await;
     let (_, ended) = app.new_user().await;
-    assert_eq!(app.post_auth("/v1/logout", &ended.access, None).await.status(), StatusCode::NO_CONTENT);
-    assert_eq!((count(&app, "sessions").await, count(&app, "revocations").await), (2, 1));
+    assert_eq!(
+        app.post_auth("/v1/logout", &ended.access, None)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        (
+            count(&app, "sessions").await,
+            count(&app, "revocations").await
+        ),
+        (2, 1)
+    );
     latchkey::app::prune_once(&app.auth).await;
     assert_eq!(count(&app, "sessions").await, 2, "pruned too early");
     app.clock.advance(2 * 24 * 3600);
     latchkey::app::prune_once(&app.auth).await;
-    assert_eq!((count(&app, "sessions").await, count(&app, "revocations").await), (1, 0));
+    assert_eq!(
+        (
+            count(&app, "sessions").await,
+            count(&app, "revocations").await
+        ),
+        (1, 0)
+    );
     app.refresh_ok(&live.refresh).await;
 }

@@ -7,3 +7,4 @@ mod cli;
 mod lifecycle;
 mod sessions;
 mod smoke;
+mod tokens;

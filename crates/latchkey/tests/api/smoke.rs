@@ -11,6 +11,9 @@ async fn registered_user_can_read_their_profile_and_refresh() {
     assert_ne!(next.refresh, tokens.refresh);
     assert_eq!(app.me(&next.access).await.status(), StatusCode::OK);
     let cli = app.cli(&["users", "list"], None);
-    assert!(String::from_utf8_lossy(&cli.stdout).contains(&email), "{cli:?}");
+    assert!(
+        String::from_utf8_lossy(&cli.stdout).contains(&email),
+        "{cli:?}"
+    );
     app.stop().await;
 }
