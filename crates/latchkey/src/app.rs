@@ -3,7 +3,7 @@
 //! the background tasks (key reload, pruning) alongside.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -103,6 +103,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 
 impl App {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let metrics = metrics_handle();
         create_private_dir(&settings.data_dir)?;
         let store = open_store(&settings).await?;
         let master = MasterKey::load_or_create(settings.master_key.as_ref(), &settings.data_dir)?;
@@ -147,7 +148,7 @@ impl App {
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
         let state = AppState {
             auth: Arc::new(auth),
-            metrics: metrics_handle(),
+            metrics,
             trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
             cors_origins: Arc::new(settings.cors_origins.clone()),
             request_timeout: settings.request_timeout,
@@ -170,12 +171,7 @@ impl App {
         let background = tokio::spawn(background_tasks(self.state.clone()));
         let router = crate::http::router(self.state.clone());
         tracing::info!(address = %listener.local_addr()?, issuer = %self.settings.issuer, "latchkey is serving");
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = crate::serve::serve(listener, router, shutdown).await;
         background.abort();
         served.context("serving HTTP")
     }

@@ -3,7 +3,8 @@
 //! - [`cli`]: the `latchkey` command line and the admin commands.
 //! - [`config`]: settings, layered from defaults, a TOML file, env and flags.
 //! - [`telemetry`]: logging set-up.
-//! - [`app`]: assembly of store, keys, hasher and router; serving.
+//! - [`app`]: assembly of store, keys, hasher and router.
+//! - [`serve`]: the HTTP listener with its connection limits and graceful shutdown.
 //! - [`error`]: the API's one error type and JSON shape.
 //! - [`http`]: the HTTP API, one module per resource.
 //! - [`domain`]: accounts, sessions, tokens, keys, throttles and revocation.
@@ -16,5 +17,6 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod serve;
 pub mod store;
 pub mod telemetry;

@@ -81,19 +81,21 @@ impl Auth {
         let user_id = user.as_ref().map(|u| u.id.as_str());
         self.reserve_attempt(&email.normalized, user_id, client)
             .await?;
-        let Some(user) = user else {
-            self.hasher.verify_dummy(&password).await?;
-            return Err(AuthError::InvalidGrant(LOGIN_FAILED));
+        // Unknown and known accounts do the same work — one Argon2id
+        // verification and one audit write — so timing tells nothing.
+        let verified = match &user {
+            Some(u) => self.hasher.verify(&password, &u.password_hash).await? && !u.disabled,
+            None => self.hasher.verify_dummy(&password).await?,
         };
-        if !self.hasher.verify(&password, &user.password_hash).await? || user.disabled {
-            self.audit(EventKind::LoginFailed, Some(&user.id), None, client)
+        let Some(user) = user.as_ref().filter(|_| verified) else {
+            self.audit(EventKind::LoginFailed, user_id, None, client)
                 .await;
             metrics::counter!("latchkey_logins_total", "result" => "failed").increment(1);
             return Err(AuthError::InvalidGrant(LOGIN_FAILED));
-        }
+        };
         self.store.clear_login_failures(&email.normalized).await?;
-        self.rehash_if_needed(&user, &password).await;
-        let pair = self.start_session(&user, client).await?;
+        self.rehash_if_needed(user, &password).await;
+        let pair = self.start_session(user, client).await?;
         self.audit(
             EventKind::Login,
             Some(&user.id),

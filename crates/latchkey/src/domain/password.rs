@@ -244,6 +244,9 @@ impl Hasher {
         // A random, unguessable password: the dummy must never verify as true.
         let dummy_password = try_generate_salt().map_err(|_| rng_failure())?;
         inner.dummy_phc = inner.hash_blocking(&dummy_password)?;
+        // Adding zero registers the gauge, so it is exported before anything
+        // queues, without disturbing the depth other hashers already report.
+        metrics::gauge!(QUEUE_GAUGE).increment(0.0);
         Ok(Hasher {
             inner: Arc::new(inner),
         })

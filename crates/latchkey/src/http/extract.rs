@@ -44,12 +44,33 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
     })
 }
 
+/// Parses a request body. Only a JSON object is accepted (serde would also
+/// read an array positionally), and parser messages are passed on only when
+/// they name a field, never a Rust type.
 fn parse<T: DeserializeOwned>(kind: BodyKind, bytes: &[u8]) -> Result<T, ApiError> {
     let parsed = match kind {
+        BodyKind::Json if bytes.trim_ascii_start().first() != Some(&b'{') => {
+            return Err(ApiError::InvalidRequest(
+                "the request body must be a JSON object".into(),
+            ));
+        }
         BodyKind::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
         BodyKind::Form => serde_urlencoded::from_bytes(bytes).map_err(|e| e.to_string()),
     };
-    parsed.map_err(|e| ApiError::InvalidRequest(format!("invalid request body: {e}")))
+    parsed.map_err(|e| ApiError::InvalidRequest(describe_parse_error(&e)))
+}
+
+fn describe_parse_error(message: &str) -> String {
+    let field_level = ["missing field", "unknown field", "duplicate field"];
+    match field_level.iter().find(|p| message.starts_with(*p)) {
+        // e.g. "unknown field `role`, expected one of `email`, `password`".
+        Some(_) => format!(
+            "invalid request body: {}",
+            message.split(" at line ").next().unwrap_or(message)
+        ),
+        None => "the request body is not valid JSON of the expected shape (fields and their types)"
+            .into(),
+    }
 }
 
 /// A JSON body (`application/json` only).

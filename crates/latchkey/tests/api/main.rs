@@ -3,7 +3,9 @@
 
 mod helpers;
 
+mod accounts;
 mod cli;
+mod hardening;
 mod lifecycle;
 mod sessions;
 mod smoke;
