@@ -20,6 +20,7 @@ use crate::domain::password::{Argon2Params, Hasher, PasswordPolicy};
 use crate::domain::secrets::MasterKey;
 use crate::domain::{Auth, AuthConfig};
 use crate::error::ApiError;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{PruneBefore, Store};
 
@@ -91,14 +92,24 @@ fn metrics_handle() -> PrometheusHandle {
 /// Opens the configured database and applies migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let url = settings.database_url.expose();
-    if !settings.database_url.is_sqlite() {
-        anyhow::bail!("database_url: only sqlite:// databases are supported by this build");
-    }
-    let store = SqliteStore::connect(url, settings.db_max_connections)
+    let context = || format!("opening database {}", settings.database_url.redacted());
+    if settings.database_url.is_sqlite() {
+        let store = SqliteStore::connect(url, settings.db_max_connections)
+            .await
+            .with_context(context)?;
+        store.migrate().await.with_context(context)?;
+        Ok(Arc::new(store))
+    } else {
+        let store = PgStore::connect(
+            url,
+            settings.db_max_connections,
+            settings.db_statement_timeout,
+        )
         .await
-        .with_context(|| format!("opening database {}", settings.database_url.redacted()))?;
-    store.migrate().await?;
-    Ok(Arc::new(store))
+        .with_context(context)?;
+        store.migrate().await.with_context(context)?;
+        Ok(Arc::new(store))
+    }
 }
 
 impl App {

@@ -1,7 +1,9 @@
 //! The `latchkey` command line: `serve`, `migrate`, `version` and the admin
 //! commands, which work directly on the database (also while a server runs).
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -12,8 +14,10 @@ use crate::app::{App, open_store};
 use crate::config::{Settings, SettingsArgs};
 use crate::domain::AuthError;
 use crate::domain::clock::SystemClock;
+use crate::domain::secrets::MasterKey;
 use crate::http::wire::rfc3339;
-use crate::store::{SessionRecord, UserRecord};
+use crate::store::snapshot::SNAPSHOT_VERSION;
+use crate::store::{SessionRecord, Snapshot, StoreError, UserRecord};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +47,21 @@ pub enum Command {
     /// List or rotate signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Write every user, session, key and event of the database to a file, to
+    /// move the deployment to another database (the file holds password
+    /// hashes: keep it secret).
+    Export {
+        /// Output file (created with mode 0600; default standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Load an export into the configured database, which must be empty. The
+    /// same master key must be configured, so sessions and keys keep working.
+    Import {
+        /// The file written by `latchkey export`.
+        #[arg(long)]
+        input: PathBuf,
+    },
     /// Print the version.
     Version,
 }
@@ -113,6 +132,8 @@ pub async fn run_admin(command: Command, settings: Settings) -> anyhow::Result<(
             open_store(&settings).await?;
             println!("migrations applied to {}", settings.database_url.redacted());
         }
+        Command::Export { output } => export(&settings, output.as_deref()).await?,
+        Command::Import { input } => import(&settings, &input).await?,
         Command::Users(cmd) => {
             users(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
         }
@@ -271,5 +292,65 @@ async fn keys(cmd: KeysCommand, app: &App) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+async fn export(settings: &Settings, output: Option<&Path>) -> anyhow::Result<()> {
+    let snapshot = open_store(settings).await?.export().await?;
+    let json = serde_json::to_vec(&snapshot)?;
+    match output {
+        Some(path) => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            file.write_all(&json)?;
+            file.sync_all()?;
+            eprintln!(
+                "exported {} users, {} sessions, {} keys to {}",
+                snapshot.users.len(),
+                snapshot.sessions.len(),
+                snapshot.signing_keys.len(),
+                path.display()
+            );
+        }
+        None => std::io::stdout().write_all(&json)?,
+    }
+    Ok(())
+}
+
+async fn import(settings: &Settings, input: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let snapshot: Snapshot =
+        serde_json::from_slice(&text).context("the file is not a latchkey export")?;
+    if snapshot.version != SNAPSHOT_VERSION {
+        bail!(
+            "unsupported export version {} (expected {SNAPSHOT_VERSION})",
+            snapshot.version
+        );
+    }
+    // Fail before writing anything if the keys cannot be opened here.
+    let master = MasterKey::load_or_create(settings.master_key.as_ref(), &settings.data_dir)?;
+    for key in &snapshot.signing_keys {
+        master.open(&key.kid, &key.private_key).with_context(|| {
+            format!("signing key {} cannot be decrypted: configure the master key of the exported deployment", key.kid)
+        })?;
+    }
+    let store = open_store(settings).await?;
+    match store.import(&snapshot).await {
+        Err(StoreError::Conflict) => {
+            bail!("the target database is not empty; import needs a fresh database")
+        }
+        other => other?,
+    }
+    println!(
+        "imported {} users, {} sessions, {} keys into {}",
+        snapshot.users.len(),
+        snapshot.sessions.len(),
+        snapshot.signing_keys.len(),
+        settings.database_url.redacted()
+    );
     Ok(())
 }

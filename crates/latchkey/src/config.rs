@@ -137,12 +137,15 @@ pub struct SettingsArgs {
     /// Size of the database connection pool, at least 1 (default 10)
     #[arg(long, env = "LATCHKEY_DB_MAX_CONNECTIONS", global = true)]
     pub db_max_connections: Option<String>,
+    /// Time limit for one database statement on PostgreSQL, at least 1s (default 5s)
+    #[arg(long, env = "LATCHKEY_DB_STATEMENT_TIMEOUT", global = true)]
+    pub db_statement_timeout: Option<String>,
 }
 
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    fn values(&self) -> [(&'static str, Option<&String>); 25] {
+    fn values(&self) -> [(&'static str, Option<&String>); 26] {
         [
             ("listen", self.listen.as_ref()),
             ("data_dir", self.data_dir.as_ref()),
@@ -169,6 +172,7 @@ impl SettingsArgs {
             ("log_format", self.log_format.as_ref()),
             ("request_timeout", self.request_timeout.as_ref()),
             ("db_max_connections", self.db_max_connections.as_ref()),
+            ("db_statement_timeout", self.db_statement_timeout.as_ref()),
         ]
     }
 }
@@ -240,6 +244,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Size of the database connection pool.
     pub db_max_connections: u32,
+    /// Time limit for one database statement (PostgreSQL).
+    pub db_statement_timeout: Duration,
 }
 
 /// How log lines are written.
@@ -418,6 +424,7 @@ impl Settings {
             log_format: None,
             request_timeout: 30 * SECOND,
             db_max_connections: 10,
+            db_statement_timeout: 5 * SECOND,
         }
     }
 
@@ -523,6 +530,11 @@ impl Settings {
             "db_max_connections",
             &mut self.db_max_connections,
             number(1, None),
+        )?;
+        r.set(
+            "db_statement_timeout",
+            &mut self.db_statement_timeout,
+            at_least(SECOND),
         )
     }
 }
@@ -558,6 +570,7 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("request_timeout", &self.request_timeout)
             .field("db_max_connections", &self.db_max_connections)
+            .field("db_statement_timeout", &self.db_statement_timeout)
             .finish()
     }
 }

@@ -12,6 +12,9 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 
+/// Longest a readiness check waits for the database.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
@@ -28,10 +31,15 @@ async fn healthz() -> Json<Value> {
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "Database unreachable")))]
 async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    match state.auth.store.ping().await {
-        Ok(()) => Ok(Json(json!({"status": "ready"}))),
-        Err(e) => {
+    // Answer within a probe's usual timeout even when the database hangs.
+    match tokio::time::timeout(READY_TIMEOUT, state.auth.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(json!({"status": "ready"}))),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
+            Err(ApiError::Unavailable { retry_after: 2 })
+        }
+        Err(_) => {
+            tracing::warn!("readiness check timed out");
             Err(ApiError::Unavailable { retry_after: 2 })
         }
     }

@@ -2,12 +2,17 @@
 //! implements it with its own SQL and migrations; nothing above this module
 //! sees SQL, and nothing here knows about HTTP.
 
+pub mod postgres;
+pub mod snapshot;
 pub mod sqlite;
 
-use async_trait::async_trait;
+pub use snapshot::{RevocationRecord, Snapshot, ThrottleRecord};
 
-/// A stored user, password hash included.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A stored user, password hash included (but never in its `Debug`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct UserRecord {
     pub id: String,
     pub email: String,
@@ -20,11 +25,22 @@ pub struct UserRecord {
     pub created_at: i64,
 }
 
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A stored session: one login on one device and its refresh-token chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct SessionRecord {
     pub id: String,
     pub user_id: String,
+    #[serde(with = "snapshot::b64")]
     pub salt: Vec<u8>,
     pub generation: i64,
     pub rotated_at: Option<i64>,
@@ -58,7 +74,7 @@ pub struct NewEvent {
 }
 
 /// A recorded audit event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct EventRecord {
     pub id: i64,
     pub user_id: Option<String>,
@@ -71,11 +87,12 @@ pub struct EventRecord {
 }
 
 /// A signing key; `private_key` is sealed under the master key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct KeyRecord {
     pub kid: String,
     pub alg: String,
     pub public_jwk: String,
+    #[serde(with = "snapshot::b64")]
     pub private_key: Vec<u8>,
     pub created_at: i64,
     pub retired_at: Option<i64>,
@@ -229,4 +246,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes at most `batch` rows of each kind older than the cut-offs.
     async fn prune(&self, before: PruneBefore, batch: i64) -> StoreResult<u64>;
+
+    /// Every row of every table, for moving a deployment to another backend.
+    async fn export(&self) -> StoreResult<Snapshot>;
+    /// Loads a snapshot into this (empty) database in one transaction, keeping
+    /// ids and cursors so sessions, tokens and verifiers' cursors stay valid.
+    /// Refuses with `Conflict` when the database already holds users or keys.
+    async fn import(&self, snapshot: &Snapshot) -> StoreResult<()>;
 }

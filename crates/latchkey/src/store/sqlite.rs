@@ -57,93 +57,6 @@ fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-#[derive(FromRow)]
-struct UserRow {
-    id: String,
-    email: String,
-    email_normalized: String,
-    name: Option<String>,
-    password_hash: String,
-    email_verified: bool,
-    disabled: bool,
-    not_before: i64,
-    created_at: i64,
-}
-
-impl From<UserRow> for UserRecord {
-    fn from(r: UserRow) -> Self {
-        UserRecord {
-            id: r.id,
-            email: r.email,
-            email_normalized: r.email_normalized,
-            name: r.name,
-            password_hash: r.password_hash,
-            email_verified: r.email_verified,
-            disabled: r.disabled,
-            not_before: r.not_before,
-            created_at: r.created_at,
-        }
-    }
-}
-
-#[derive(FromRow)]
-struct SessionRow {
-    id: String,
-    user_id: String,
-    salt: Vec<u8>,
-    generation: i64,
-    rotated_at: Option<i64>,
-    created_at: i64,
-    last_used_at: i64,
-    idle_expires_at: i64,
-    expires_at: i64,
-    revoked_at: Option<i64>,
-    user_agent: Option<String>,
-    ip: Option<String>,
-}
-
-impl From<SessionRow> for SessionRecord {
-    fn from(r: SessionRow) -> Self {
-        SessionRecord {
-            id: r.id,
-            user_id: r.user_id,
-            salt: r.salt,
-            generation: r.generation,
-            rotated_at: r.rotated_at,
-            created_at: r.created_at,
-            last_used_at: r.last_used_at,
-            idle_expires_at: r.idle_expires_at,
-            expires_at: r.expires_at,
-            revoked_at: r.revoked_at,
-            user_agent: r.user_agent,
-            ip: r.ip,
-        }
-    }
-}
-
-#[derive(FromRow)]
-struct EventRow {
-    id: i64,
-    user_id: Option<String>,
-    session_id: Option<String>,
-    kind: String,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    detail: Option<String>,
-    created_at: i64,
-}
-
-#[derive(FromRow)]
-struct KeyRow {
-    kid: String,
-    alg: String,
-    public_jwk: String,
-    private_key: Vec<u8>,
-    created_at: i64,
-    retired_at: Option<i64>,
-    expires_at: Option<i64>,
-}
-
 // Column lists as macros so every query stays a static string.
 macro_rules! user_columns {
     () => {
@@ -197,22 +110,22 @@ impl Store for SqliteStore {
             user_columns!(),
             " FROM users WHERE email_normalized = ?1"
         );
-        let row: Option<UserRow> = sqlx::query_as(sql)
+        let row: Option<UserRecord> = sqlx::query_as(sql)
             .bind(email_normalized)
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(row.map(Into::into))
+        Ok(row)
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
         let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
-        let row: Option<UserRow> = sqlx::query_as(sql)
+        let row: Option<UserRecord> = sqlx::query_as(sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(row.map(Into::into))
+        Ok(row)
     }
 
     async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>> {
@@ -221,13 +134,13 @@ impl Store for SqliteStore {
             user_columns!(),
             " FROM users ORDER BY created_at, id LIMIT ?1 OFFSET ?2"
         );
-        let rows: Vec<UserRow> = sqlx::query_as(sql)
+        let rows: Vec<UserRecord> = sqlx::query_as(sql)
             .bind(limit)
             .bind(offset)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(rows)
     }
 
     async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()> {
@@ -307,12 +220,12 @@ impl Store for SqliteStore {
             session_columns!(),
             " FROM sessions WHERE id = ?1"
         );
-        let row: Option<SessionRow> = sqlx::query_as(sql)
+        let row: Option<SessionRecord> = sqlx::query_as(sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(row.map(Into::into))
+        Ok(row)
     }
 
     async fn advance_session(
@@ -424,13 +337,13 @@ impl Store for SqliteStore {
             live!(),
             " ORDER BY created_at DESC, id"
         );
-        let rows: Vec<SessionRow> = sqlx::query_as(sql)
+        let rows: Vec<SessionRecord> = sqlx::query_as(sql)
             .bind(user_id)
             .bind(now)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(rows)
     }
 
     async fn access_state(
@@ -441,7 +354,7 @@ impl Store for SqliteStore {
         #[derive(FromRow)]
         struct Row {
             #[sqlx(flatten)]
-            user: UserRow,
+            user: UserRecord,
             session_revoked: bool,
             session_expires_at: i64,
         }
@@ -455,7 +368,7 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(row.map(|r| AccessState {
-            user: r.user.into(),
+            user: r.user,
             session_revoked: r.session_revoked,
             session_expires_at: r.session_expires_at,
         }))
@@ -533,7 +446,7 @@ impl Store for SqliteStore {
         before: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<EventRecord>> {
-        let rows: Vec<EventRow> = sqlx::query_as(
+        sqlx::query_as(
             "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events
              WHERE user_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         )
@@ -542,41 +455,16 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(map_err)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| EventRecord {
-                id: r.id,
-                user_id: r.user_id,
-                session_id: r.session_id,
-                kind: r.kind,
-                ip: r.ip,
-                user_agent: r.user_agent,
-                detail: r.detail,
-                created_at: r.created_at,
-            })
-            .collect())
+        .map_err(map_err)
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        let rows: Vec<KeyRow> = sqlx::query_as(
+        sqlx::query_as(
             "SELECT kid, alg, public_jwk, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid",
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(map_err)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| KeyRecord {
-                kid: r.kid,
-                alg: r.alg,
-                public_jwk: r.public_jwk,
-                private_key: r.private_key,
-                created_at: r.created_at,
-                retired_at: r.retired_at,
-                expires_at: r.expires_at,
-            })
-            .collect())
+        .map_err(map_err)
     }
 
     async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()> {
@@ -639,4 +527,84 @@ impl Store for SqliteStore {
         }
         Ok(total)
     }
+    async fn export(&self) -> StoreResult<Snapshot> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let snapshot = Snapshot {
+            version: snapshot::SNAPSHOT_VERSION,
+            users: all(&mut tx, concat!("SELECT ", user_columns!(), " FROM users ORDER BY created_at, id")).await?,
+            sessions: all(&mut tx, concat!("SELECT ", session_columns!(), " FROM sessions ORDER BY created_at, id")).await?,
+            revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at FROM revocations ORDER BY cursor").await?,
+            events: all(&mut tx, "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events ORDER BY id").await?,
+            throttles: all(&mut tx, "SELECT key, failures, blocked_until, updated_at FROM login_throttle ORDER BY key").await?,
+            signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid").await?,
+        };
+        tx.commit().await.map_err(map_err)?;
+        Ok(snapshot)
+    }
+
+    async fn import(&self, snap: &Snapshot) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let (existing,): (i64,) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM signing_keys)",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if existing > 0 {
+            return Err(StoreError::Conflict);
+        }
+        for u in &snap.users {
+            sqlx::query(
+                "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+            )
+            .bind(&u.id).bind(&u.email).bind(&u.email_normalized).bind(&u.name).bind(&u.password_hash)
+            .bind(u.email_verified).bind(u.disabled).bind(u.not_before).bind(u.created_at)
+            .execute(&mut *tx).await.map_err(map_err)?;
+        }
+        for s in &snap.sessions {
+            sqlx::query(
+                "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .bind(&s.id).bind(&s.user_id).bind(&s.salt).bind(s.generation).bind(s.rotated_at).bind(s.created_at)
+            .bind(s.last_used_at).bind(s.idle_expires_at).bind(s.expires_at).bind(s.revoked_at).bind(&s.user_agent).bind(&s.ip)
+            .execute(&mut *tx).await.map_err(map_err)?;
+        }
+        for r in &snap.revocations {
+            sqlx::query("INSERT INTO revocations (cursor, kind, session_id, user_id, not_before, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .bind(r.cursor).bind(&r.kind).bind(&r.session_id).bind(&r.user_id).bind(r.not_before).bind(r.revoked_at)
+                .execute(&mut *tx).await.map_err(map_err)?;
+        }
+        for e in &snap.events {
+            sqlx::query("INSERT INTO events (id, user_id, session_id, kind, ip, user_agent, detail, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+                .bind(e.id).bind(&e.user_id).bind(&e.session_id).bind(&e.kind).bind(&e.ip).bind(&e.user_agent).bind(&e.detail).bind(e.created_at)
+                .execute(&mut *tx).await.map_err(map_err)?;
+        }
+        for t in &snap.throttles {
+            sqlx::query("INSERT INTO login_throttle (key, failures, blocked_until, updated_at) VALUES (?1, ?2, ?3, ?4)")
+                .bind(&t.key).bind(t.failures).bind(t.blocked_until).bind(t.updated_at)
+                .execute(&mut *tx).await.map_err(map_err)?;
+        }
+        for k in &snap.signing_keys {
+            sqlx::query("INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .bind(&k.kid).bind(&k.alg).bind(&k.public_jwk).bind(&k.private_key).bind(k.created_at).bind(k.retired_at).bind(k.expires_at)
+                .execute(&mut *tx).await.map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+}
+
+/// Every row a static query returns, inside a transaction.
+async fn all<T>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    sql: &'static str,
+) -> StoreResult<Vec<T>>
+where
+    T: for<'r> FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+{
+    sqlx::query_as(sql)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(map_err)
 }

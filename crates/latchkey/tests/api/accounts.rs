@@ -43,13 +43,12 @@ fn retry_after(headers: &HeaderMap) -> u64 {
 }
 
 async fn stored_hash(app: &TestApp, email: &str) -> String {
-    let (hash,): (String,) =
-        sqlx::query_as("SELECT password_hash FROM users WHERE email_normalized = ?1")
-            .bind(email.to_lowercase())
-            .fetch_one(&app.db().await)
-            .await
-            .expect("user row");
-    hash
+    let rows = app.rows().await;
+    let user = rows
+        .users
+        .into_iter()
+        .find(|u| u.email_normalized == email.to_lowercase());
+    user.expect("user row").password_hash
 }
 
 async fn change_password(app: &TestApp, access: &str, current: &str, new: &str) -> Response {

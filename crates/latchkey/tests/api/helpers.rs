@@ -6,7 +6,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +19,9 @@ use latchkey::domain::clock::{Clock, ManualClock, SystemClock};
 use latchkey::domain::secrets::MasterKey;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use tempfile::TempDir;
+
+#[allow(unused_imports)]
+pub use crate::backend::{Backend, TestHome, backend, require_postgres};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -35,7 +36,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub auth: Arc<Auth>,
     pub settings: Settings,
-    pub dir: Arc<TempDir>,
+    pub dir: Arc<TestHome>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -66,9 +67,12 @@ impl Tokens {
     }
 }
 
-/// Settings every test starts from: cheap hashing, no per-IP limit.
-pub fn test_settings(dir: &Path) -> Settings {
-    let mut s = Settings::defaults_in(dir.to_path_buf());
+/// Settings every test starts from: cheap hashing, no per-IP limit, the
+/// home's database.
+pub fn test_settings(home: &TestHome) -> Settings {
+    let mut s = Settings::defaults_in(home.path().to_path_buf());
+    s.database_url = home.database_url();
+    s.db_max_connections = 5;
     s.argon2_memory_kib = 1024;
     s.argon2_iterations = 1;
     s.argon2_parallelism = 1;
@@ -81,18 +85,21 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// Starts an app on a fresh home (data directory and database) of the
+/// backend under test.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = Arc::new(TempDir::new().expect("temp dir"));
-    spawn_app_in(dir, configure).await
+    let home = Arc::new(TestHome::new(backend()).await);
+    spawn_app_in(home, configure).await
 }
 
-/// Starts an app on an existing data directory (e.g. to test restarts).
-pub async fn spawn_app_in(dir: Arc<TempDir>, configure: impl FnOnce(&mut Settings)) -> TestApp {
+/// Starts an app on an existing home (e.g. to test restarts, or a second
+/// instance on the same database).
+pub async fn spawn_app_in(home: Arc<TestHome>, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let mut settings = test_settings(dir.path());
+    let mut settings = test_settings(&home);
     settings.listen = addr;
     settings.issuer = format!("http://{addr}");
     settings.audience = settings.issuer.clone();
@@ -113,7 +120,7 @@ pub async fn spawn_app_in(dir: Arc<TempDir>, configure: impl FnOnce(&mut Setting
         clock,
         auth,
         settings,
-        dir,
+        dir: home,
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -247,8 +254,8 @@ impl TestApp {
         self.get("/v1/me", Some(access)).await
     }
 
-    /// Stops the server gracefully and returns its data directory.
-    pub async fn stop(mut self) -> Arc<TempDir> {
+    /// Stops the server gracefully and returns its home.
+    pub async fn stop(mut self) -> Arc<TestHome> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -273,6 +280,7 @@ impl TestApp {
         cmd.arg("--data-dir").arg(self.dir.path());
         cmd.args(["--argon2-memory-kib", "1024", "--argon2-iterations", "1"]);
         cmd.args(["--issuer", &self.settings.issuer]);
+        cmd.args(["--database-url", self.settings.database_url.expose()]);
         cmd.env("RUST_LOG", "warn").env_remove("LATCHKEY_CONFIG");
         cmd.args(args)
             .stdin(Stdio::piped())
@@ -344,13 +352,9 @@ impl TestApp {
             .await
     }
 
-    /// A read-only connection to the app's SQLite database, for grey-box checks.
-    pub async fn db(&self) -> sqlx::SqlitePool {
-        let url = format!(
-            "sqlite://{}?mode=ro",
-            self.dir.path().join("latchkey.db").display()
-        );
-        sqlx::SqlitePool::connect(&url).await.expect("open db")
+    /// Every row of the app's database, whatever the backend, for grey-box checks.
+    pub async fn rows(&self) -> latchkey::store::Snapshot {
+        self.auth.store.export().await.expect("export")
     }
 }
 

@@ -1,12 +1,15 @@
 //! The integration suite: every test starts the real server on port 0 with
 //! its own database and talks to it over HTTP (or runs the real binary).
 
+mod backend;
 mod helpers;
 
 mod accounts;
 mod cli;
 mod hardening;
 mod lifecycle;
+mod postgres;
+mod scaleout;
 mod sessions;
 mod smoke;
 mod tokens;

@@ -371,12 +371,9 @@ async fn concurrent_refreshes_of_one_token_produce_one_successor() {
     assert_eq!(successors.len(), 1, "concurrent refreshes forked the chain");
     let second = successors.into_iter().next().expect("successor");
 
-    let db = app.db().await;
-    let (generation,): (i64,) = sqlx::query_as("SELECT generation FROM sessions WHERE id = ?1")
-        .bind(&first.session_id)
-        .fetch_one(&db)
-        .await
-        .expect("session row");
+    let rows = app.rows().await;
+    let session = rows.sessions.iter().find(|s| s.id == first.session_id);
+    let generation = session.expect("session row").generation;
     assert_eq!(generation, 1, "the chain advanced more than once");
 
     let third = app.refresh_ok(&second).await;
@@ -507,12 +504,12 @@ async fn refresh_tokens_are_distinct_prefixed_and_carry_256_random_bits() {
         (0.47..0.53).contains(&share),
         "secret bits are not random-looking: {share} ones"
     );
-    assert_no_token_in_data_dir(&app, &all);
+    assert_no_token_in_data_dir(&app, &all).await;
 }
 
 /// Grey-box: no refresh token, its base64 body or its raw secret bytes is
 /// stored anywhere in the data directory (database, WAL, key files).
-fn assert_no_token_in_data_dir(app: &TestApp, all: &[Tokens]) {
+async fn assert_no_token_in_data_dir(app: &TestApp, all: &[Tokens]) {
     let mut needles: Vec<Vec<u8>> = vec![RT_PREFIX.as_bytes().to_vec()];
     for tokens in all {
         needles.push(
@@ -532,14 +529,19 @@ fn assert_no_token_in_data_dir(app: &TestApp, all: &[Tokens]) {
     }
     let files = walk(app.dir.path());
     assert!(!files.is_empty(), "no files in the data dir");
-    for file in files {
-        let bytes = std::fs::read(&file).expect("read data file");
+    // Every row of the database, whatever the backend, plus every file.
+    let dump = serde_json::to_vec(&app.rows().await).expect("rows as JSON");
+    let contents = files
+        .into_iter()
+        .map(|f| (format!("{f:?}"), std::fs::read(&f).expect("read data file")))
+        .chain([("the database rows".to_string(), dump)]);
+    for (file, bytes) in contents {
         for i in 0..bytes.len().saturating_sub(1) {
             if first_two[usize::from(bytes[i]) << 8 | usize::from(bytes[i + 1])] {
                 let hit = needles.iter().any(|n| bytes[i..].starts_with(n));
                 assert!(
                     !hit,
-                    "{file:?} holds a refresh token or its secret at byte {i}"
+                    "{file} holds a refresh token or its secret at byte {i}"
                 );
             }
         }

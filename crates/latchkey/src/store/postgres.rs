@@ -1,0 +1,832 @@
+//! The PostgreSQL backend, shared by every instance of a scaled-out
+//! deployment. It answers exactly as the SQLite backend does; atomicity comes
+//! from single statements (compare-and-set updates, one upsert for the
+//! throttle, data-modifying CTEs) or one transaction per call. It uses nothing
+//! that CockroachDB or YugabyteDB lack: no LISTEN/NOTIFY, no advisory locks
+//! outside the migrator.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{FromRow, PgPool};
+
+use super::*;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Prepares a pool of `max_connections` for `url` (which may carry
+    /// `sslmode` and the like), every connection with `statement_timeout`.
+    /// Connections open on first use, so an instance can start and report
+    /// itself not ready while the database is still coming up.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Duration,
+    ) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("invalid postgres url: {e}")))?;
+        // Milliseconds as text; "0" disables the timeout, as in PostgreSQL.
+        let timeout = statement_timeout.as_millis().to_string();
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            // set_config instead of SET keeps the statement static and bindable.
+            .after_connect(move |conn, _meta| {
+                let timeout = timeout.clone();
+                Box::pin(async move {
+                    sqlx::query("SELECT set_config('statement_timeout', $1, false)")
+                        .bind(timeout)
+                        .execute(conn)
+                        .await
+                        .map(drop)
+                })
+            })
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// Applies the embedded migrations. Instances starting together are safe:
+    /// sqlx holds a migration lock while it works. It runs on a connection of
+    /// its own, outside the pool, so that neither a long migration (an index
+    /// on a large table) nor the wait for another instance's lock is cut
+    /// short by `statement_timeout`.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        // A pool of one rather than a bare connection: the migrator's future
+        // is only provably Send when it acquires from a pool.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let applied = sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(inner) => match map_err(inner) {
+                    StoreError::Other(m) => StoreError::Other(format!("migration failed: {m}")),
+                    other => other,
+                },
+                e => StoreError::Other(format!("migration failed: {e}")),
+            });
+        pool.close().await;
+        applied
+    }
+}
+
+/// SQLSTATEs of a connection that failed or ended, or of a server that
+/// cannot take the work now.
+fn is_unavailable(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "57014" | "40001" | "40P01" | "40003"
+        )
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable(&c)) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// Whether an operation may run again when its first outcome is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Reads, and writes whose second run leaves the same rows and gives the
+    /// same answer as the first.
+    Idempotent,
+    /// Writes whose second run would answer differently had the first
+    /// committed: an insert would report `Conflict`, a compare-and-set
+    /// `false` (read as refresh-token reuse), a counter would count twice.
+    OnlyIfNotApplied,
+}
+
+/// Whether an error leaves the operation's effect known.
+enum Fault {
+    /// Nothing was applied: the server rolled the transaction back
+    /// (serialization failure, deadlock) or refused the connection before
+    /// any statement was sent. Every method here is one statement or one
+    /// transaction, so such a failure left no trace and a rerun is safe.
+    NotApplied,
+    /// The connection broke mid-flight, perhaps after the commit landed.
+    Unknown,
+    /// Retrying cannot help (constraint, bad SQL) or would only pile more
+    /// waiting on an overloaded database (pool or statement timeout).
+    Final,
+}
+
+fn fault(e: &sqlx::Error) -> Fault {
+    match e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("40001" | "40P01" | "53300" | "57P03" | "08001" | "08004") => Fault::NotApplied,
+            Some(c) if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "40003") => {
+                Fault::Unknown
+            }
+            _ => Fault::Final,
+        },
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => Fault::Unknown,
+        _ => Fault::Final,
+    }
+}
+
+/// Pauses before the second and third attempts.
+const BACKOFF: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(60)];
+
+/// Runs `op` up to three times while it fails transiently (see [`Fault`]);
+/// a failure of unknown outcome is retried only for [`Replay::Idempotent`].
+async fn retry<T, F, Fut>(replay: Replay, mut op: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        let e = match op().await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        let again = match fault(&e) {
+            Fault::NotApplied => true,
+            Fault::Unknown => replay == Replay::Idempotent,
+            Fault::Final => false,
+        };
+        let Some(pause) = BACKOFF.get(attempt).filter(|_| again) else {
+            return Err(map_err(e));
+        };
+        // Up to 10 ms of jitter, so that transactions that failed together
+        // (serialization failures) do not collide again in step.
+        let jitter = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() % 10_000_000);
+        tokio::time::sleep(*pause + Duration::from_nanos(u64::from(jitter))).await;
+        attempt += 1;
+    }
+}
+
+/// SQLite reads a negative LIMIT as "no limit" and a negative OFFSET as 0;
+/// PostgreSQL rejects both.
+fn sql_limit(n: i64) -> i64 {
+    if n < 0 { i64::MAX } else { n }
+}
+
+// Column lists as macros so every query stays a static string.
+macro_rules! user_columns {
+    () => {
+        "id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at"
+    };
+}
+macro_rules! session_columns {
+    () => {
+        "id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip"
+    };
+}
+macro_rules! live {
+    () => {
+        "revoked_at IS NULL AND expires_at > $2 AND idle_expires_at > $2"
+    };
+}
+
+const INSERT_USER: &str = "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)";
+const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        retry(Replay::Idempotent, move || async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+        })
+        .await
+    }
+
+    async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            sqlx::query(INSERT_USER)
+                .bind(&u.id)
+                .bind(&u.email)
+                .bind(&u.email_normalized)
+                .bind(&u.name)
+                .bind(&u.password_hash)
+                .bind(u.email_verified)
+                .bind(u.disabled)
+                .bind(u.not_before)
+                .bind(u.created_at)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<UserRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email_normalized = $1"
+        );
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(sql)
+                .bind(email_normalized)
+                .fetch_optional(&self.pool)
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(sql).bind(id).fetch_optional(&self.pool)
+        })
+        .await
+    }
+
+    async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2"
+        );
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(sql)
+                .bind(sql_limit(limit))
+                .bind(offset.max(0))
+                .fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()> {
+        retry(Replay::Idempotent, move || async move {
+            sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+                .bind(user_id)
+                .bind(hash)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> StoreResult<bool> {
+        // PostgreSQL counts matched rows, so a rerun answers the same.
+        retry(Replay::Idempotent, move || async move {
+            let done = sqlx::query("UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1")
+                .bind(user_id)
+                .bind(disabled)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool> {
+        // One statement: the revocation is written only if the user was there.
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let done = sqlx::query(
+                "WITH gone AS (DELETE FROM users WHERE id = $1 RETURNING id)
+                 INSERT INTO revocations (kind, user_id, not_before, revoked_at)
+                 SELECT 'user', id, $2, $2 FROM gone",
+            )
+            .bind(user_id)
+            .bind(now + 1)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            sqlx::query(INSERT_SESSION)
+                .bind(&s.id)
+                .bind(&s.user_id)
+                .bind(&s.salt)
+                .bind(s.generation)
+                .bind(s.rotated_at)
+                .bind(s.created_at)
+                .bind(s.last_used_at)
+                .bind(s.idle_expires_at)
+                .bind(s.expires_at)
+                .bind(s.revoked_at)
+                .bind(&s.user_agent)
+                .bind(&s.ip)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = $1"
+        );
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(sql).bind(id).fetch_optional(&self.pool)
+        })
+        .await
+    }
+
+    async fn advance_session(
+        &self,
+        id: &str,
+        from: i64,
+        now: i64,
+        idle_expires_at: i64,
+    ) -> StoreResult<bool> {
+        // A concurrent winner holds the row lock; the loser re-checks the
+        // WHERE against the committed row, sees the new generation, and
+        // updates nothing.
+        let sql = concat!(
+            "UPDATE sessions SET generation = generation + 1, rotated_at = $2, last_used_at = $2, idle_expires_at = $4
+             WHERE id = $1 AND generation = $3 AND ",
+            live!()
+        );
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let done = sqlx::query(sql)
+                .bind(id)
+                .bind(now)
+                .bind(from)
+                .bind(idle_expires_at)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let done = sqlx::query(
+                "WITH revoked AS (
+                     UPDATE sessions SET revoked_at = $2, revoke_reason = $3
+                     WHERE id = $1 AND revoked_at IS NULL RETURNING user_id)
+                 INSERT INTO revocations (kind, session_id, user_id, revoked_at)
+                 SELECT 'session', $1, user_id, $2 FROM revoked",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(reason.as_str())
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        reason: RevokeReason,
+        now: i64,
+        not_before: Option<i64>,
+    ) -> StoreResult<u64> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
+            let revoked = sqlx::query(
+                "WITH revoked AS (
+                     UPDATE sessions SET revoked_at = $2, revoke_reason = $3
+                     WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $4 RETURNING id)
+                 INSERT INTO revocations (kind, session_id, user_id, revoked_at)
+                 SELECT 'session', id, $1, $2 FROM revoked",
+            )
+            .bind(user_id)
+            .bind(now)
+            .bind(reason.as_str())
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if let Some(nbf) = not_before {
+                sqlx::query("UPDATE users SET not_before = GREATEST(not_before, $2) WHERE id = $1")
+                    .bind(user_id)
+                    .bind(nbf)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO revocations (kind, user_id, not_before, revoked_at) VALUES ('user', $1, $2, $3)",
+                )
+                .bind(user_id)
+                .bind(nbf)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(revoked)
+        })
+        .await
+    }
+
+    async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE user_id = $1 AND ",
+            live!(),
+            " ORDER BY created_at DESC, id"
+        );
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(sql)
+                .bind(user_id)
+                .bind(now)
+                .fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn access_state(
+        &self,
+        user_id: &str,
+        session_id: &str,
+    ) -> StoreResult<Option<AccessState>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRecord,
+            session_revoked: bool,
+            session_expires_at: i64,
+        }
+        let sql = "SELECT u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, u.disabled,
+                u.not_before, u.created_at, s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $2 AND u.id = $1";
+        let row: Option<Row> = retry(Replay::Idempotent, move || {
+            sqlx::query_as(sql)
+                .bind(user_id)
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+        })
+        .await?;
+        Ok(row.map(|r| AccessState {
+            user: r.user,
+            session_revoked: r.session_revoked,
+            session_expires_at: r.session_expires_at,
+        }))
+    }
+
+    async fn reserve_login_attempt(
+        &self,
+        key: &str,
+        now: i64,
+        p: ThrottlePolicy,
+    ) -> StoreResult<Attempt> {
+        // The delay armed by attempt n (n >= free) is base * 2^(n - free),
+        // capped; a blocked key is not counted, so waiting is never punished.
+        // ON CONFLICT DO UPDATE locks the row and evaluates SET and WHERE on
+        // its latest committed version, so concurrent attempts queue up.
+        let counted: Option<(i64,)> = retry(Replay::OnlyIfNotApplied, move || {
+            sqlx::query_as(
+                "INSERT INTO login_throttle (key, failures, blocked_until, updated_at)
+                 VALUES ($1, 1, CASE WHEN 1 >= $3 THEN $2 + $4 ELSE 0 END, $2)
+                 ON CONFLICT (key) DO UPDATE SET
+                     failures = login_throttle.failures + 1,
+                     blocked_until = CASE WHEN login_throttle.failures + 1 >= $3
+                         THEN $2 + LEAST($5, $4 * (CAST(1 AS BIGINT)
+                             << CAST(LEAST(login_throttle.failures + 1 - $3, 30) AS INTEGER)))
+                         ELSE 0 END,
+                     updated_at = $2
+                 WHERE login_throttle.blocked_until <= $2
+                 RETURNING failures",
+            )
+            .bind(key)
+            .bind(now)
+            .bind(p.free_failures)
+            .bind(p.base_delay)
+            .bind(p.max_delay)
+            .fetch_optional(&self.pool)
+        })
+        .await?;
+        if counted.is_some() {
+            return Ok(Attempt::Allowed);
+        }
+        let (until,): (i64,) = retry(Replay::Idempotent, move || {
+            sqlx::query_as("SELECT blocked_until FROM login_throttle WHERE key = $1")
+                .bind(key)
+                .fetch_one(&self.pool)
+        })
+        .await?;
+        Ok(Attempt::Blocked { until })
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
+        retry(Replay::Idempotent, move || async move {
+            sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+                .bind(key)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn insert_event(&self, e: &NewEvent) -> StoreResult<()> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            sqlx::query(
+                "INSERT INTO events (user_id, session_id, kind, ip, user_agent, detail, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&e.user_id)
+            .bind(&e.session_id)
+            .bind(&e.kind)
+            .bind(&e.ip)
+            .bind(&e.user_agent)
+            .bind(&e.detail)
+            .bind(e.created_at)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn user_events(
+        &self,
+        user_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRecord>> {
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(
+                "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events
+                 WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(user_id)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(sql_limit(limit))
+            .fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(
+                "SELECT kid, alg, public_jwk, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid",
+            )
+            .fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()> {
+        // SERIALIZABLE, as SQLite's single writer is: two rotations (or two
+        // instances creating the first key) at once must not both leave their
+        // key unretired; the loser fails with 40001 and reruns after the winner.
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                .await?;
+            sqlx::query(
+                "UPDATE signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL",
+            )
+            .bind(key.created_at)
+            .bind(retired_expire_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.public_jwk)
+            .bind(&key.private_key)
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    async fn prune(&self, before: PruneBefore, batch: i64) -> StoreResult<u64> {
+        // Key-based sub-selects: DELETE has no LIMIT here, and CockroachDB has no ctid.
+        let statements = [
+            (
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1 OR revoked_at < $1 LIMIT $2)",
+                before.sessions,
+            ),
+            (
+                "DELETE FROM revocations WHERE cursor IN (SELECT cursor FROM revocations WHERE revoked_at < $1 LIMIT $2)",
+                before.revocations,
+            ),
+            (
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < $1 LIMIT $2)",
+                before.events,
+            ),
+            (
+                "DELETE FROM login_throttle WHERE key IN (SELECT key FROM login_throttle WHERE updated_at < $1 AND blocked_until < $1 LIMIT $2)",
+                before.throttles,
+            ),
+            (
+                "DELETE FROM signing_keys WHERE kid IN (SELECT kid FROM signing_keys WHERE expires_at < $1 LIMIT $2)",
+                before.keys,
+            ),
+        ];
+        let mut total = 0;
+        for (sql, cutoff) in statements {
+            total += retry(Replay::Idempotent, move || async move {
+                let done = sqlx::query(sql)
+                    .bind(cutoff)
+                    .bind(sql_limit(batch))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            })
+            .await?;
+        }
+        Ok(total)
+    }
+
+    async fn export(&self) -> StoreResult<Snapshot> {
+        // One snapshot of every table, as SQLite's transaction gives.
+        retry(Replay::Idempotent, move || async move {
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
+            let snapshot = Snapshot {
+                version: snapshot::SNAPSHOT_VERSION,
+                users: all(&mut tx, concat!("SELECT ", user_columns!(), " FROM users ORDER BY created_at, id")).await?,
+                sessions: all(&mut tx, concat!("SELECT ", session_columns!(), " FROM sessions ORDER BY created_at, id")).await?,
+                revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at FROM revocations ORDER BY cursor").await?,
+                events: all(&mut tx, "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events ORDER BY id").await?,
+                throttles: all(&mut tx, "SELECT key, failures, blocked_until, updated_at FROM login_throttle ORDER BY key").await?,
+                signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid").await?,
+            };
+            tx.commit().await?;
+            Ok(snapshot)
+        })
+        .await
+    }
+
+    async fn import(&self, snap: &Snapshot) -> StoreResult<()> {
+        // SERIALIZABLE so that two imports at once cannot both find the
+        // database empty and both load.
+        let loaded = retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                .await?;
+            let (existing,): (i64,) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM signing_keys)",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if existing > 0 {
+                return Ok(false);
+            }
+            load(&mut tx, snap).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await?;
+        if loaded {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+const LOAD_REVOCATION: &str =
+    "INSERT INTO revocations (cursor, kind, session_id, user_id, not_before, revoked_at)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+const LOAD_EVENT: &str =
+    "INSERT INTO events (id, user_id, session_id, kind, ip, user_agent, detail, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const LOAD_THROTTLE: &str = "INSERT INTO login_throttle (key, failures, blocked_until, updated_at)
+     VALUES ($1, $2, $3, $4)";
+const LOAD_KEY: &str = "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const RESET_REVOCATION_CURSOR: &str = "SELECT setval(pg_get_serial_sequence('revocations', 'cursor'), COALESCE(MAX(cursor), 0) + 1, false)
+     FROM revocations";
+const RESET_EVENT_ID: &str =
+    "SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE(MAX(id), 0) + 1, false)
+     FROM events";
+
+/// Every row a static query returns, inside a transaction.
+async fn all<T>(tx: &mut Tx, sql: &'static str) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    sqlx::query_as(sql).fetch_all(&mut **tx).await
+}
+
+/// Inserts every row of `snap` with its own ids and cursors, then moves the
+/// identity sequences past them so new rows never reuse a cursor a verifier holds.
+async fn load(tx: &mut Tx, snap: &Snapshot) -> Result<(), sqlx::Error> {
+    for u in &snap.users {
+        sqlx::query(INSERT_USER)
+            .bind(&u.id)
+            .bind(&u.email)
+            .bind(&u.email_normalized)
+            .bind(&u.name)
+            .bind(&u.password_hash)
+            .bind(u.email_verified)
+            .bind(u.disabled)
+            .bind(u.not_before)
+            .bind(u.created_at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for s in &snap.sessions {
+        sqlx::query(INSERT_SESSION)
+            .bind(&s.id)
+            .bind(&s.user_id)
+            .bind(&s.salt)
+            .bind(s.generation)
+            .bind(s.rotated_at)
+            .bind(s.created_at)
+            .bind(s.last_used_at)
+            .bind(s.idle_expires_at)
+            .bind(s.expires_at)
+            .bind(s.revoked_at)
+            .bind(&s.user_agent)
+            .bind(&s.ip)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for r in &snap.revocations {
+        sqlx::query(LOAD_REVOCATION)
+            .bind(r.cursor)
+            .bind(&r.kind)
+            .bind(&r.session_id)
+            .bind(&r.user_id)
+            .bind(r.not_before)
+            .bind(r.revoked_at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for e in &snap.events {
+        sqlx::query(LOAD_EVENT)
+            .bind(e.id)
+            .bind(&e.user_id)
+            .bind(&e.session_id)
+            .bind(&e.kind)
+            .bind(&e.ip)
+            .bind(&e.user_agent)
+            .bind(&e.detail)
+            .bind(e.created_at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for t in &snap.throttles {
+        sqlx::query(LOAD_THROTTLE)
+            .bind(&t.key)
+            .bind(t.failures)
+            .bind(t.blocked_until)
+            .bind(t.updated_at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for k in &snap.signing_keys {
+        sqlx::query(LOAD_KEY)
+            .bind(&k.kid)
+            .bind(&k.alg)
+            .bind(&k.public_jwk)
+            .bind(&k.private_key)
+            .bind(k.created_at)
+            .bind(k.retired_at)
+            .bind(k.expires_at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for sql in [RESET_REVOCATION_CURSOR, RESET_EVENT_ID] {
+        sqlx::query(sql).execute(&mut **tx).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! A backend-neutral copy of every table, written by `latchkey export` and
+//! read by `latchkey import` to move a deployment between databases (e.g.
+//! from the embedded SQLite to PostgreSQL) without anyone logging in again.
+//! It holds password hashes and sealed keys: treat the file as a secret.
+
+use serde::{Deserialize, Serialize};
+
+use super::{EventRecord, KeyRecord, SessionRecord, UserRecord};
+
+/// Format version written into every snapshot.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// One row of the revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct RevocationRecord {
+    pub cursor: i64,
+    pub kind: String,
+    pub session_id: Option<String>,
+    pub user_id: String,
+    pub not_before: Option<i64>,
+    pub revoked_at: i64,
+}
+
+/// One per-account throttle counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ThrottleRecord {
+    pub key: String,
+    pub failures: i64,
+    pub blocked_until: i64,
+    pub updated_at: i64,
+}
+
+/// Every row of every table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    pub users: Vec<UserRecord>,
+    pub sessions: Vec<SessionRecord>,
+    pub revocations: Vec<RevocationRecord>,
+    pub events: Vec<EventRecord>,
+    pub throttles: Vec<ThrottleRecord>,
+    pub signing_keys: Vec<KeyRecord>,
+}
+
+/// Byte fields as base64 text.
+pub mod b64 {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
