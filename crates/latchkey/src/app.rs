@@ -220,7 +220,7 @@ async fn background_tasks(state: AppState) {
 /// whose tokens can no longer be valid.
 pub async fn prune_once(auth: &Auth) {
     let now = auth.now();
-    let keep_revocations = (auth.config.access_ttl + auth.config.leeway).max(24 * 3600);
+    let keep_revocations = auth.revocation_retention();
     let before = PruneBefore {
         sessions: now - keep_revocations,
         revocations: now - keep_revocations,

@@ -47,6 +47,9 @@ pub enum Command {
     /// List or rotate signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage resource-server credentials (introspection, revocation feed).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
     /// Write every user, session, key and event of the database to a file, to
     /// move the deployment to another database (the file holds password
     /// hashes: keep it secret).
@@ -123,6 +126,16 @@ pub enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Create credentials for a resource server; the secret is shown once.
+    Add { name: String },
+    /// List resource servers.
+    List,
+    /// Remove a resource server's credentials.
+    Remove { id: String },
+}
+
 /// Runs a command other than `serve`.
 pub async fn run_admin(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
@@ -140,6 +153,9 @@ pub async fn run_admin(command: Command, settings: Settings) -> anyhow::Result<(
         Command::Sessions(cmd) => {
             sessions(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
         }
+        Command::Clients(cmd) => {
+            clients(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
+        }
         Command::Keys(cmd) => {
             keys(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
         }
@@ -149,7 +165,7 @@ pub async fn run_admin(command: Command, settings: Settings) -> anyhow::Result<(
 
 fn explain(e: AuthError) -> anyhow::Error {
     match e {
-        AuthError::NotFound => anyhow::anyhow!("no such user or session"),
+        AuthError::NotFound => anyhow::anyhow!("no such user, session or client"),
         other => anyhow::anyhow!("{other}"),
     }
 }
@@ -352,5 +368,30 @@ async fn import(settings: &Settings, input: &Path) -> anyhow::Result<()> {
         snapshot.signing_keys.len(),
         settings.database_url.redacted()
     );
+    Ok(())
+}
+
+async fn clients(cmd: ClientsCommand, app: &App) -> anyhow::Result<()> {
+    let auth = &app.state.auth;
+    match cmd {
+        ClientsCommand::Add { name } => {
+            let (client, secret) = auth.add_client(&name).await.map_err(explain)?;
+            println!("client_id:     {}", client.id);
+            println!("client_secret: {secret}");
+            eprintln!(
+                "The secret is shown only this once; store it in the resource server's secret store."
+            );
+        }
+        ClientsCommand::List => {
+            println!("{:<28}  {:<20}  NAME", "ID", "CREATED");
+            for c in auth.list_clients().await.map_err(explain)? {
+                println!("{:<28}  {:<20}  {}", c.id, rfc3339(c.created_at), c.name);
+            }
+        }
+        ClientsCommand::Remove { id } => {
+            auth.remove_client(&id).await.map_err(explain)?;
+            println!("removed client {id}");
+        }
+    }
     Ok(())
 }

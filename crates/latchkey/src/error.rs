@@ -22,10 +22,14 @@ pub enum ApiError {
     /// No bearer token at all: a bare challenge (RFC 6750 §3.1).
     MissingToken,
     Forbidden(String),
+    /// Resource-server credentials missing or wrong (RFC 6749 §5.2).
+    InvalidClient,
     InvalidCredentials,
     NotFound,
     MethodNotAllowed,
     EmailTaken,
+    /// A revocation-feed cursor older than what is kept.
+    CursorExpired,
     UnsupportedMediaType,
     PayloadTooLarge,
     WeakPassword(String),
@@ -53,11 +57,14 @@ impl ApiError {
             ApiError::InvalidRequest(_)
             | ApiError::InvalidGrant(_)
             | ApiError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
-            ApiError::InvalidToken(_) | ApiError::MissingToken => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidToken(_) | ApiError::MissingToken | ApiError::InvalidClient => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Forbidden(_) | ApiError::InvalidCredentials => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::EmailTaken => StatusCode::CONFLICT,
+            ApiError::CursorExpired => StatusCode::GONE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -74,6 +81,8 @@ impl ApiError {
             ApiError::UnsupportedGrantType => "unsupported_grant_type",
             ApiError::InvalidToken(_) | ApiError::MissingToken => "invalid_token",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::InvalidClient => "invalid_client",
+            ApiError::CursorExpired => "cursor_expired",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -97,6 +106,10 @@ impl ApiError {
             ApiError::UnsupportedGrantType => "only the refresh_token grant is supported".into(),
             ApiError::MissingToken => "a bearer access token is required".into(),
             ApiError::InvalidCredentials => "the current password is wrong".into(),
+            ApiError::InvalidClient => "client authentication failed".into(),
+            ApiError::CursorExpired => {
+                "the cursor is older than the revocations kept; drop local state and read again from after=0".into()
+            }
             ApiError::NotFound => "no such resource".into(),
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
             ApiError::EmailTaken => "an account with this email already exists".into(),
@@ -123,6 +136,8 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidCredentials => ApiError::InvalidCredentials,
             AuthError::InvalidToken(m) => ApiError::InvalidToken(m.into()),
             AuthError::NotFound => ApiError::NotFound,
+            AuthError::InvalidClient => ApiError::InvalidClient,
+            AuthError::CursorExpired => ApiError::CursorExpired,
             AuthError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
             AuthError::Busy { retry_after } => ApiError::Unavailable { retry_after },
             AuthError::Unavailable(m) => {
@@ -157,6 +172,12 @@ impl IntoResponse for ApiError {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")),
+                );
+            }
+            ApiError::InvalidClient => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"latchkey\""),
                 );
             }
             ApiError::InvalidToken(_) => {

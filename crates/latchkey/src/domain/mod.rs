@@ -7,10 +7,12 @@
 //! - [`password`] and [`email`]: credential policies and Argon2id hashing.
 //! - [`service`]: the [`Auth`] service and its configuration.
 //! - [`accounts`], [`sessions`], [`admin`]: the flows, as methods of [`Auth`].
+//! - [`clients`]: resource servers, introspection and the revocation feed.
 //! - [`events`]: the audit trail.
 
 pub mod accounts;
 pub mod admin;
+pub mod clients;
 pub mod clock;
 pub mod email;
 pub mod events;
@@ -43,6 +45,10 @@ pub enum AuthError {
     InvalidToken(&'static str),
     #[error("not found")]
     NotFound,
+    #[error("client authentication failed")]
+    InvalidClient,
+    #[error("the cursor is older than the revocations kept; resynchronise from after=0")]
+    CursorExpired,
     #[error("too many attempts; retry later")]
     Throttled { retry_after: u64 },
     #[error("the server is busy; retry shortly")]

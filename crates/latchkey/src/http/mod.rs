@@ -7,6 +7,7 @@ pub mod extract;
 pub mod me;
 pub mod middleware;
 pub mod ops;
+pub mod resource;
 pub mod sessions;
 pub mod wellknown;
 pub mod wire;
@@ -50,6 +51,10 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "client",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
     }
 }
 
@@ -66,6 +71,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(sessions::router())
         .merge(wellknown::router())
         .merge(ops::router())
+        .merge(resource::router())
 }
 
 /// The complete application router.

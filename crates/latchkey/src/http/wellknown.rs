@@ -56,6 +56,8 @@ async fn metadata(State(state): State<AppState>) -> Response {
         "response_types_supported": [],
         "revocation_endpoint": format!("{issuer}/v1/revoke"),
         "revocation_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint": format!("{issuer}/v1/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
         "service_documentation": format!("{issuer}/openapi.json"),
     });
     let mut response = Json(doc).into_response();

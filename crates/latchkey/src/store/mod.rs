@@ -6,7 +6,7 @@ pub mod postgres;
 pub mod snapshot;
 pub mod sqlite;
 
-pub use snapshot::{RevocationRecord, Snapshot, ThrottleRecord};
+pub use snapshot::{ClientRecord, RevocationRecord, Snapshot, ThrottleRecord};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -246,6 +246,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes at most `batch` rows of each kind older than the cut-offs.
     async fn prune(&self, before: PruneBefore, batch: i64) -> StoreResult<u64>;
+
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    async fn client(&self, id: &str) -> StoreResult<Option<ClientRecord>>;
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
+    /// Returns false when no such client exists.
+    async fn delete_client(&self, id: &str) -> StoreResult<bool>;
+
+    /// Revocations with a cursor above `after`, in cursor order, at most `limit`.
+    async fn revocations_after(&self, after: i64, limit: i64)
+    -> StoreResult<Vec<RevocationRecord>>;
+    /// The smallest cursor still kept, if any revocation is.
+    async fn oldest_revocation(&self) -> StoreResult<Option<i64>>;
 
     /// Every row of every table, for moving a deployment to another backend.
     async fn export(&self) -> StoreResult<Snapshot>;

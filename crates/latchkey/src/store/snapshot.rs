@@ -30,6 +30,16 @@ pub struct ThrottleRecord {
     pub updated_at: i64,
 }
 
+/// A resource server's credentials; only a hash of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ClientRecord {
+    pub id: String,
+    pub name: String,
+    #[serde(with = "b64")]
+    pub secret_hash: Vec<u8>,
+    pub created_at: i64,
+}
+
 /// Every row of every table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -40,6 +50,8 @@ pub struct Snapshot {
     pub events: Vec<EventRecord>,
     pub throttles: Vec<ThrottleRecord>,
     pub signing_keys: Vec<KeyRecord>,
+    #[serde(default)]
+    pub clients: Vec<ClientRecord>,
 }
 
 /// Byte fields as base64 text.

@@ -537,6 +537,7 @@ impl Store for SqliteStore {
             events: all(&mut tx, "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events ORDER BY id").await?,
             throttles: all(&mut tx, "SELECT key, failures, blocked_until, updated_at FROM login_throttle ORDER BY key").await?,
             signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid").await?,
+            clients: all(&mut tx, "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id").await?,
         };
         tx.commit().await.map_err(map_err)?;
         Ok(snapshot)
@@ -591,9 +592,83 @@ impl Store for SqliteStore {
                 .bind(&k.kid).bind(&k.alg).bind(&k.public_jwk).bind(&k.private_key).bind(k.created_at).bind(k.retired_at).bind(k.expires_at)
                 .execute(&mut *tx).await.map_err(map_err)?;
         }
+        for c in &snap.clients {
+            sqlx::query(INSERT_CLIENT)
+                .bind(&c.id)
+                .bind(&c.name)
+                .bind(&c.secret_hash)
+                .bind(c.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)
     }
+
+    async fn insert_client(&self, c: &ClientRecord) -> StoreResult<()> {
+        sqlx::query(INSERT_CLIENT)
+            .bind(&c.id)
+            .bind(&c.name)
+            .bind(&c.secret_hash)
+            .bind(c.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn client(&self, id: &str) -> StoreResult<Option<ClientRecord>> {
+        sqlx::query_as("SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        sqlx::query_as(
+            "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn delete_client(&self, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM clients WHERE id = ?1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<RevocationRecord>> {
+        sqlx::query_as(
+            "SELECT cursor, kind, session_id, user_id, not_before, revoked_at FROM revocations
+             WHERE cursor > ?1 ORDER BY cursor LIMIT ?2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn oldest_revocation(&self) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar("SELECT MIN(cursor) FROM revocations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
 }
+
+const INSERT_CLIENT: &str =
+    "INSERT INTO clients (id, name, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)";
 
 /// Every row a static query returns, inside a transaction.
 async fn all<T>(

@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod cli;
+mod feed;
 mod hardening;
 mod lifecycle;
 mod postgres;

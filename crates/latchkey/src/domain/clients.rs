@@ -1,0 +1,148 @@
+//! Resource servers: their credentials, token introspection (RFC 7662) and
+//! the revocation feed they follow to refuse revoked access tokens within
+//! seconds without calling the server per request.
+
+use aws_lc_rs::digest;
+use latchkey_verify::Claims;
+use latchkey_verify::wire::{RevocationEntry, RevocationPage};
+use subtle::ConstantTimeEq;
+
+use super::secrets::random_b64;
+use super::{Auth, AuthError};
+use crate::store::{ClientRecord, RevocationRecord};
+
+/// Prefix of client secrets, so secret scanners can find leaked ones.
+pub const SECRET_PREFIX: &str = "lk_cs_";
+/// A revocation younger than this may still be followed by one with a lower
+/// cursor committing late (PostgreSQL hands out cursors at insert, not at
+/// commit), so the feed repeats it until it has settled.
+pub const SETTLE_SECONDS: i64 = 10;
+/// Longest page of the feed.
+pub const MAX_PAGE: i64 = 10_000;
+
+fn secret_hash(secret: &str) -> Vec<u8> {
+    digest::digest(&digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+impl Auth {
+    /// Creates a client; the secret is returned once and only its hash kept.
+    pub async fn add_client(&self, name: &str) -> Result<(ClientRecord, String), AuthError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(AuthError::InvalidRequest(
+                "a client name is 1 to 100 printable characters".into(),
+            ));
+        }
+        let secret = format!("{SECRET_PREFIX}{}", random_b64(32)?);
+        let client = ClientRecord {
+            id: format!("lk_client_{}", random_b64(12)?),
+            name: name.to_string(),
+            secret_hash: secret_hash(&secret),
+            created_at: self.now(),
+        };
+        self.store.insert_client(&client).await?;
+        Ok((client, secret))
+    }
+
+    pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, AuthError> {
+        Ok(self.store.list_clients().await?)
+    }
+
+    pub async fn remove_client(&self, id: &str) -> Result<(), AuthError> {
+        match self.store.delete_client(id).await? {
+            true => Ok(()),
+            false => Err(AuthError::NotFound),
+        }
+    }
+
+    /// Checks a client's credentials in constant time; an unknown id costs
+    /// the same comparison.
+    pub async fn authenticate_client(
+        &self,
+        id: &str,
+        secret: &str,
+    ) -> Result<ClientRecord, AuthError> {
+        let client = self.store.client(id).await?;
+        let presented = secret_hash(secret);
+        let expected = client
+            .as_ref()
+            .map_or(&[0u8; 32][..], |c| &c.secret_hash[..]);
+        let matches: bool = presented.ct_eq(expected).into();
+        match client {
+            Some(c) if matches => Ok(c),
+            _ => Err(AuthError::InvalidClient),
+        }
+    }
+
+    /// The claims of an active access token, or `None` for anything else
+    /// (expired, revoked, forged, a refresh token): callers learn no more.
+    pub async fn introspect(&self, token: &str) -> Result<Option<Claims>, AuthError> {
+        match self.authenticate(token).await {
+            Ok(caller) => Ok(Some(caller.claims)),
+            Err(AuthError::InvalidToken(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Seconds the feed keeps revocations: at least an access token's lifetime.
+    pub fn revocation_retention(&self) -> i64 {
+        (self.config.access_ttl + self.config.leeway).max(24 * 3600)
+    }
+
+    /// One page of the revocation feed after `after` (0: from the oldest kept).
+    pub async fn revocation_page(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<RevocationPage, AuthError> {
+        if after < 0 || !(1..=MAX_PAGE).contains(&limit) {
+            return Err(AuthError::InvalidRequest(format!(
+                "after must be ≥ 0 and limit 1 to {MAX_PAGE}"
+            )));
+        }
+        if after > 0
+            && self
+                .store
+                .oldest_revocation()
+                .await?
+                .is_some_and(|oldest| after + 1 < oldest)
+        {
+            return Err(AuthError::CursorExpired);
+        }
+        let mut rows = self.store.revocations_after(after, limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let settled_before = self.now() - SETTLE_SECONDS;
+        let next_cursor = rows
+            .iter()
+            .take_while(|r| r.revoked_at <= settled_before)
+            .last()
+            .map_or(after, |r| r.cursor);
+        Ok(RevocationPage {
+            has_more: more && next_cursor > after,
+            entries: rows.into_iter().filter_map(entry).collect(),
+            next_cursor,
+            retention_seconds: self.revocation_retention(),
+        })
+    }
+}
+
+fn entry(r: RevocationRecord) -> Option<RevocationEntry> {
+    match (r.kind.as_str(), r.session_id, r.not_before) {
+        ("session", Some(sid), _) => Some(RevocationEntry::Session {
+            cursor: r.cursor,
+            sid,
+            sub: r.user_id,
+            revoked_at: r.revoked_at,
+        }),
+        ("user", _, Some(not_before)) => Some(RevocationEntry::User {
+            cursor: r.cursor,
+            sub: r.user_id,
+            not_before,
+            revoked_at: r.revoked_at,
+        }),
+        _ => None,
+    }
+}
