@@ -58,6 +58,16 @@ pub enum VerifyError {
     /// `nbf` or `iat` lies in the future.
     #[error("token not yet valid")]
     NotYetValid,
+    /// The token's session was revoked, or it was issued before its user's
+    /// `not_before` (logout everywhere, password change). Only a
+    /// [`Verifier`](crate::Verifier) following the revocation feed says this.
+    #[error("token revoked")]
+    Revoked,
+    /// The revocation feed has not been read successfully for longer than the
+    /// verifier's `max_staleness`, and the verifier fails closed: whether the
+    /// token was revoked cannot be known, so it is refused.
+    #[error("revocation status unavailable")]
+    RevocationsUnavailable,
 }
 
 /// Verifies `token` against `keys` and `rules` at time `now` (Unix seconds),

@@ -58,7 +58,9 @@ impl RevocationEntry {
     /// Position of the entry in the feed.
     pub fn cursor(&self) -> i64 {
         match self {
-            RevocationEntry::Session { cursor, .. } | RevocationEntry::User { cursor, .. } => *cursor,
+            RevocationEntry::Session { cursor, .. } | RevocationEntry::User { cursor, .. } => {
+                *cursor
+            }
         }
     }
 }

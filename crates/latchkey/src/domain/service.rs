@@ -196,5 +196,7 @@ fn verify_message(e: &latchkey_verify::VerifyError) -> &'static str {
             "the access token is invalid"
         }
         V::Issuer | V::Audience | V::NotYetValid => "the access token is not valid here",
+        // Produced only by verifiers that follow the revocation feed.
+        V::Revoked | V::RevocationsUnavailable => "the access token has been revoked",
     }
 }

@@ -85,22 +85,10 @@ impl Store for SqliteStore {
     }
 
     async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-        )
-        .bind(&u.id)
-        .bind(&u.email)
-        .bind(&u.email_normalized)
-        .bind(&u.name)
-        .bind(&u.password_hash)
-        .bind(u.email_verified)
-        .bind(u.disabled)
-        .bind(u.not_before)
-        .bind(u.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        bind_user(sqlx::query(INSERT_USER), u)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -192,25 +180,10 @@ impl Store for SqliteStore {
     }
 
     async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .bind(&s.id)
-        .bind(&s.user_id)
-        .bind(&s.salt)
-        .bind(s.generation)
-        .bind(s.rotated_at)
-        .bind(s.created_at)
-        .bind(s.last_used_at)
-        .bind(s.idle_expires_at)
-        .bind(s.expires_at)
-        .bind(s.revoked_at)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        bind_session(sqlx::query(INSERT_SESSION), s)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -555,22 +528,16 @@ impl Store for SqliteStore {
             return Err(StoreError::Conflict);
         }
         for u in &snap.users {
-            sqlx::query(
-                "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-            )
-            .bind(&u.id).bind(&u.email).bind(&u.email_normalized).bind(&u.name).bind(&u.password_hash)
-            .bind(u.email_verified).bind(u.disabled).bind(u.not_before).bind(u.created_at)
-            .execute(&mut *tx).await.map_err(map_err)?;
+            bind_user(sqlx::query(INSERT_USER), u)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
         for s in &snap.sessions {
-            sqlx::query(
-                "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )
-            .bind(&s.id).bind(&s.user_id).bind(&s.salt).bind(s.generation).bind(s.rotated_at).bind(s.created_at)
-            .bind(s.last_used_at).bind(s.idle_expires_at).bind(s.expires_at).bind(s.revoked_at).bind(&s.user_agent).bind(&s.ip)
-            .execute(&mut *tx).await.map_err(map_err)?;
+            bind_session(sqlx::query(INSERT_SESSION), s)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
         for r in &snap.revocations {
             sqlx::query("INSERT INTO revocations (cursor, kind, session_id, user_id, not_before, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
@@ -665,6 +632,40 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)
     }
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+const INSERT_USER: &str = "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)";
+const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+fn bind_user<'q>(q: Query<'q>, u: &'q UserRecord) -> Query<'q> {
+    q.bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.email_normalized)
+        .bind(&u.name)
+        .bind(&u.password_hash)
+        .bind(u.email_verified)
+        .bind(u.disabled)
+        .bind(u.not_before)
+        .bind(u.created_at)
+}
+
+fn bind_session<'q>(q: Query<'q>, s: &'q SessionRecord) -> Query<'q> {
+    q.bind(&s.id)
+        .bind(&s.user_id)
+        .bind(&s.salt)
+        .bind(s.generation)
+        .bind(s.rotated_at)
+        .bind(s.created_at)
+        .bind(s.last_used_at)
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
 }
 
 const INSERT_CLIENT: &str =

@@ -10,6 +10,7 @@ mod feed;
 mod hardening;
 mod lifecycle;
 mod postgres;
+mod resource_server;
 mod scaleout;
 mod sessions;
 mod smoke;
