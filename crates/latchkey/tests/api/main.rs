@@ -8,6 +8,7 @@ mod accounts;
 mod cli;
 mod feed;
 mod hardening;
+mod interop;
 mod lifecycle;
 mod postgres;
 mod resource_server;
