@@ -40,6 +40,7 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     pub cors_origins: Arc<Vec<String>>,
     pub request_timeout: Duration,
+    pub browser: Arc<crate::http::browser::BrowserPolicy>,
     limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
 }
 
@@ -145,14 +146,13 @@ impl App {
             leeway: settings.clock_leeway.as_secs() as i64,
             account_failure_limit: settings.account_failure_limit,
         };
-        let refresh_secret = master.derive("refresh-token-mac");
         let auth = Auth::new(
             store,
             clock,
             Arc::new(keys),
             hasher,
             policy,
-            &refresh_secret,
+            &master,
             config,
         );
         let limiter = NonZeroU32::new(settings.ip_rate_limit)
@@ -163,6 +163,10 @@ impl App {
             trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
             cors_origins: Arc::new(settings.cors_origins.clone()),
             request_timeout: settings.request_timeout,
+            browser: Arc::new(crate::http::browser::BrowserPolicy::new(
+                &settings.issuer,
+                &settings.cors_origins,
+            )),
             limiter,
         };
         Ok(App {

@@ -12,8 +12,8 @@ use super::clock::Clock;
 use super::keys::KeyRing;
 use super::password::{Hasher, PasswordPolicy};
 use super::refresh::{RefreshKey, RefreshToken};
-use super::secrets::random;
-use crate::store::{Store, ThrottlePolicy, UserRecord};
+use super::secrets::{MasterKey, random};
+use crate::store::{SessionRecord, Store, ThrottlePolicy, UserRecord};
 
 /// The `client_id` claim of tokens issued to first-party clients.
 pub const FIRST_PARTY_CLIENT_ID: &str = "latchkey";
@@ -45,6 +45,10 @@ pub struct TokenPair {
     pub expires_in: i64,
     pub refresh_token: RefreshToken,
     pub session_id: String,
+    /// When the session ends at the latest (Unix seconds).
+    pub session_expires_at: i64,
+    /// The session's CSRF token, for browser (cookie) mode.
+    pub csrf_token: String,
 }
 
 /// The caller behind a verified, unrevoked access token.
@@ -61,6 +65,7 @@ pub struct Auth {
     pub hasher: Hasher,
     pub policy: PasswordPolicy,
     pub(super) refresh_key: RefreshKey,
+    csrf_key: aws_lc_rs::hmac::Key,
     pub config: AuthConfig,
     pub(super) rules: Rules,
 }
@@ -72,7 +77,7 @@ impl Auth {
         keys: Arc<KeyRing>,
         hasher: Hasher,
         policy: PasswordPolicy,
-        refresh_secret: &[u8; 32],
+        master: &MasterKey,
         config: AuthConfig,
     ) -> Self {
         let rules = Rules {
@@ -86,7 +91,11 @@ impl Auth {
             keys,
             hasher,
             policy,
-            refresh_key: RefreshKey::new(refresh_secret),
+            refresh_key: RefreshKey::new(&master.derive("refresh-token-mac")),
+            csrf_key: aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                &master.derive("csrf-token"),
+            ),
             config,
             rules,
         }
@@ -94,6 +103,24 @@ impl Auth {
 
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// The CSRF token of a session: an HMAC of its id, so it cannot be
+    /// planted (signed double submit) and needs no storage.
+    pub fn csrf_token(&self, session_id: &str) -> String {
+        use base64::Engine as _;
+        let tag = aws_lc_rs::hmac::sign(&self.csrf_key, session_id.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// Whether `presented` is the CSRF token of the session that
+    /// `refresh_token` belongs to (compared in constant time).
+    pub fn csrf_matches(&self, refresh_token: &str, presented: &str) -> bool {
+        let Some(parsed) = super::refresh::parse(refresh_token) else {
+            return false;
+        };
+        let expected = self.csrf_token(&parsed.session_id);
+        subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), presented.as_bytes()).into()
     }
 
     pub(super) fn throttle_policy(&self) -> Option<ThrottlePolicy> {
@@ -114,7 +141,7 @@ impl Auth {
         let mut salt = vec![0u8; 16];
         random(&mut salt)?;
         let expires_at = now + self.config.session_ttl;
-        let session = crate::store::SessionRecord {
+        let session = SessionRecord {
             id: Uuid::new_v4().to_string(),
             user_id: user.id.clone(),
             salt,
@@ -129,21 +156,20 @@ impl Auth {
             ip: client.ip.clone(),
         };
         self.store.insert_session(&session).await?;
-        self.token_pair(&user.id, &session.id, &session.salt, 0)
+        self.token_pair(&session, 0)
     }
 
     /// The token pair of generation `generation` of a session.
     pub(super) fn token_pair(
         &self,
-        user_id: &str,
-        session_id: &str,
-        salt: &[u8],
+        session: &SessionRecord,
         generation: i64,
     ) -> Result<TokenPair, AuthError> {
         let now = self.now();
+        let session_id = session.id.as_str();
         let claims = Claims {
             iss: self.config.issuer.clone(),
-            sub: user_id.to_string(),
+            sub: session.user_id.clone(),
             aud: self.config.audience.clone(),
             exp: now + self.config.access_ttl,
             iat: now,
@@ -155,8 +181,10 @@ impl Auth {
         Ok(TokenPair {
             access_token: self.keys.sign(&claims)?,
             expires_in: self.config.access_ttl,
-            refresh_token: self.refresh_key.mint(session_id, salt, generation),
+            refresh_token: self.refresh_key.mint(session_id, &session.salt, generation),
             session_id: session_id.to_string(),
+            session_expires_at: session.expires_at,
+            csrf_token: self.csrf_token(session_id),
         })
     }
 

@@ -36,12 +36,7 @@ impl Auth {
                 .await?
             {
                 metrics::counter!("latchkey_refreshes_total").increment(1);
-                return self.token_pair(
-                    &session.user_id,
-                    &session.id,
-                    &session.salt,
-                    presented.generation + 1,
-                );
+                return self.token_pair(&session, presented.generation + 1);
             }
             // Another refresh of the same token won the race: judge again on fresh state.
             session = self
@@ -53,12 +48,7 @@ impl Auth {
         match classify(presented.generation, &session, now, grace) {
             Verdict::Grace => {
                 metrics::counter!("latchkey_refreshes_total").increment(1);
-                self.token_pair(
-                    &session.user_id,
-                    &session.id,
-                    &session.salt,
-                    session.generation,
-                )
+                self.token_pair(&session, session.generation)
             }
             Verdict::Reuse => {
                 self.end_session_for_reuse(&session, client).await?;

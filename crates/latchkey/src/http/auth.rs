@@ -9,10 +9,14 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::browser::wants_cookie;
 use super::extract::{ApiJson, AuthUser, ClientMeta, JsonOrForm, OptionalBody, bearer_token};
 use super::wire::TokenResponse;
 use crate::app::AppState;
+use crate::domain::{AuthError, TokenPair};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::store::UserRecord;
+use axum_extra::extract::cookie::CookieJar;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -31,6 +35,9 @@ pub struct RegisterRequest {
     pub password: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Browser mode: the refresh token is set as an HttpOnly cookie instead.
+    #[serde(default)]
+    pub cookie: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -38,6 +45,9 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+    /// Browser mode: the refresh token is set as an HttpOnly cookie instead.
+    #[serde(default)]
+    pub cookie: Option<bool>,
 }
 
 /// RFC 6749 §6 refresh request; other OAuth parameters are ignored.
@@ -68,40 +78,82 @@ pub struct RevokeRequest {
 async fn register(
     State(state): State<AppState>,
     meta: ClientMeta,
+    headers: HeaderMap,
+    jar: CookieJar,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<Response> {
+    let browser = wants_cookie(req.cookie);
+    if browser {
+        state.browser.check_origin(&headers)?;
+    }
     state.limit_ip(meta.ip)?;
     let (user, pair) = state
         .auth
         .register(&req.email, &req.password, req.name.as_deref(), &meta.client)
         .await?;
-    Ok(TokenResponse::new(pair, Some(&user)).respond(StatusCode::CREATED))
+    Ok(respond(
+        &state,
+        jar,
+        browser,
+        pair,
+        Some(&user),
+        StatusCode::CREATED,
+    ))
+}
+
+/// A token response in the mode the client asked for.
+fn respond(
+    state: &AppState,
+    jar: CookieJar,
+    browser: bool,
+    pair: TokenPair,
+    user: Option<&UserRecord>,
+    status: StatusCode,
+) -> Response {
+    if browser {
+        state
+            .browser
+            .respond(jar, pair, user, state.auth.now(), status)
+    } else {
+        TokenResponse::new(pair, user).respond(status)
+    }
 }
 
 /// Log in with email and password (first-party login, not the OAuth password grant).
 #[utoipa::path(post, path = "/v1/login", tag = "auth", request_body = LoginRequest, responses(
     (status = 200, description = "Logged in", body = TokenResponse),
     (status = 400, description = "Unknown user, wrong password or disabled account (one answer for all)", body = ErrorBody),
+    (status = 403, description = "Browser mode from a foreign origin", body = ErrorBody),
     (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     meta: ClientMeta,
+    headers: HeaderMap,
+    jar: CookieJar,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
+    let browser = wants_cookie(req.cookie);
+    if browser {
+        state.browser.check_origin(&headers)?;
+    }
     state.limit_ip(meta.ip)?;
     let pair = state
         .auth
         .login(&req.email, &req.password, &meta.client)
         .await?;
-    Ok(TokenResponse::new(pair, None).respond(StatusCode::OK))
+    Ok(respond(&state, jar, browser, pair, None, StatusCode::OK))
 }
 
-/// OAuth 2.0 token endpoint: `grant_type=refresh_token` rotates the refresh token.
+/// OAuth 2.0 token endpoint: `grant_type=refresh_token` rotates the refresh
+/// token, taken from the body or, in browser mode, from the cookie (then the
+/// `X-CSRF-Token` header is required).
 #[utoipa::path(post, path = "/v1/token", tag = "auth", request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"), responses(
-    (status = 200, body = TokenResponse), (status = 400, body = ErrorBody)))]
+    (status = 200, body = TokenResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn token(
     State(state): State<AppState>,
     meta: ClientMeta,
+    headers: HeaderMap,
+    jar: CookieJar,
     JsonOrForm(req): JsonOrForm<TokenRequest>,
 ) -> ApiResult<Response> {
     match req.grant_type.as_deref() {
@@ -109,53 +161,71 @@ async fn token(
         Some(_) => return Err(ApiError::UnsupportedGrantType),
         None => return Err(ApiError::InvalidRequest("grant_type is required".into())),
     }
-    let refresh = req
-        .refresh_token
-        .filter(|t| !t.is_empty())
+    if let Some(refresh) = req.refresh_token.filter(|t| !t.is_empty()) {
+        let pair = state.auth.refresh(&refresh, &meta.client).await?;
+        return Ok(TokenResponse::new(pair, None).respond(StatusCode::OK));
+    }
+    let refresh = state
+        .browser
+        .refresh_token(&jar)
         .ok_or_else(|| ApiError::InvalidRequest("refresh_token is required".into()))?;
-    let pair = state.auth.refresh(&refresh, &meta.client).await?;
-    Ok(TokenResponse::new(pair, None).respond(StatusCode::OK))
+    state.browser.check_csrf(&state.auth, &headers, &refresh)?;
+    match state.auth.refresh(&refresh, &meta.client).await {
+        Ok(pair) => Ok(state
+            .browser
+            .respond(jar, pair, None, state.auth.now(), StatusCode::OK)),
+        // The session is over (expired, revoked, reused): drop its cookies.
+        Err(e @ AuthError::InvalidGrant(_)) => Ok(state.browser.clear_on_error(jar, e.into())),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// End one session, named by its refresh token or by a bearer access token. Idempotent.
-#[utoipa::path(post, path = "/v1/logout", tag = "auth", request_body(content = LogoutRequest, description = "optional when a bearer token is sent"), responses(
-    (status = 204, description = "Session ended (or already ended)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+/// End one session, named by its refresh token (body, or the browser-mode
+/// cookie with `X-CSRF-Token`) or by a bearer access token. Idempotent; the
+/// browser-mode cookies are cleared.
+#[utoipa::path(post, path = "/v1/logout", tag = "auth", request_body(content = LogoutRequest, description = "optional when a bearer token or the cookie is sent"), responses(
+    (status = 204, description = "Session ended (or already ended)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn logout(
     State(state): State<AppState>,
     meta: ClientMeta,
     headers: HeaderMap,
+    jar: CookieJar,
     OptionalBody(body): OptionalBody<LogoutRequest>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     let refresh = body.and_then(|b| b.refresh_token).filter(|t| !t.is_empty());
     match (bearer_token(&headers)?, refresh) {
-        (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
-            "send either a refresh token or a bearer token, not both".into(),
-        )),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::InvalidRequest(
+                "send either a refresh token or a bearer token, not both".into(),
+            ));
+        }
         (Some(token), None) => {
             let caller = state.auth.authenticate(token).await?;
             state.auth.logout(&caller, &meta.client).await?;
-            Ok(StatusCode::NO_CONTENT)
         }
-        (None, Some(refresh)) => {
+        (None, Some(refresh)) => state.auth.logout_refresh(&refresh, &meta.client).await?,
+        (None, None) => {
+            let refresh = state.browser.refresh_token(&jar).ok_or_else(|| {
+                ApiError::InvalidRequest("a refresh token or a bearer token is required".into())
+            })?;
+            state.browser.check_csrf(&state.auth, &headers, &refresh)?;
             state.auth.logout_refresh(&refresh, &meta.client).await?;
-            Ok(StatusCode::NO_CONTENT)
         }
-        (None, None) => Err(ApiError::InvalidRequest(
-            "a refresh token or a bearer token is required".into(),
-        )),
     }
+    Ok((state.browser.clear(jar), StatusCode::NO_CONTENT).into_response())
 }
 
-/// End every session of the caller.
+/// End every session of the caller (browser-mode cookies are cleared).
 #[utoipa::path(post, path = "/v1/logout-all", tag = "auth", security(("bearer" = [])), responses(
     (status = 204, description = "All sessions ended"), (status = 401, body = ErrorBody)))]
 async fn logout_all(
     State(state): State<AppState>,
     meta: ClientMeta,
+    jar: CookieJar,
     AuthUser(caller): AuthUser,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     state.auth.logout_all(&caller, &meta.client).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((state.browser.clear(jar), StatusCode::NO_CONTENT).into_response())
 }
 
 /// RFC 7009 token revocation: the token's session ends; unknown tokens are accepted silently.

@@ -102,6 +102,9 @@ async fn events(
 pub struct PasswordChange {
     pub current_password: String,
     pub new_password: String,
+    /// Browser mode: the fresh session's refresh token is set as a cookie.
+    #[serde(default)]
+    pub cookie: Option<bool>,
 }
 
 /// Change the password: every session ends and a fresh one is returned.
@@ -112,9 +115,15 @@ pub struct PasswordChange {
 async fn change_password(
     State(state): State<AppState>,
     meta: ClientMeta,
+    headers: axum::http::HeaderMap,
+    jar: axum_extra::extract::cookie::CookieJar,
     AuthUser(caller): AuthUser,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> ApiResult<Response> {
+    let browser = super::browser::wants_cookie(req.cookie);
+    if browser {
+        state.browser.check_origin(&headers)?;
+    }
     state.limit_ip(meta.ip)?;
     let pair = state
         .auth
@@ -125,5 +134,10 @@ async fn change_password(
             &meta.client,
         )
         .await?;
+    if browser {
+        return Ok(state
+            .browser
+            .respond(jar, pair, None, state.auth.now(), StatusCode::OK));
+    }
     Ok(TokenResponse::new(pair, None).respond(StatusCode::OK))
 }

@@ -3,6 +3,7 @@
 //! headers, body limit, timeout, request ids, tracing, metrics, panics).
 
 pub mod auth;
+pub mod browser;
 pub mod extract;
 pub mod me;
 pub mod middleware;

@@ -51,8 +51,13 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Access-token lifetime in seconds.
     pub expires_in: i64,
-    pub refresh_token: String,
+    /// Absent in browser (cookie) mode, where it travels only in an HttpOnly cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     pub session_id: String,
+    /// Browser mode only: send it as `X-CSRF-Token` with cookie-based calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<UserView>,
 }
@@ -63,9 +68,20 @@ impl TokenResponse {
             access_token: pair.access_token,
             token_type: "Bearer",
             expires_in: pair.expires_in,
-            refresh_token: pair.refresh_token.expose().to_string(),
+            refresh_token: Some(pair.refresh_token.expose().to_string()),
             session_id: pair.session_id,
+            csrf_token: None,
             user: user.map(UserView::from),
+        }
+    }
+
+    /// The browser-mode body: no refresh token, the CSRF token instead.
+    pub fn for_browser(pair: TokenPair, user: Option<&UserRecord>) -> Self {
+        let csrf = pair.csrf_token.clone();
+        TokenResponse {
+            refresh_token: None,
+            csrf_token: Some(csrf),
+            ..TokenResponse::new(pair, user)
         }
     }
 

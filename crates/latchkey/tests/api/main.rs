@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod cli;
+mod cookies;
 mod feed;
 mod hardening;
 mod interop;
