@@ -123,6 +123,11 @@ pub enum KeysCommand {
         /// Algorithm of the new key (default: the configured signing_alg).
         #[arg(long)]
         alg: Option<SigningAlg>,
+        /// Sign with the new key at once instead of after it has been
+        /// published for two minutes (for a compromised key; verifiers with a
+        /// cached JWKS may refuse new tokens until they refetch it).
+        #[arg(long)]
+        now: bool,
     },
 }
 
@@ -277,34 +282,38 @@ async fn keys(cmd: KeysCommand, app: &App) -> anyhow::Result<()> {
     let auth = &app.state.auth;
     match cmd {
         KeysCommand::List => {
-            let signing = auth.keys.signing_kid();
+            let (signing, now) = (auth.keys.signing_kid(), auth.now());
             println!(
-                "{:<16}  {:<6}  {:<20}  {:<20}  STATE",
-                "KID", "ALG", "CREATED", "PUBLISHED UNTIL"
+                "{:<16}  {:<6}  {:<20}  {:<20}  {:<20}  STATE",
+                "KID", "ALG", "PUBLISHED", "SIGNS FROM", "PUBLISHED UNTIL"
             );
             for k in crate::domain::keys::list(auth.store.as_ref()).await? {
-                let state = if k.kid == signing {
-                    "signing"
-                } else if k.retired_at.is_some() {
-                    "retired"
-                } else {
-                    "active"
+                let state = match () {
+                    _ if k.kid == signing => "signing",
+                    _ if k.activates_at > now => "published, not yet signing",
+                    _ if k.retired_at.is_some_and(|r| r <= now) => "retired",
+                    _ => "active",
                 };
                 let until = k.expires_at.map_or_else(|| "-".to_string(), rfc3339);
                 println!(
-                    "{:<16}  {:<6}  {:<20}  {:<20}  {state}",
+                    "{:<16}  {:<6}  {:<20}  {:<20}  {:<20}  {state}",
                     k.kid,
                     k.alg,
                     rfc3339(k.created_at),
+                    rfc3339(k.activates_at),
                     until
                 );
             }
         }
-        KeysCommand::Rotate { alg } => {
+        KeysCommand::Rotate { alg, now } => {
             let alg = alg.unwrap_or(app.settings.signing_alg);
-            let kid = auth.rotate_keys(&app.master, alg).await.map_err(explain)?;
+            let (kid, from) = auth
+                .rotate_keys(&app.master, alg, now)
+                .await
+                .map_err(explain)?;
             println!(
-                "now signing with {kid} ({alg}); previous keys stay published until their tokens expire"
+                "published {kid} ({alg}); it signs from {} on, and the previous keys stay published until their tokens expire",
+                rfc3339(from)
             );
         }
     }

@@ -125,25 +125,47 @@ impl Auth {
         Ok(revoked)
     }
 
-    /// Starts signing with a new key; the old ones stay published until the
-    /// tokens they signed have expired.
+    /// Adds a new signing key. It is published at once and signs after
+    /// `KEY_PUBLISH_LEAD` (or at once when `immediately`, for emergencies),
+    /// so verifiers with a cached JWKS meet it before any token it signed;
+    /// the old keys stay published until their last tokens have expired.
     pub async fn rotate_keys(
         &self,
         master: &MasterKey,
         alg: latchkey_verify::SigningAlg,
-    ) -> Result<String, AuthError> {
+        immediately: bool,
+    ) -> Result<(String, i64), AuthError> {
         let now = self.now();
-        let retire_at = now + self.config.access_ttl + self.config.leeway;
-        let kid = keys::add_key(self.store.as_ref(), master, alg, now, retire_at).await?;
+        let activates_at = if immediately {
+            now
+        } else {
+            now + KEY_PUBLISH_LEAD
+        };
+        let retire_at = activates_at + self.config.access_ttl + self.config.leeway;
+        let kid = keys::add_key(
+            self.store.as_ref(),
+            master,
+            alg,
+            now,
+            activates_at,
+            retire_at,
+        )
+        .await?;
         self.keys.reload(self.store.as_ref(), now).await?;
+        let detail = Some(format!("{kid} signs from {activates_at}"));
         self.audit_detail(
             EventKind::KeyRotated,
             None,
             None,
             &Client::default(),
-            Some(kid.clone()),
+            detail,
         )
         .await;
-        Ok(kid)
+        Ok((kid, activates_at))
     }
 }
+
+/// How long a rotated-in key is published before it signs: longer than the
+/// JWKS `max-age` (60 s) plus the 30 s that common verifiers wait between
+/// refetches triggered by an unknown `kid`.
+pub const KEY_PUBLISH_LEAD: i64 = 120;

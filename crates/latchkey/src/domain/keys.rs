@@ -53,6 +53,7 @@ pub struct KeyInfo {
     pub kid: String,
     pub alg: String,
     pub created_at: i64,
+    pub activates_at: i64,
     pub retired_at: Option<i64>,
     pub expires_at: Option<i64>,
 }
@@ -71,7 +72,7 @@ impl KeyRing {
             .iter()
             .any(|k| k.retired_at.is_none())
         {
-            add_key(store, &master, alg, now, now).await?;
+            add_key(store, &master, alg, now, now, now).await?;
         }
         let loaded = build(&master, &store.signing_keys().await?, now)?;
         Ok(Self {
@@ -165,19 +166,22 @@ pub async fn list(store: &dyn Store) -> anyhow::Result<Vec<KeyInfo>> {
             kid: k.kid,
             alg: k.alg,
             created_at: k.created_at,
+            activates_at: k.activates_at,
             retired_at: k.retired_at,
             expires_at: k.expires_at,
         })
         .collect())
 }
 
-/// Creates a new signing key that signs from `now` on; the keys it replaces
-/// stay published until `retired_expire_at`.
+/// Creates a new signing key, published from `now` and signing from
+/// `activates_at`; the keys it replaces sign until then and stay published
+/// until `retired_expire_at`.
 pub async fn add_key(
     store: &dyn Store,
     master: &MasterKey,
     alg: SigningAlg,
     now: i64,
+    activates_at: i64,
     retired_expire_at: i64,
 ) -> anyhow::Result<String> {
     let kid = random_b64(12)?;
@@ -188,6 +192,7 @@ pub async fn add_key(
         kid: kid.clone(),
         alg: alg.as_str().to_string(),
         created_at: now,
+        activates_at,
         retired_at: None,
         expires_at: None,
     };
@@ -257,10 +262,19 @@ fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<
         .iter()
         .filter(|k| k.expires_at.is_none_or(|e| e > now))
         .collect();
+    // The newest key whose signing period has begun and not ended; a key
+    // rotated in is published first and signs only from its activation.
+    let signing = |k: &&KeyRecord| k.activates_at <= now && k.retired_at.is_none_or(|r| r > now);
     let current = records
         .iter()
-        .filter(|k| k.retired_at.is_none())
-        .max_by_key(|k| (k.created_at, k.kid.clone()))
+        .filter(signing)
+        .max_by_key(|k| (k.activates_at, k.kid.clone()))
+        .or_else(|| {
+            records
+                .iter()
+                .filter(|k| k.retired_at.is_none())
+                .max_by_key(|k| k.activates_at)
+        })
         .context("no active signing key")?;
     let alg: SigningAlg = current
         .alg

@@ -95,6 +95,10 @@ pub struct KeyRecord {
     #[serde(with = "snapshot::b64")]
     pub private_key: Vec<u8>,
     pub created_at: i64,
+    /// When the key starts signing; it is published from `created_at`.
+    #[serde(default)]
+    pub activates_at: i64,
+    /// When it stopped (or stops) signing.
     pub retired_at: Option<i64>,
     pub expires_at: Option<i64>,
 }
@@ -240,8 +244,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<EventRecord>>;
 
     async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>>;
-    /// Adds `key` as the signing key, retiring the current ones at `key.created_at`
-    /// and scheduling their removal from the JWKS at `retired_expire_at`.
+    /// Adds `key`, which signs from `key.activates_at`; the keys signing now
+    /// retire at that moment and leave the JWKS at `retired_expire_at`.
     async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()>;
 
     /// Deletes at most `batch` rows of each kind older than the cut-offs.

@@ -592,7 +592,7 @@ impl Store for PgStore {
     async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>> {
         retry(Replay::Idempotent, move || {
             sqlx::query_as(
-                "SELECT kid, alg, public_jwk, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid",
+                "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid",
             )
             .fetch_all(&self.pool)
         })
@@ -611,18 +611,19 @@ impl Store for PgStore {
             sqlx::query(
                 "UPDATE signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL",
             )
-            .bind(key.created_at)
+            .bind(key.activates_at)
             .bind(retired_expire_at)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, activates_at) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&key.kid)
             .bind(&key.alg)
             .bind(&key.public_jwk)
             .bind(&key.private_key)
             .bind(key.created_at)
+            .bind(key.activates_at)
             .execute(&mut *tx)
             .await?;
             tx.commit().await
@@ -683,7 +684,7 @@ impl Store for PgStore {
                 revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at FROM revocations ORDER BY cursor").await?,
                 events: all(&mut tx, "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events ORDER BY id").await?,
                 throttles: all(&mut tx, "SELECT key, failures, blocked_until, updated_at FROM login_throttle ORDER BY key").await?,
-                signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid").await?,
+                signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid").await?,
                 clients: all(&mut tx, "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id").await?,
             };
             tx.commit().await?;
@@ -802,8 +803,8 @@ const LOAD_EVENT: &str =
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const LOAD_THROTTLE: &str = "INSERT INTO login_throttle (key, failures, blocked_until, updated_at)
      VALUES ($1, $2, $3, $4)";
-const LOAD_KEY: &str = "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const LOAD_KEY: &str = "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at, activates_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const RESET_REVOCATION_CURSOR: &str = "SELECT setval(pg_get_serial_sequence('revocations', 'cursor'), COALESCE(MAX(cursor), 0) + 1, false)
      FROM revocations";
 const RESET_EVENT_ID: &str =
@@ -894,6 +895,7 @@ async fn load(tx: &mut Tx, snap: &Snapshot) -> Result<(), sqlx::Error> {
             .bind(k.created_at)
             .bind(k.retired_at)
             .bind(k.expires_at)
+            .bind(k.activates_at)
             .execute(&mut **tx)
             .await?;
     }

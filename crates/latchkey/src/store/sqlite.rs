@@ -433,7 +433,7 @@ impl Store for SqliteStore {
 
     async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>> {
         sqlx::query_as(
-            "SELECT kid, alg, public_jwk, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid",
+            "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid",
         )
         .fetch_all(&self.pool)
         .await
@@ -445,19 +445,20 @@ impl Store for SqliteStore {
         sqlx::query(
             "UPDATE signing_keys SET retired_at = ?1, expires_at = ?2 WHERE retired_at IS NULL",
         )
-        .bind(key.created_at)
+        .bind(key.activates_at)
         .bind(retired_expire_at)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
         sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, activates_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .bind(&key.kid)
         .bind(&key.alg)
         .bind(&key.public_jwk)
         .bind(&key.private_key)
         .bind(key.created_at)
+        .bind(key.activates_at)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -509,7 +510,7 @@ impl Store for SqliteStore {
             revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at FROM revocations ORDER BY cursor").await?,
             events: all(&mut tx, "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events ORDER BY id").await?,
             throttles: all(&mut tx, "SELECT key, failures, blocked_until, updated_at FROM login_throttle ORDER BY key").await?,
-            signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid").await?,
+            signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid").await?,
             clients: all(&mut tx, "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id").await?,
         };
         tx.commit().await.map_err(map_err)?;
@@ -555,8 +556,8 @@ impl Store for SqliteStore {
                 .execute(&mut *tx).await.map_err(map_err)?;
         }
         for k in &snap.signing_keys {
-            sqlx::query("INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                .bind(&k.kid).bind(&k.alg).bind(&k.public_jwk).bind(&k.private_key).bind(k.created_at).bind(k.retired_at).bind(k.expires_at)
+            sqlx::query("INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at, activates_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+                .bind(&k.kid).bind(&k.alg).bind(&k.public_jwk).bind(&k.private_key).bind(k.created_at).bind(k.retired_at).bind(k.expires_at).bind(k.activates_at)
                 .execute(&mut *tx).await.map_err(map_err)?;
         }
         for c in &snap.clients {

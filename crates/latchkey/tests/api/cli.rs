@@ -189,10 +189,11 @@ async fn keys_rotated_by_the_cli_are_used_and_published_while_old_tokens_stay_va
     let app = spawn_app().await;
     let (email, before) = app.new_user().await;
     let old_kid = kid_of(&before.access);
-    let out = stdout(&app.cli(&["keys", "rotate"], None));
-    assert!(out.contains("now signing with"), "{out}");
+    let out = stdout(&app.cli(&["keys", "rotate", "--now"], None));
+    assert!(out.contains("published"), "{out}");
     let deadline = Instant::now() + Duration::from_secs(15);
     let after = loop {
+        app.catch_up_with_wall_clock();
         let tokens = app.login_ok(&email, PASSWORD).await;
         if kid_of(&tokens.access) != old_kid {
             break tokens;
@@ -222,6 +223,44 @@ async fn keys_rotated_by_the_cli_are_used_and_published_while_old_tokens_stay_va
 }
 
 #[tokio::test]
+async fn a_rotated_key_is_published_before_it_signs_anything() {
+    let app = spawn_app().await;
+    let (email, before) = app.new_user().await;
+    let old_kid = kid_of(&before.access);
+    let master =
+        latchkey::domain::secrets::MasterKey::load_or_create(None, app.dir.path()).expect("master");
+    let (kid, from) = app
+        .auth
+        .rotate_keys(&master, app.settings.signing_alg, false)
+        .await
+        .expect("rotate");
+    assert!(from >= latchkey::domain::clock::Clock::now(app.clock.as_ref()) + 90);
+    assert_eq!(
+        jwks_kids(&app).await,
+        vec![old_kid.clone(), kid.clone()],
+        "the new key is published at once"
+    );
+    let pending = app.login_ok(&email, PASSWORD).await;
+    assert_eq!(
+        kid_of(&pending.access),
+        old_kid,
+        "the new key signed before its activation"
+    );
+    let list = stdout(&app.cli(&["keys", "list"], None));
+    assert!(list.contains("published, not yet signing"), "{list}");
+    app.clock.advance(latchkey::domain::admin::KEY_PUBLISH_LEAD);
+    let now = latchkey::domain::clock::Clock::now(app.clock.as_ref());
+    app.auth
+        .keys
+        .reload(app.auth.store.as_ref(), now)
+        .await
+        .expect("reload");
+    let after = app.login_ok(&email, PASSWORD).await;
+    assert_eq!(kid_of(&after.access), kid);
+    assert_eq!(app.me(&pending.access).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn retired_keys_leave_the_jwks_once_their_tokens_have_expired() {
     let app = spawn_app().await;
     let (_, before) = app.new_user().await;
@@ -232,9 +271,11 @@ async fn retired_keys_leave_the_jwks_once_their_tokens_have_expired() {
             &latchkey::domain::secrets::MasterKey::load_or_create(None, app.dir.path())
                 .expect("master"),
             app.settings.signing_alg,
+            true,
         )
         .await
-        .expect("rotate");
+        .expect("rotate")
+        .0;
     assert!(jwks_kids(&app).await.contains(&old_kid));
     app.clock.advance(
         app.settings.access_ttl.as_secs() as i64 + app.settings.clock_leeway.as_secs() as i64 + 1,

@@ -23,7 +23,19 @@ async fn cluster(what: &str) -> Option<(TestApp, TestApp)> {
     let home = Arc::new(TestHome::new(Backend::Postgres).await);
     let a = spawn_app_in(home.clone(), |_| {}).await;
     let b = spawn_app_in(home, |_| {}).await;
+    align_clocks(&a, &b);
     Some((a, b))
+}
+
+/// Sets both instances' clocks to the same second, as NTP would.
+fn align_clocks(a: &TestApp, b: &TestApp) {
+    use latchkey::domain::clock::Clock;
+    let skew = b.clock.now() - a.clock.now();
+    if skew > 0 {
+        a.clock.advance(skew);
+    } else {
+        b.clock.advance(-skew);
+    }
 }
 
 /// Both instances accept each other's tokens: they share issuer settings.
@@ -40,6 +52,7 @@ async fn shared_cluster(what: &str) -> Option<(TestApp, TestApp)> {
     let issuer = "http://latchkey.test";
     let a = spawn_app_in(home.clone(), |s| same_issuer(s, issuer)).await;
     let b = spawn_app_in(home, |s| same_issuer(s, issuer)).await;
+    align_clocks(&a, &b);
     Some((a, b))
 }
 
@@ -170,7 +183,7 @@ async fn keys_rotated_by_the_cli_are_used_and_published_by_every_instance() {
     };
     let (email, before) = a.new_user().await;
     let old = kid_of(&before.access);
-    let out = a.cli(&["keys", "rotate"], None);
+    let out = a.cli(&["keys", "rotate", "--now"], None);
     assert!(
         out.status.success(),
         "{}",
@@ -179,6 +192,8 @@ async fn keys_rotated_by_the_cli_are_used_and_published_by_every_instance() {
     let deadline = Instant::now() + Duration::from_secs(15);
     for app in [&a, &b] {
         let fresh = loop {
+            a.catch_up_with_wall_clock();
+            b.catch_up_with_wall_clock();
             let t = app.login_ok(&email, PASSWORD).await;
             if kid_of(&t.access) != old {
                 break t;
