@@ -5,6 +5,7 @@ mod backend;
 mod helpers;
 
 mod accounts;
+mod browser;
 mod cli;
 mod cookies;
 mod feed;

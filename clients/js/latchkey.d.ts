@@ -1,0 +1,111 @@
+// Type declarations for latchkey.js, the Latchkey browser client (cookie mode).
+
+/** An error answered by Latchkey (`{"error", "error_description"}`), or status 0 when it could not be reached. */
+export class LatchkeyError extends Error {
+  constructor(status: number, code: string, description?: string);
+  readonly name: 'LatchkeyError';
+  /** HTTP status; 0 for a network failure or an unreadable answer. */
+  readonly status: number;
+  /** The `error` code, e.g. `invalid_grant`, `csrf_failed`, `weak_password`; `login_required` when the client holds no session; `network_error`. */
+  readonly code: string;
+  /** The server's `error_description`. */
+  readonly description: string;
+  /** True when this failure ended the session (the `session-expired` and `logout` events have fired). */
+  sessionEnded: boolean;
+}
+
+export interface User {
+  id: string;
+  email: string;
+  name: string | null;
+  email_verified: boolean;
+  created_at: string;
+}
+
+export interface Session {
+  id: string;
+  created_at: string;
+  last_used_at: string;
+  expires_at: string;
+  user_agent: string | null;
+  ip: string | null;
+  /** The session of this device. */
+  current: boolean;
+}
+
+/** Where an event came from: this tab, or another tab of the same browser over the BroadcastChannel. */
+export type EventSource = 'local' | 'broadcast';
+
+export interface LatchkeyEvents {
+  login: { sessionId: string | null; user: User | null; source: EventSource };
+  /** `reason`: 'logout' | 'logout-all' | 'revoked' | 'expired' (after `session-expired`). */
+  logout: { reason: string; source: EventSource };
+  /** A refresh was refused (`invalid_grant`: expired, revoked or reused session; or `csrf_failed`); `error` is null when heard from another tab. */
+  'session-expired': { error: LatchkeyError | null };
+  /** A new access token; `source` says how it came. */
+  token: { expiresAt: number; source: 'login' | 'refresh' | 'password' | 'broadcast' };
+}
+
+/** Just the part of the Web Locks API the client uses. */
+export interface LockManagerLike {
+  request<T>(name: string, callback: (lock: unknown) => Promise<T> | T): Promise<T>;
+  request<T>(name: string, options: { ifAvailable?: boolean }, callback: (lock: unknown) => Promise<T> | T): Promise<T>;
+}
+
+export interface BroadcastChannelLike {
+  postMessage(message: unknown): void;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  close(): void;
+}
+
+export interface ClientOptions {
+  /** The Latchkey server, e.g. `https://auth.example.com`. Its LATCHKEY_CORS_ORIGINS must list this page's origin. */
+  baseUrl: string;
+  /** Where the CSRF token is kept between page loads (per baseUrl). Default `localStorage`; null keeps it in memory only (no silent resume after a reload). */
+  storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
+  /** For tests: the fetch to use. */
+  fetch?: typeof fetch;
+  /** Cross-tab refresh lock. Default `navigator.locks`; null disables it (the server's grace window then has to absorb races). */
+  locks?: LockManagerLike | null;
+  /** Cross-tab channel factory. Default `name => new BroadcastChannel(name)`; null disables sharing. */
+  channel?: ((name: string) => BroadcastChannelLike) | null;
+  /** Seconds before expiry at which `fetch` refreshes ahead of time (at most a quarter of the token's life). Default 30. */
+  leeway?: number;
+}
+
+export interface LatchkeyClient {
+  /** Creates an account and logs in (cookie mode); resolves to the new user. */
+  register(input: { email: string; password: string; name?: string }): Promise<User>;
+  /** Logs in (cookie mode); resolves to the user. */
+  login(input: { email: string; password: string }): Promise<User>;
+  /** Ends this session on the server and in every tab. Local state is dropped even when the server cannot be reached (then it throws). */
+  logout(): Promise<void>;
+  /** Ends every session of the user, on every device. */
+  logoutAll(): Promise<void>;
+  /** Changes the password: this tab moves to the new session the server starts; every other session ends. */
+  changePassword(input: { currentPassword: string; newPassword: string }): Promise<void>;
+  /** The user's sessions; `current` marks this device's. */
+  sessions(): Promise<Session[]>;
+  /** Revokes one session; revoking this device's own logs this client out. */
+  revokeSession(id: string): Promise<void>;
+  /** The logged-in user. */
+  me(): Promise<User>;
+  /** `fetch` with `Authorization: Bearer`: refreshes shortly before expiry, and once on a 401 before retrying once. */
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  /** A usable access token (refreshed if needed), or null when logged out. */
+  accessToken(): Promise<string | null>;
+  /** Whether the client holds a session it can use or silently resume. */
+  isLoggedIn(): boolean;
+  /** After a page load: resumes the session from the cookie; false when there is none. */
+  resume(): Promise<boolean>;
+  /** Forces a refresh now (shared with any in flight, in this tab or another); resolves to the access token. */
+  refresh(): Promise<string>;
+  /** The current session's id, once known. */
+  sessionId(): string | null;
+  /** Subscribes to an event; returns the function that unsubscribes. */
+  on<E extends keyof LatchkeyEvents>(event: E, handler: (detail: LatchkeyEvents[E]) => void): () => void;
+  /** Stops listening to other tabs. */
+  close(): void;
+}
+
+export function createClient(options: ClientOptions): LatchkeyClient;

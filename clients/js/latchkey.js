@@ -1,0 +1,503 @@
+// Latchkey browser client: cookie mode, no dependencies.
+//
+// What lives where, and why (docs/browser.md has the whole model):
+// - the refresh token exists only in an HttpOnly, SameSite=Strict cookie the
+//   server sets; this code never sees it, so script injected into the page
+//   cannot carry it away;
+// - the access token lives only in this closure's memory (never in storage);
+// - the CSRF token is kept in `storage` under a per-server key so that a
+//   reloaded page can refresh silently. Alone it is useless: it is bound by HMAC
+//   to the session and only works next to the HttpOnly cookie.
+//
+// Refreshes are single-flight: one promise per tab, and across tabs a Web Lock
+// plus a BroadcastChannel. A tab that waited for the lock first looks whether
+// the tab that held it just published a fresh access token, so two tabs never
+// present one refresh token twice (which the server treats as theft).
+
+const LOCK_PREFIX = 'latchkey-refresh:';
+const CHANNEL_PREFIX = 'latchkey:';
+const CSRF_KEY_PREFIX = 'latchkey:csrf:';
+const EVENTS = ['login', 'logout', 'session-expired', 'token'];
+// How long a tab that waited for the lock waits for the holder's message.
+const PUBLISH_WAIT_MS = 250;
+
+/** An error answered by the server (or a failure to reach it: status 0). */
+export class LatchkeyError extends Error {
+  constructor(status, code, description = '') {
+    super(description ? `${code}: ${description}` : code);
+    this.name = 'LatchkeyError';
+    this.status = status;
+    this.code = code;
+    this.description = description;
+    /** True when this failure ended the session (the logout events have fired). */
+    this.sessionEnded = false;
+  }
+}
+
+function loginRequired() {
+  return new LatchkeyError(401, 'login_required', 'not logged in');
+}
+
+async function errorOf(resp) {
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    // not JSON: fall back to the status line
+  }
+  const code = typeof body?.error === 'string' ? body.error : `http_${resp.status}`;
+  const description =
+    typeof body?.error_description === 'string' ? body.error_description : resp.statusText;
+  return new LatchkeyError(resp.status, code, description);
+}
+
+function defaultStorage() {
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null; // e.g. a sandboxed frame, where touching localStorage throws
+  }
+}
+
+function defaultChannel(name) {
+  return typeof BroadcastChannel === 'function' ? new BroadcastChannel(name) : null;
+}
+
+function report(error) {
+  if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
+  else setTimeout(() => { throw error; });
+}
+
+/**
+ * Creates a client for one Latchkey server.
+ * Options beyond `baseUrl` and `storage` exist for tests and unusual hosts:
+ * `fetch`, `locks` (a LockManager, or null for none), `channel` (a factory
+ * name → BroadcastChannel-like, or null for none) and `leeway` (seconds before
+ * expiry at which the access token is refreshed ahead of time).
+ */
+export function createClient({
+  baseUrl,
+  storage = defaultStorage(),
+  fetch: fetchImpl = globalThis.fetch.bind(globalThis),
+  locks = globalThis.navigator?.locks ?? null,
+  channel = defaultChannel,
+  leeway = 30,
+} = {}) {
+  if (!baseUrl) throw new TypeError('createClient: baseUrl is required');
+  const base = String(baseUrl).replace(/\/+$/, '');
+  const csrfKey = CSRF_KEY_PREFIX + base;
+  const bus = channel ? channel(CHANNEL_PREFIX + base) : null;
+  const listeners = new Map(EVENTS.map((e) => [e, new Set()]));
+
+  let access = null; // { token, expiresAt (ms), sessionId }
+  let memoryCsrf = null;
+  let inflight = null;
+  const waiters = new Set();
+  // Bumped at every login and logout, so that a refresh answered after the
+  // session changed under it cannot resurrect the old one.
+  let epoch = 0;
+
+  function emit(event, detail) {
+    for (const handler of [...listeners.get(event)]) {
+      try {
+        handler(detail);
+      } catch (error) {
+        report(error);
+      }
+    }
+  }
+
+  function readCsrf() {
+    try {
+      if (storage) return storage.getItem(csrfKey);
+    } catch {
+      // storage unusable: memory only
+    }
+    return memoryCsrf;
+  }
+
+  function writeCsrf(value) {
+    memoryCsrf = value;
+    try {
+      if (value) storage?.setItem(csrfKey, value);
+      else storage?.removeItem(csrfKey);
+    } catch {
+      // storage unusable: memory only, and no silent refresh after a reload
+    }
+  }
+
+  // Refresh this long before expiry; never so early that a short-lived token
+  // would count as stale from the start.
+  function marginFor(expiresAt) {
+    return Math.min(leeway * 1000, (expiresAt - Date.now()) / 4);
+  }
+
+  function fresh(a) {
+    return a !== null && a.expiresAt - Date.now() > a.margin;
+  }
+
+  function hold(token, expiresAt, sessionId) {
+    access = { token, expiresAt, sessionId: sessionId ?? null, margin: marginFor(expiresAt) };
+  }
+
+  function post(message) {
+    try {
+      bus?.postMessage(message);
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  function shared(type, extra = {}) {
+    return {
+      type,
+      access_token: access.token,
+      expires_at: access.expiresAt,
+      session_id: access.sessionId,
+      csrf_token: readCsrf(),
+      ...extra,
+    };
+  }
+
+  function adopt(body) {
+    if (typeof body?.access_token !== 'string') {
+      throw new LatchkeyError(0, 'invalid_response', 'no access_token in the answer');
+    }
+    const expiresIn = Number.isFinite(body.expires_in) ? body.expires_in : 300;
+    // Never keep a refresh token, even if a server answered one in the body.
+    hold(body.access_token, Date.now() + expiresIn * 1000, body.session_id);
+    if (typeof body.csrf_token === 'string') writeCsrf(body.csrf_token);
+  }
+
+  /** Forgets the session here and in other tabs; emits the events. */
+  function end(reason, error) {
+    const had = access !== null || readCsrf() !== null;
+    const sessionId = access?.sessionId ?? null;
+    epoch += 1;
+    access = null;
+    writeCsrf(null);
+    post({ type: reason === 'expired' ? 'expired' : 'logout', reason, session_id: sessionId });
+    if (reason === 'expired') emit('session-expired', { error });
+    if (had || reason === 'expired') emit('logout', { reason, source: 'local' });
+  }
+
+  async function send(path, { method = 'POST', body, headers = {}, credentials = 'include' } = {}) {
+    const init = { method, headers: { ...headers }, credentials, cache: 'no-store' };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    try {
+      return await fetchImpl(base + path, init);
+    } catch (error) {
+      throw new LatchkeyError(0, 'network_error', String(error?.message ?? error));
+    }
+  }
+
+  async function refreshOverNetwork(retried = false) {
+    const csrf = readCsrf();
+    if (!csrf) throw loginRequired();
+    const started = epoch;
+    const resp = await send('/v1/token', {
+      body: { grant_type: 'refresh_token' },
+      headers: { 'X-CSRF-Token': csrf },
+    });
+    if (started !== epoch) throw loginRequired();
+    if (!resp.ok) {
+      const error = await errorOf(resp);
+      if (error.code !== 'invalid_grant' && error.code !== 'csrf_failed') throw error;
+      // Another tab started a new session meanwhile: try once with its token.
+      if (readCsrf() !== csrf && readCsrf() && !retried) return refreshOverNetwork(true);
+      // The session is over (expired, revoked, reused) or can no longer be
+      // refreshed from this page (its CSRF token does not match the cookie).
+      error.sessionEnded = true;
+      end('expired', error);
+      throw error;
+    }
+    adopt(await resp.json());
+    post(shared('token'));
+    emit('token', { expiresAt: access.expiresAt, source: 'refresh' });
+    return access.token;
+  }
+
+  /** Resolves at the next message from another tab, or after `ms`. */
+  function nextMessage(ms) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      }
+      waiters.add(done);
+    });
+  }
+
+  async function underLock(stale, started, waited) {
+    const usable = () => fresh(access) && access.token !== stale;
+    // Another tab held the lock: it has most likely just refreshed, and its
+    // message may land a moment after the lock did. Missing it costs one more
+    // rotation, never a reuse: its answer already put the new cookie in the
+    // jar every tab shares.
+    if (waited && bus && !usable()) await nextMessage(PUBLISH_WAIT_MS);
+    if (started !== epoch && access === null) throw loginRequired();
+    if (usable()) return access.token;
+    return refreshOverNetwork();
+  }
+
+  /** Runs `job` while no other tab refreshes, logs in or out (cookie changes are serialized). */
+  function exclusive(job) {
+    return locks ? locks.request(LOCK_PREFIX + base, job) : job();
+  }
+
+  /** Takes the lock for a refresh, noting whether another tab had it first. */
+  async function lockedRefresh(stale, started) {
+    if (!locks) return underLock(stale, started, false);
+    const name = LOCK_PREFIX + base;
+    const now = await locks.request(name, { ifAvailable: true }, async (lock) =>
+      lock ? { token: await underLock(stale, started, false) } : null,
+    );
+    return now ? now.token : locks.request(name, () => underLock(stale, started, true));
+  }
+
+  /** One refresh for the whole tab, and one at a time across tabs. */
+  function refresh(stale = access?.token ?? null) {
+    if (!inflight) {
+      const started = epoch;
+      const run = lockedRefresh(stale, started);
+      inflight = run.finally(() => {
+        inflight = null;
+      });
+    }
+    return inflight;
+  }
+
+  async function ensureToken() {
+    if (fresh(access)) return access.token;
+    if (access === null && !readCsrf()) throw loginRequired();
+    try {
+      return await refresh(access?.token ?? null);
+    } catch (error) {
+      // A proactive refresh that failed for want of a network can still use
+      // the token it meant to replace while that one lasts.
+      const transient = error.status === 0 || error.status >= 500;
+      if (transient && access && access.expiresAt > Date.now()) return access.token;
+      throw error;
+    }
+  }
+
+  function authorized(input, init, token) {
+    const headers = new Headers(init.headers ?? (input instanceof Request ? input.headers : undefined));
+    headers.set('Authorization', `Bearer ${token}`);
+    return { ...init, headers };
+  }
+
+  /** fetch() with the access token: refreshed ahead of expiry, and once on a 401. */
+  async function authFetch(input, init = {}) {
+    let token = await ensureToken();
+    const retryable = !(typeof ReadableStream === 'function' && init.body instanceof ReadableStream);
+    const first = input instanceof Request ? input.clone() : input;
+    const resp = await fetchImpl(first, authorized(input, init, token));
+    if (resp.status !== 401 || !retryable) return resp;
+    token = await refresh(token);
+    return fetchImpl(input, authorized(input, init, token));
+  }
+
+  async function api(path, { method = 'GET', body } = {}) {
+    const init = { method, cache: 'no-store', headers: {} };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await authFetch(base + path, init);
+    } catch (error) {
+      if (error instanceof LatchkeyError) throw error;
+      throw new LatchkeyError(0, 'network_error', String(error?.message ?? error));
+    }
+    if (!resp.ok) throw await errorOf(resp);
+    return resp.status === 204 ? null : resp.json();
+  }
+
+  /** A Bearer call that changes the cookie, so it must not overlap another tab's refresh. */
+  async function cookieChanging(path, body) {
+    let token = await ensureToken();
+    for (let attempt = 0; ; attempt += 1) {
+      const headers = { Authorization: `Bearer ${token}` };
+      const resp = await exclusive(() => send(path, { headers, body }));
+      if (resp.status === 401 && attempt === 0) {
+        token = await refresh(token);
+        continue;
+      }
+      if (!resp.ok) throw await errorOf(resp);
+      return resp.status === 204 ? null : resp.json();
+    }
+  }
+
+  async function startSession(path, payload) {
+    const resp = await exclusive(() => send(path, { body: { ...payload, cookie: true } }));
+    if (!resp.ok) throw await errorOf(resp);
+    const body = await resp.json();
+    epoch += 1;
+    adopt(body);
+    post(shared('login'));
+    emit('login', { sessionId: access.sessionId, user: body.user ?? null, source: 'local' });
+    emit('token', { expiresAt: access.expiresAt, source: 'login' });
+    return body;
+  }
+
+  function onMessage(data) {
+    if (!data || typeof data !== 'object') return;
+    if (data.type === 'token' || data.type === 'login') {
+      if (typeof data.access_token !== 'string' || !(data.expires_at > Date.now())) return;
+      const wasOut = access === null;
+      if (data.type === 'login') epoch += 1;
+      hold(data.access_token, data.expires_at, data.session_id);
+      if (typeof data.csrf_token === 'string') memoryCsrf = data.csrf_token;
+      if (data.type === 'login' || wasOut) {
+        emit('login', { sessionId: access.sessionId, user: null, source: 'broadcast' });
+      }
+      emit('token', { expiresAt: access.expiresAt, source: 'broadcast' });
+    } else if (data.type === 'logout' || data.type === 'expired') {
+      // An old session ending says nothing about a newer one held here.
+      if (data.session_id && access?.sessionId && data.session_id !== access.sessionId) return;
+      const had = access !== null || readCsrf() !== null || memoryCsrf !== null;
+      epoch += 1;
+      access = null;
+      memoryCsrf = null;
+      if (data.type === 'expired') emit('session-expired', { error: null });
+      if (had) emit('logout', { reason: data.reason ?? data.type, source: 'broadcast' });
+    }
+  }
+  if (bus) {
+    bus.onmessage = (event) => {
+      onMessage(event.data);
+      for (const wake of [...waiters]) wake();
+    };
+  }
+
+  return {
+    /** Creates an account and logs in; resolves to the new user. */
+    async register({ email, password, name } = {}) {
+      const payload = { email, password };
+      if (name) payload.name = name;
+      const body = await startSession('/v1/register', payload);
+      return body.user ?? null;
+    },
+
+    /** Logs in; resolves to the user. */
+    async login({ email, password } = {}) {
+      const body = await startSession('/v1/login', { email, password });
+      return body.user ?? api('/v1/me');
+    },
+
+    /** Ends this session (server and every tab). Local state is dropped even if the server cannot be reached. */
+    async logout() {
+      const csrf = readCsrf();
+      let failure = null;
+      try {
+        const headers = csrf ? { 'X-CSRF-Token': csrf } : access ? { Authorization: `Bearer ${access.token}` } : null;
+        const resp = headers ? await exclusive(() => send('/v1/logout', { headers })) : null;
+        if (resp && !resp.ok) {
+          const error = await errorOf(resp);
+          if (error.code !== 'invalid_grant') failure = error;
+        }
+      } catch (error) {
+        failure = error;
+      }
+      end('logout');
+      if (failure) throw failure;
+    },
+
+    /** Ends every session of the user, on every device. */
+    async logoutAll() {
+      await cookieChanging('/v1/logout-all');
+      end('logout-all');
+    },
+
+    /** Changes the password; this tab moves to the fresh session the server starts, every other one ends. */
+    async changePassword({ currentPassword, newPassword } = {}) {
+      const body = await cookieChanging('/v1/me/password', {
+        current_password: currentPassword,
+        new_password: newPassword,
+        cookie: true,
+      });
+      epoch += 1;
+      adopt(body);
+      post(shared('login'));
+      emit('token', { expiresAt: access.expiresAt, source: 'password' });
+    },
+
+    /** The user's sessions (`current` marks this device's). */
+    async sessions() {
+      return (await api('/v1/sessions')).sessions;
+    },
+
+    /** Revokes one session; revoking this device's own logs this client out. */
+    async revokeSession(id) {
+      await api(`/v1/sessions/${encodeURIComponent(id)}`, { method: 'DELETE' });
+      if (access && id === access.sessionId) end('revoked');
+    },
+
+    /** The logged-in user. */
+    me() {
+      return api('/v1/me');
+    },
+
+    /** fetch() for your own APIs, with `Authorization: Bearer`. */
+    fetch: authFetch,
+
+    /** A usable access token, refreshed if needed; null when logged out. */
+    async accessToken() {
+      try {
+        return await ensureToken();
+      } catch (error) {
+        if (error.code === 'login_required' || error.code === 'invalid_grant' || error.code === 'csrf_failed') return null;
+        throw error;
+      }
+    },
+
+    /** Whether the client holds a session it can use or silently resume. */
+    isLoggedIn() {
+      return (access !== null && access.expiresAt > Date.now()) || Boolean(readCsrf());
+    },
+
+    /** After a page load: resumes the session from the cookie if there is one. */
+    async resume() {
+      if (fresh(access)) return true;
+      if (!readCsrf()) return false;
+      try {
+        await refresh(access?.token ?? null);
+        return true;
+      } catch (error) {
+        if (error.status === 0 || error.status >= 500) throw error;
+        return false;
+      }
+    },
+
+    /** Forces a refresh now (shared with any in flight); resolves to the access token. */
+    refresh() {
+      if (access === null && !readCsrf()) return Promise.reject(loginRequired());
+      return refresh(access?.token ?? null);
+    },
+
+    /** The current session's id, if any. */
+    sessionId() {
+      return access?.sessionId ?? null;
+    },
+
+    /** Subscribes to `login`, `logout`, `session-expired` or `token`; returns the unsubscribe function. */
+    on(event, handler) {
+      const set = listeners.get(event);
+      if (!set) throw new TypeError(`unknown event ${event}; one of ${EVENTS.join(', ')}`);
+      set.add(handler);
+      return () => set.delete(handler);
+    },
+
+    /** Stops listening to other tabs. */
+    close() {
+      bus?.close();
+    },
+  };
+}

@@ -1,0 +1,281 @@
+// Unit tests of clients/js/latchkey.js in Node, against a fake Latchkey that
+// keeps one cookie jar for all "tabs" (as a browser profile does), rotates the
+// refresh token on every use and, with no grace window, treats a second
+// presentation of a used token as theft. The real-browser tests against the
+// real server are in browser.test.mjs.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { LatchkeyError, createClient } from '../latchkey.js';
+
+const BASE = 'https://auth.test';
+
+/** A fake server with one shared cookie jar; `latency` ms per request. */
+function fakeServer({ latency = 5, ttl = 300 } = {}) {
+  const s = {
+    jar: null, // the refresh cookie the "browser" holds
+    current: null,
+    used: new Set(),
+    alive: false,
+    csrf: null,
+    sessionId: 'sess-1',
+    tokens: 0,
+    refreshes: 0,
+    reuse: 0,
+    requests: [],
+    revokedAccess: new Set(),
+  };
+  const issue = () => {
+    s.tokens += 1;
+    return `at-${s.tokens}`;
+  };
+  const json = (status, body) =>
+    new Response(body === null ? null : JSON.stringify(body), {
+      status,
+      headers: { 'content-type': 'application/json' },
+    });
+  const rotate = () => {
+    if (s.current) s.used.add(s.current);
+    s.current = `rt-${Math.random()}`;
+    return s.current;
+  };
+  s.fetch = async (input, init = {}) => {
+    const url = typeof input === 'string' ? input : input.url;
+    const path = url.slice(BASE.length);
+    const headers = new Headers(init.headers);
+    const cookie = init.credentials === 'include' ? s.jar : null; // read when sent
+    s.requests.push({ path, headers, credentials: init.credentials, body: init.body });
+    await new Promise((r) => setTimeout(r, latency));
+    if (path === '/v1/login') {
+      const body = JSON.parse(init.body);
+      if (body.password !== 'right password') return json(400, { error: 'invalid_grant', error_description: 'no' });
+      assert.equal(body.cookie, true);
+      s.alive = true;
+      s.used.clear();
+      s.csrf = `csrf-${Math.random()}`;
+      s.jar = rotate();
+      return json(200, { access_token: issue(), token_type: 'Bearer', expires_in: ttl, session_id: s.sessionId, csrf_token: s.csrf });
+    }
+    if (path === '/v1/token') {
+      if (headers.get('x-csrf-token') !== s.csrf) return json(403, { error: 'csrf_failed', error_description: 'csrf' });
+      if (!cookie || !s.alive) return json(400, { error: 'invalid_grant', error_description: 'gone' });
+      if (cookie !== s.current) {
+        if (s.used.has(cookie)) {
+          s.reuse += 1;
+          s.alive = false;
+        }
+        return json(400, { error: 'invalid_grant', error_description: 'reused' });
+      }
+      s.refreshes += 1;
+      s.jar = rotate();
+      return json(200, { access_token: issue(), token_type: 'Bearer', expires_in: ttl, session_id: s.sessionId, csrf_token: s.csrf });
+    }
+    if (path === '/v1/logout') {
+      if (headers.get('x-csrf-token') !== s.csrf) return json(403, { error: 'csrf_failed', error_description: 'csrf' });
+      s.alive = false;
+      s.jar = null;
+      return json(204, null);
+    }
+    const auth = headers.get('authorization') ?? '';
+    const token = auth.replace(/^Bearer /, '');
+    if (!s.alive || !token.startsWith('at-') || s.revokedAccess.has(token)) {
+      return json(401, { error: 'invalid_token', error_description: 'bad token' });
+    }
+    if (path === '/v1/me') return json(200, { id: 'u1', email: 'ada@example.com' });
+    if (path === '/v1/logout-all') {
+      s.alive = false;
+      s.jar = null;
+      return json(204, null);
+    }
+    return json(404, { error: 'not_found', error_description: path });
+  };
+  return s;
+}
+
+function memoryStorage() {
+  const m = new Map();
+  return {
+    getItem: (k) => (m.has(k) ? m.get(k) : null),
+    setItem: (k, v) => m.set(k, String(v)),
+    removeItem: (k) => m.delete(k),
+    dump: () => Object.fromEntries(m),
+  };
+}
+
+/** Web Locks, as far as the client uses them: exclusive, FIFO per name, `ifAvailable`. */
+function lockManager() {
+  const tails = new Map();
+  const held = new Set();
+  return {
+    request(name, options, job) {
+      if (typeof options === 'function') [options, job] = [{}, options];
+      if (options.ifAvailable && (held.has(name) || tails.has(name))) return Promise.resolve(job(null));
+      const prev = tails.get(name) ?? Promise.resolve();
+      const run = prev.then(async () => {
+        held.add(name);
+        try {
+          return await job({ name });
+        } finally {
+          held.delete(name);
+        }
+      });
+      const tail = run.catch(() => {});
+      tails.set(name, tail);
+      tail.then(() => tails.get(name) === tail && tails.delete(name));
+      return run;
+    },
+  };
+}
+
+/** Two tabs of one browser profile: shared jar, storage, locks and channel name. */
+function tabs(server, { locks = lockManager(), n = 2, channelSuffix = Math.random() } = {}) {
+  const storage = memoryStorage();
+  const clients = [];
+  for (let i = 0; i < n; i += 1) {
+    clients.push(
+      createClient({
+        baseUrl: BASE,
+        storage,
+        fetch: server.fetch,
+        locks,
+        channel: (name) => new BroadcastChannel(`${name}:${channelSuffix}`),
+      }),
+    );
+  }
+  return { clients, storage, close: () => clients.forEach((c) => c.close()) };
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 20));
+
+test('login keeps the access token in memory and only the CSRF token in storage', async () => {
+  const server = fakeServer();
+  const { clients: [a], storage, close } = tabs(server, { n: 1 });
+  const user = await a.login({ email: 'ada@example.com', password: 'right password' });
+  assert.equal(user.email, 'ada@example.com');
+  assert.equal(await a.accessToken(), 'at-1');
+  assert.deepEqual(Object.values(storage.dump()), [server.csrf]);
+  assert.equal(server.requests[0].credentials, 'include');
+  close();
+});
+
+test('a wrong password throws a LatchkeyError with status, code and description', async () => {
+  const server = fakeServer();
+  const { clients: [a], close } = tabs(server, { n: 1 });
+  await assert.rejects(a.login({ email: 'ada@example.com', password: 'nope' }), (e) => {
+    assert.ok(e instanceof LatchkeyError);
+    assert.equal(e.status, 400);
+    assert.equal(e.code, 'invalid_grant');
+    assert.equal(e.description, 'no');
+    return true;
+  });
+  assert.equal(a.isLoggedIn(), false);
+  close();
+});
+
+test('fetch refreshes once on a 401 and retries with the new token', async () => {
+  const server = fakeServer();
+  const { clients: [a], close } = tabs(server, { n: 1 });
+  await a.login({ email: 'ada@example.com', password: 'right password' });
+  server.revokedAccess.add('at-1');
+  const resp = await a.fetch(`${BASE}/v1/me`);
+  assert.equal(resp.status, 200);
+  assert.equal(server.refreshes, 1);
+  const auth = server.requests.at(-1).headers.get('authorization');
+  assert.equal(auth, 'Bearer at-2');
+  close();
+});
+
+test('fetch refreshes ahead of expiry', async () => {
+  const server = fakeServer({ ttl: 1 });
+  const { clients: [a], close } = tabs(server, { n: 1 });
+  await a.login({ email: 'ada@example.com', password: 'right password' });
+  await new Promise((r) => setTimeout(r, 800)); // inside the last quarter of 1 s
+  await a.fetch(`${BASE}/v1/me`);
+  assert.equal(server.refreshes, 1);
+  close();
+});
+
+test('concurrent refreshes in one tab share one request', async () => {
+  const server = fakeServer();
+  const { clients: [a], close } = tabs(server, { n: 1 });
+  await a.login({ email: 'ada@example.com', password: 'right password' });
+  const tokens = await Promise.all([a.refresh(), a.refresh(), a.refresh()]);
+  assert.equal(new Set(tokens).size, 1);
+  assert.equal(server.refreshes, 1);
+  close();
+});
+
+test('two tabs refreshing at once under the lock never reuse a refresh token', async () => {
+  const server = fakeServer({ latency: 10 });
+  const { clients: [a, b], close } = tabs(server);
+  await a.login({ email: 'ada@example.com', password: 'right password' });
+  await settle();
+  for (let round = 0; round < 5; round += 1) {
+    const [ta, tb] = await Promise.all([a.refresh(), b.refresh()]);
+    assert.equal(ta, tb, 'the waiting tab takes the token the other one published');
+  }
+  assert.equal(server.reuse, 0);
+  assert.equal(server.refreshes, 5);
+  assert.equal((await a.fetch(`${BASE}/v1/me`)).status, 200);
+  close();
+});
+
+test('without the lock and without a grace window the same race is reuse', async () => {
+  const server = fakeServer({ latency: 10 });
+  const { clients: [a, b], close } = tabs(server, { locks: null });
+  await a.login({ email: 'ada@example.com', password: 'right password' });
+  await settle();
+  const results = await Promise.allSettled([a.refresh(), b.refresh()]);
+  assert.equal(server.reuse, 1, 'this is what the lock (or the server grace window) prevents');
+  assert.ok(results.some((r) => r.status === 'rejected'));
+  close();
+});
+
+test('logout in one tab logs the other out', async () => {
+  const server = fakeServer();
+  const { clients: [a, b], storage, close } = tabs(server);
+  const seen = [];
+  b.on('logout', (d) => seen.push(d.reason));
+  await a.login({ email: 'ada@example.com', password: 'right password' });
+  await settle();
+  assert.equal(await b.accessToken(), 'at-1', 'the login was shared');
+  await a.logout();
+  await settle();
+  assert.deepEqual(seen, ['logout']);
+  assert.equal(b.isLoggedIn(), false);
+  assert.deepEqual(storage.dump(), {});
+  const sent = server.requests.find((r) => r.path === '/v1/logout');
+  assert.equal(sent.credentials, 'include');
+  assert.ok(sent.headers.get('x-csrf-token'));
+  close();
+});
+
+test('a refresh refused with invalid_grant emits session-expired then logout', async () => {
+  const server = fakeServer();
+  const { clients: [a, b], close } = tabs(server);
+  const events = [];
+  a.on('session-expired', () => events.push('a:session-expired'));
+  a.on('logout', () => events.push('a:logout'));
+  b.on('session-expired', () => events.push('b:session-expired'));
+  await a.login({ email: 'ada@example.com', password: 'right password' });
+  server.alive = false; // revoked elsewhere
+  await assert.rejects(a.refresh(), { code: 'invalid_grant' });
+  await settle();
+  assert.deepEqual(events, ['a:session-expired', 'a:logout', 'b:session-expired']);
+  await assert.rejects(a.fetch(`${BASE}/v1/me`), { code: 'login_required' });
+  close();
+});
+
+test('on() rejects unknown events and returns an unsubscribe function', async () => {
+  const server = fakeServer();
+  const { clients: [a], close } = tabs(server, { n: 1 });
+  assert.throws(() => a.on('logged-in', () => {}), TypeError);
+  let count = 0;
+  const off = a.on('token', () => (count += 1));
+  await a.login({ email: 'ada@example.com', password: 'right password' });
+  off();
+  await a.refresh();
+  assert.equal(count, 1);
+  close();
+});

@@ -1,0 +1,101 @@
+//! The untimed set-up: registers the bench users, then logs every virtual
+//! user in on its own connection so each holds its own session. Users are
+//! shared round-robin when there are fewer users than virtual users.
+
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use tokio::task::JoinSet;
+
+use crate::api::Api;
+use crate::conn::Connection;
+use crate::failure::Failure;
+use crate::vu::VirtualUser;
+
+/// Registers `users` users and logs `concurrency` virtual users in.
+pub async fn prepare(
+    api: &Arc<Api>,
+    concurrency: usize,
+    users: usize,
+) -> anyhow::Result<Vec<VirtualUser>> {
+    let conns = register_all(api, concurrency, users).await?;
+    login_all(api, conns, users).await
+}
+
+/// Virtual user `id` registers users `id`, `id + concurrency`, … on its own
+/// connection, so registration runs at the bench's concurrency.
+async fn register_all(
+    api: &Arc<Api>,
+    concurrency: usize,
+    users: usize,
+) -> anyhow::Result<Vec<Connection>> {
+    let mut tasks = JoinSet::new();
+    for id in 0..concurrency {
+        let api = api.clone();
+        tasks.spawn(async move {
+            let mut conn = Connection::new(api.target());
+            for n in (id..users).step_by(concurrency) {
+                let email = api.email(n as u64);
+                let registered = api.register(&mut conn, &email).await;
+                registered.map_err(|f| explain(f, "registering", &email))?;
+            }
+            Ok((id, conn))
+        });
+    }
+    join_in_order(tasks).await
+}
+
+async fn login_all(
+    api: &Arc<Api>,
+    conns: Vec<Connection>,
+    users: usize,
+) -> anyhow::Result<Vec<VirtualUser>> {
+    let concurrency = conns.len();
+    let mut tasks = JoinSet::new();
+    for (id, mut conn) in conns.into_iter().enumerate() {
+        let api = api.clone();
+        tasks.spawn(async move {
+            let logins = logins_of(&api, id, concurrency, users);
+            let tokens = api
+                .login(&mut conn, &logins[0])
+                .await
+                .map_err(|f| explain(f, "logging in", &logins[0]))?;
+            Ok((id, VirtualUser::new(id, conn, logins, tokens)))
+        });
+    }
+    join_in_order(tasks).await
+}
+
+/// The users virtual user `id` logs in as: its own share when there are
+/// enough users, else one it shares with others.
+fn logins_of(api: &Api, id: usize, concurrency: usize, users: usize) -> Vec<String> {
+    if users >= concurrency {
+        (id..users)
+            .step_by(concurrency)
+            .map(|n| api.email(n as u64))
+            .collect()
+    } else {
+        vec![api.email((id % users) as u64)]
+    }
+}
+
+async fn join_in_order<T: 'static>(
+    mut tasks: JoinSet<anyhow::Result<(usize, T)>>,
+) -> anyhow::Result<Vec<T>> {
+    let mut done = Vec::with_capacity(tasks.len());
+    while let Some(joined) = tasks.join_next().await {
+        done.push(joined.context("a set-up task stopped")??);
+    }
+    done.sort_by_key(|(id, _)| *id);
+    Ok(done.into_iter().map(|(_, t)| t).collect())
+}
+
+fn explain(failure: Failure, doing: &str, email: &str) -> anyhow::Error {
+    let hint = if failure.is_throttle() {
+        " — the server is throttling: start it with --ip-rate-limit 0 \
+         --account-failure-limit 0, or lower --concurrency"
+    } else {
+        ""
+    };
+    anyhow!("set-up failed {doing} {email}: {failure}{hint}")
+}

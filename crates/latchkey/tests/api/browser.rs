@@ -1,0 +1,217 @@
+//! Cookie mode in a real browser: runs `clients/js/test/browser.test.mjs`
+//! (headless Chromium driven by playwright-core) against a real server, the
+//! example SPA on an allowed origin and the same files on a foreign one, and
+//! the client's unit tests (`clients/js/test/client.test.mjs`) with it. The
+//! browser and playwright-core come from `clients/js/setup.sh`; without them
+//! the test skips loudly, or fails under `LATCHKEY_REQUIRE_ALL=1`. It runs on
+//! the default backend only: the browser exercises HTTP, not the store.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey::domain::clock::{Clock, ManualClock, SystemClock};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::helpers::*;
+
+/// How long the whole browser suite may take (it aims at well under a minute).
+const SUITE_TIMEOUT: Duration = Duration::from_secs(150);
+const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
+
+#[tokio::test]
+async fn the_example_spa_keeps_its_session_safe_in_a_real_browser() {
+    if backend() != Backend::Sqlite {
+        return;
+    }
+    if !browser_tools_ready().await {
+        return;
+    }
+    let (app, spa, spa_url) = app_and_spa().await;
+    let _clock = follow_wall_clock(app.clock.clone());
+    let (foreign, foreign_url) = static_server("localhost", 0, &app.base)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let artifacts = workspace().join("target").join("browser-artifacts");
+    let output = run_suite(&[
+        ("LATCHKEY_URL", app.base.as_str()),
+        ("SPA_URL", spa_url.as_str()),
+        ("FOREIGN_URL", foreign_url.as_str()),
+        ("ARTIFACTS_DIR", &artifacts.to_string_lossy()),
+    ])
+    .await;
+    drop((spa, foreign));
+
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "browser suite failed ({}):\n{report}",
+        output.status
+    );
+    // Shown with --nocapture: the suite's account, two-tab race findings included.
+    println!("{report}\nartifacts: {}", artifacts.display());
+}
+
+fn workspace() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2);
+    root.expect("workspace root").to_path_buf()
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("LATCHKEY_CHROMIUM").map_or_else(|| DEFAULT_CHROMIUM.into(), PathBuf::from)
+}
+
+/// Whether node, playwright-core and Chromium are installed. When not, says
+/// so loudly (past the test harness's capture) — or panics under
+/// `LATCHKEY_REQUIRE_ALL=1`.
+async fn browser_tools_ready() -> bool {
+    let mut missing = Vec::new();
+    let node = Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    if !node.is_ok_and(|o| o.status.success()) {
+        missing.push("node (Node.js 20 or later)".to_string());
+    }
+    let playwright = workspace().join("clients/js/node_modules/playwright-core/package.json");
+    if !playwright.exists() {
+        missing.push(playwright.display().to_string());
+    }
+    if !chromium().exists() {
+        missing.push(chromium().display().to_string());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let what = format!("the browser test needs {}", missing.join(", "));
+    if std::env::var("LATCHKEY_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{what}; run clients/js/setup.sh");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: {what}.\n*** Run clients/js/setup.sh (npm ci for playwright-core; apt-get install chromium).\n"
+    );
+    false
+}
+
+/// The app with the SPA's origin in its CORS list, and the SPA's server.
+/// The origin must be listed before the app starts, so the SPA's port is
+/// picked first; should another process take it meanwhile, both start over.
+async fn app_and_spa() -> (TestApp, Child, String) {
+    let mut last_error = String::new();
+    for _ in 0..3 {
+        let spa_port = free_port();
+        let spa_origin = format!("http://127.0.0.1:{spa_port}");
+        let app = spawn_app_with(|s| s.cors_origins = vec![spa_origin.clone()]).await;
+        match static_server("127.0.0.1", spa_port, &app.base).await {
+            Ok((spa, url)) => {
+                assert_eq!(url, spa_origin);
+                return (app, spa, url);
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    panic!("could not start the SPA server: {last_error}");
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Keeps the app's manual clock on the wall clock while the browser runs, so
+/// token lifetimes and the reuse grace window pass as they would in production.
+fn follow_wall_clock(clock: Arc<ManualClock>) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            let lag = SystemClock.now() - clock.now();
+            if lag > 0 {
+                clock.advance(lag);
+            }
+        }
+    }))
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts `examples/spa/serve.mjs`; returns it (killed on drop) and its URL.
+async fn static_server(host: &str, port: u16, latchkey: &str) -> Result<(Child, String), String> {
+    let mut child = Command::new("node")
+        .arg(workspace().join("examples/spa/serve.mjs"))
+        .args([
+            "--host",
+            host,
+            "--port",
+            &port.to_string(),
+            "--latchkey",
+            latchkey,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start node examples/spa/serve.mjs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .map_err(|_| "serve.mjs did not start within 10 s".to_string())?
+        .map_err(|e| format!("reading serve.mjs output: {e}"))?
+        .ok_or_else(|| format!("serve.mjs exited before listening on port {port}"))?;
+    let url = line
+        .strip_prefix("listening on ")
+        .ok_or_else(|| format!("unexpected serve.mjs output: {line}"))?;
+    Ok((child, url.to_string()))
+}
+
+/// Runs the browser suite with `env`; kills its whole process group (node,
+/// the test file's process, Chromium) if it outlives [`SUITE_TIMEOUT`].
+async fn run_suite(env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("node");
+    cmd.args([
+        "--test",
+        "--test-reporter=spec",
+        "clients/js/test/client.test.mjs",
+        "clients/js/test/browser.test.mjs",
+    ])
+    .current_dir(workspace())
+    .envs(env.iter().copied())
+    .env("NO_COLOR", "1")
+    .env("LATCHKEY_CHROMIUM", chromium())
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .kill_on_drop(true);
+    let child = cmd.spawn().expect("start node --test");
+    let group = child.id().expect("pid");
+    match tokio::time::timeout(SUITE_TIMEOUT, child.wait_with_output()).await {
+        Ok(output) => output.expect("browser suite output"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .status();
+            panic!("the browser suite did not finish within {SUITE_TIMEOUT:?}");
+        }
+    }
+}
