@@ -314,9 +314,9 @@ impl TestApp {
         decode_segment(&tokens.access, 0)
     }
 
-    /// Signs arbitrary header and payload bytes with this deployment's real
-    /// current signing key (as an attacker holding the key could).
-    pub async fn sign_raw(&self, header: &[u8], payload: &[u8]) -> String {
+    /// The real signature over an arbitrary signing input, made with this
+    /// deployment's current signing key (as an attacker holding it could).
+    pub async fn sign_input(&self, input: &str) -> String {
         let keys = self.auth.store.signing_keys().await.expect("keys");
         let current = keys
             .iter()
@@ -337,12 +337,17 @@ impl TestApp {
                 jsonwebtoken::Algorithm::ES256,
             ),
         };
+        jsonwebtoken::crypto::sign(input.as_bytes(), &key, alg).expect("sign")
+    }
+
+    /// Signs arbitrary header and payload bytes with the real current key.
+    pub async fn sign_raw(&self, header: &[u8], payload: &[u8]) -> String {
         let message = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header),
             URL_SAFE_NO_PAD.encode(payload)
         );
-        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, alg).expect("sign");
+        let signature = self.sign_input(&message).await;
         format!("{message}.{signature}")
     }
 

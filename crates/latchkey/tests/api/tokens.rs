@@ -9,7 +9,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use latchkey::config::Settings;
 use latchkey::domain::clock::Clock;
-use latchkey::domain::secrets::MasterKey;
 use latchkey_verify::SigningAlg;
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode};
@@ -144,27 +143,7 @@ fn segments(token: &str) -> (String, String, String) {
 /// The real key's signature over an arbitrary signing input, for encodings
 /// `sign_raw` never produces (padding, other alphabets, whitespace).
 async fn real_signature(app: &TestApp, input: &str) -> String {
-    let keys = app.auth.store.signing_keys().await.expect("keys");
-    let current = keys
-        .iter()
-        .rev()
-        .find(|k| k.retired_at.is_none())
-        .expect("signing key");
-    let master = MasterKey::load_or_create(None, app.dir.path()).expect("master key");
-    let pkcs8 = master
-        .open(&current.kid, &current.private_key)
-        .expect("open key");
-    let (key, alg) = match current.alg.as_str() {
-        "EdDSA" => (
-            jsonwebtoken::EncodingKey::from_ed_der(&pkcs8),
-            jsonwebtoken::Algorithm::EdDSA,
-        ),
-        _ => (
-            jsonwebtoken::EncodingKey::from_ec_der(&pkcs8),
-            jsonwebtoken::Algorithm::ES256,
-        ),
-    };
-    jsonwebtoken::crypto::sign(input.as_bytes(), &key, alg).expect("sign")
+    app.sign_input(input).await
 }
 
 /// An HMAC-signed token; `header` must already name the matching `alg`.
