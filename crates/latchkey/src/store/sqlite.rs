@@ -12,8 +12,13 @@ use sqlx::{FromRow, SqlitePool};
 
 use super::*;
 
+/// Reads run on a pool of connections; writes on one writer connection, so
+/// they queue in the process instead of in SQLite's busy handler, whose
+/// back-off sleeps would otherwise put milliseconds-to-seconds tails on
+/// refreshes under load. WAL lets readers proceed while the writer writes.
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -26,19 +31,27 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(map_err)?;
-        Ok(Self { pool })
+        let pool_of = |size: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options.clone())
+        };
+        let writer = pool_of(1).await.map_err(map_err)?;
+        // An in-memory database exists per connection: one pool must serve all.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = if in_memory {
+            writer.clone()
+        } else {
+            pool_of(max_connections.max(1)).await.map_err(map_err)?
+        };
+        Ok(Self { pool, writer })
     }
 
     /// Applies the embedded migrations.
     pub async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations/sqlite")
-            .run(&self.pool)
+            .run(&self.writer)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
     }
@@ -78,7 +91,7 @@ macro_rules! live {
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -86,7 +99,7 @@ impl Store for SqliteStore {
 
     async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
         bind_user(sqlx::query(INSERT_USER), u)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -136,7 +149,7 @@ impl Store for SqliteStore {
             .bind(user_id)
             .bind(hash)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -152,14 +165,14 @@ impl Store for SqliteStore {
             .bind(user_id)
             .bind(disabled)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         let done = sqlx::query("DELETE FROM users WHERE id = ?1")
             .bind(user_id)
             .execute(&mut *tx)
@@ -181,7 +194,7 @@ impl Store for SqliteStore {
 
     async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
         bind_session(sqlx::query(INSERT_SESSION), s)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -218,14 +231,14 @@ impl Store for SqliteStore {
             .bind(now)
             .bind(from)
             .bind(idle_expires_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         let user: Option<(String,)> = sqlx::query_as(
             "UPDATE sessions SET revoked_at = ?2, revoke_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL RETURNING user_id",
         )
@@ -258,7 +271,7 @@ impl Store for SqliteStore {
         now: i64,
         not_before: Option<i64>,
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         let revoked: Vec<(String,)> = sqlx::query_as(
             "UPDATE sessions SET revoked_at = ?2, revoke_reason = ?3
              WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?4 RETURNING id",
@@ -371,7 +384,7 @@ impl Store for SqliteStore {
         .bind(p.free_failures)
         .bind(p.base_delay)
         .bind(p.max_delay)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(map_err)?;
         if counted.is_some() {
@@ -389,7 +402,7 @@ impl Store for SqliteStore {
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM login_throttle WHERE key = ?1")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -407,7 +420,7 @@ impl Store for SqliteStore {
         .bind(&e.user_agent)
         .bind(&e.detail)
         .bind(e.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -441,7 +454,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         sqlx::query(
             "UPDATE signing_keys SET retired_at = ?1, expires_at = ?2 WHERE retired_at IS NULL",
         )
@@ -494,7 +507,7 @@ impl Store for SqliteStore {
             let done = sqlx::query(sql)
                 .bind(cutoff)
                 .bind(batch)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?;
             total += done.rows_affected();
@@ -502,7 +515,7 @@ impl Store for SqliteStore {
         Ok(total)
     }
     async fn export(&self) -> StoreResult<Snapshot> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         let snapshot = Snapshot {
             version: snapshot::SNAPSHOT_VERSION,
             users: all(&mut tx, concat!("SELECT ", user_columns!(), " FROM users ORDER BY created_at, id")).await?,
@@ -518,7 +531,7 @@ impl Store for SqliteStore {
     }
 
     async fn import(&self, snap: &Snapshot) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         let (existing,): (i64,) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM signing_keys)",
         )
@@ -579,7 +592,7 @@ impl Store for SqliteStore {
             .bind(&c.name)
             .bind(&c.secret_hash)
             .bind(c.created_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -605,7 +618,7 @@ impl Store for SqliteStore {
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM clients WHERE id = ?1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected() > 0)
