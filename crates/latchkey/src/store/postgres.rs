@@ -686,6 +686,11 @@ impl Store for PgStore {
                 throttles: all(&mut tx, "SELECT key, failures, blocked_until, updated_at FROM login_throttle ORDER BY key").await?,
                 signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid").await?,
                 clients: all(&mut tx, "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id").await?,
+                revocation_cursor: sqlx::query_scalar(
+                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM revocations_cursor_seq",
+                )
+                .fetch_one(&mut *tx)
+                .await?,
             };
             tx.commit().await?;
             Ok(snapshot)
@@ -805,7 +810,7 @@ const LOAD_THROTTLE: &str = "INSERT INTO login_throttle (key, failures, blocked_
      VALUES ($1, $2, $3, $4)";
 const LOAD_KEY: &str = "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at, activates_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-const RESET_REVOCATION_CURSOR: &str = "SELECT setval(pg_get_serial_sequence('revocations', 'cursor'), COALESCE(MAX(cursor), 0) + 1, false)
+const RESET_REVOCATION_CURSOR: &str = "SELECT setval(pg_get_serial_sequence('revocations', 'cursor'), GREATEST(COALESCE(MAX(cursor), 0), $1) + 1, false)
      FROM revocations";
 const RESET_EVENT_ID: &str =
     "SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE(MAX(id), 0) + 1, false)
@@ -908,8 +913,10 @@ async fn load(tx: &mut Tx, snap: &Snapshot) -> Result<(), sqlx::Error> {
             .execute(&mut **tx)
             .await?;
     }
-    for sql in [RESET_REVOCATION_CURSOR, RESET_EVENT_ID] {
-        sqlx::query(sql).execute(&mut **tx).await?;
-    }
+    sqlx::query(RESET_REVOCATION_CURSOR)
+        .bind(snap.revocation_cursor)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(RESET_EVENT_ID).execute(&mut **tx).await?;
     Ok(())
 }

@@ -52,6 +52,10 @@ pub struct Snapshot {
     pub signing_keys: Vec<KeyRecord>,
     #[serde(default)]
     pub clients: Vec<ClientRecord>,
+    /// The highest revocation cursor ever handed out, pruned rows included:
+    /// the target continues above it, so verifiers' cursors stay meaningful.
+    #[serde(default)]
+    pub revocation_cursor: i64,
 }
 
 /// Byte fields as base64 text.

@@ -525,6 +525,12 @@ impl Store for SqliteStore {
             throttles: all(&mut tx, "SELECT key, failures, blocked_until, updated_at FROM login_throttle ORDER BY key").await?,
             signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid").await?,
             clients: all(&mut tx, "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id").await?,
+            revocation_cursor: sqlx::query_scalar(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'revocations'), 0)",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?,
         };
         tx.commit().await.map_err(map_err)?;
         Ok(snapshot)
@@ -579,6 +585,18 @@ impl Store for SqliteStore {
                 .bind(&c.name)
                 .bind(&c.secret_hash)
                 .bind(c.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        // AUTOINCREMENT continues above sqlite_sequence's value.
+        for sql in [
+            "UPDATE sqlite_sequence SET seq = MAX(seq, ?1) WHERE name = 'revocations'",
+            "INSERT INTO sqlite_sequence (name, seq) SELECT 'revocations', ?1
+             WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'revocations')",
+        ] {
+            sqlx::query(sql)
+                .bind(snap.revocation_cursor)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;

@@ -298,3 +298,39 @@ async fn metadata_names_the_introspection_endpoint() {
         format!("{}/v1/introspect", app.settings.issuer)
     );
 }
+
+#[tokio::test]
+async fn cursors_continue_above_pruned_ones_after_an_export_and_import() {
+    use latchkey::store::RevokeReason;
+    let app = spawn_app().await;
+    let (_, first) = app.new_user().await;
+    let (_, second) = app.new_user().await;
+    for t in [&first, &second] {
+        app.post_auth("/v1/logout", &t.access, None).await;
+    }
+    app.clock.advance(app.auth.revocation_retention() + 60);
+    latchkey::app::prune_once(&app.auth).await;
+    let snapshot = app.rows().await;
+    assert!(snapshot.revocations.is_empty(), "the feed should be pruned");
+    assert!(
+        snapshot.revocation_cursor >= 2,
+        "{}",
+        snapshot.revocation_cursor
+    );
+
+    let home = TestHome::new(backend()).await;
+    let target = latchkey::app::open_store(&test_settings(&home))
+        .await
+        .expect("target store");
+    target.import(&snapshot).await.expect("import");
+    let user = &snapshot.users[0].id;
+    target
+        .revoke_user_sessions(user, None, RevokeReason::LogoutAll, 0, Some(0))
+        .await
+        .expect("revoke");
+    let after = target.revocations_after(0, 10).await.expect("feed");
+    assert!(
+        after.iter().all(|r| r.cursor > snapshot.revocation_cursor),
+        "a cursor was reused after import: {after:?}"
+    );
+}
