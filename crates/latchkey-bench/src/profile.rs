@@ -92,17 +92,21 @@ pub static LATCHKEY: Profile = Profile {
 };
 
 /// Django with djoser and djangorestframework-simplejwt, with
-/// `ROTATE_REFRESH_TOKENS = True` and an email `USERNAME_FIELD`.
+/// `ROTATE_REFRESH_TOKENS = True`, an email `USERNAME_FIELD` and djoser's
+/// `USER_CREATE_PASSWORD_RETYPE` off, as `bench/peer` configures it. (With
+/// the retype on, djoser also wants `re_password` on registration.)
 pub static SIMPLEJWT: Profile = Profile {
     name: "simplejwt",
     register: post_json("/auth/users/", 201),
     login: post_json("/auth/jwt/create/", 200),
     refresh: post_json("/auth/jwt/refresh/", 200),
     me: get("/auth/users/me/"),
+    // simplejwt's verify checks signature, expiry and the blacklist; it has
+    // no client authentication, unlike Latchkey's introspection.
     verify: post_json("/auth/jwt/verify/", 200),
     email_field: "email",
     password_field: "password",
-    password_repeat_fields: &["re_password"],
+    password_repeat_fields: &[],
     refresh_constants: &[],
     refresh_request_field: "refresh",
     verify_token_field: "token",

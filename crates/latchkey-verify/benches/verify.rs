@@ -5,7 +5,7 @@
 //! and discovered keys plus a followed revocation feed (served by the test
 //! suite's fake Latchkey, polled once a minute so no poll lands mid-run).
 //!
-//! Run: `cargo bench -p latchkey-verify -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p latchkey-verify --bench verify -- --warm-up-time 1 --measurement-time 3`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
