@@ -209,6 +209,35 @@ const INSERT_USER: &str = "INSERT INTO users (id, email, email_normalized, name,
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+fn bind_user<'q>(q: Query<'q>, u: &'q UserRecord) -> Query<'q> {
+    q.bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.email_normalized)
+        .bind(&u.name)
+        .bind(&u.password_hash)
+        .bind(u.email_verified)
+        .bind(u.disabled)
+        .bind(u.not_before)
+        .bind(u.created_at)
+}
+
+fn bind_session<'q>(q: Query<'q>, s: &'q SessionRecord) -> Query<'q> {
+    q.bind(&s.id)
+        .bind(&s.user_id)
+        .bind(&s.salt)
+        .bind(s.generation)
+        .bind(s.rotated_at)
+        .bind(s.created_at)
+        .bind(s.last_used_at)
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -220,16 +249,7 @@ impl Store for PgStore {
 
     async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            sqlx::query(INSERT_USER)
-                .bind(&u.id)
-                .bind(&u.email)
-                .bind(&u.email_normalized)
-                .bind(&u.name)
-                .bind(&u.password_hash)
-                .bind(u.email_verified)
-                .bind(u.disabled)
-                .bind(u.not_before)
-                .bind(u.created_at)
+            bind_user(sqlx::query(INSERT_USER), u)
                 .execute(&self.pool)
                 .await
                 .map(drop)
@@ -325,19 +345,7 @@ impl Store for PgStore {
 
     async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            sqlx::query(INSERT_SESSION)
-                .bind(&s.id)
-                .bind(&s.user_id)
-                .bind(&s.salt)
-                .bind(s.generation)
-                .bind(s.rotated_at)
-                .bind(s.created_at)
-                .bind(s.last_used_at)
-                .bind(s.idle_expires_at)
-                .bind(s.expires_at)
-                .bind(s.revoked_at)
-                .bind(&s.user_agent)
-                .bind(&s.ip)
+            bind_session(sqlx::query(INSERT_SESSION), s)
                 .execute(&self.pool)
                 .await
                 .map(drop)
@@ -828,33 +836,12 @@ where
 /// identity sequences past them so new rows never reuse a cursor a verifier holds.
 async fn load(tx: &mut Tx, snap: &Snapshot) -> Result<(), sqlx::Error> {
     for u in &snap.users {
-        sqlx::query(INSERT_USER)
-            .bind(&u.id)
-            .bind(&u.email)
-            .bind(&u.email_normalized)
-            .bind(&u.name)
-            .bind(&u.password_hash)
-            .bind(u.email_verified)
-            .bind(u.disabled)
-            .bind(u.not_before)
-            .bind(u.created_at)
+        bind_user(sqlx::query(INSERT_USER), u)
             .execute(&mut **tx)
             .await?;
     }
     for s in &snap.sessions {
-        sqlx::query(INSERT_SESSION)
-            .bind(&s.id)
-            .bind(&s.user_id)
-            .bind(&s.salt)
-            .bind(s.generation)
-            .bind(s.rotated_at)
-            .bind(s.created_at)
-            .bind(s.last_used_at)
-            .bind(s.idle_expires_at)
-            .bind(s.expires_at)
-            .bind(s.revoked_at)
-            .bind(&s.user_agent)
-            .bind(&s.ip)
+        bind_session(sqlx::query(INSERT_SESSION), s)
             .execute(&mut **tx)
             .await?;
     }
