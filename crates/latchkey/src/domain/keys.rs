@@ -37,7 +37,6 @@ struct Loaded {
     signer: Signer,
     trusted: KeySet,
     jwks: Arc<String>,
-    kids: Vec<String>,
 }
 
 /// The keys of this deployment as currently loaded.
@@ -148,11 +147,6 @@ impl KeyRing {
     /// The `kid` that currently signs.
     pub fn signing_kid(&self) -> String {
         self.current().signer.kid.clone()
-    }
-
-    /// The published `kid`s.
-    pub fn published_kids(&self) -> Vec<String> {
-        self.current().kids.clone()
     }
 }
 
@@ -303,6 +297,5 @@ fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<
         },
         trusted,
         jwks: Arc::new(serde_json::to_string(&jwks)?),
-        kids: published.iter().map(|k| k.kid.clone()).collect(),
     })
 }
