@@ -3,6 +3,7 @@
 //! sees SQL, and nothing here knows about HTTP.
 
 pub mod postgres;
+mod rotations;
 pub mod snapshot;
 pub mod sqlite;
 

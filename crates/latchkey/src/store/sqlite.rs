@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
+use super::rotations::Rotations;
 use super::*;
 
 /// Reads run on a pool of connections; writes on one writer connection, so
@@ -19,6 +20,7 @@ use super::*;
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
+    rotations: Rotations,
 }
 
 impl SqliteStore {
@@ -45,7 +47,12 @@ impl SqliteStore {
         } else {
             pool_of(max_connections.max(1)).await.map_err(map_err)?
         };
-        Ok(Self { pool, writer })
+        let rotations = Rotations::start(writer.clone());
+        Ok(Self {
+            pool,
+            writer,
+            rotations,
+        })
     }
 
     /// Applies the embedded migrations.
@@ -57,7 +64,7 @@ impl SqliteStore {
     }
 }
 
-fn map_err(e: sqlx::Error) -> StoreError {
+pub(super) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
         sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "6" | "517")) => {
@@ -221,20 +228,7 @@ impl Store for SqliteStore {
         now: i64,
         idle_expires_at: i64,
     ) -> StoreResult<bool> {
-        let sql = concat!(
-            "UPDATE sessions SET generation = generation + 1, rotated_at = ?2, last_used_at = ?2, idle_expires_at = ?4
-             WHERE id = ?1 AND generation = ?3 AND ",
-            live!()
-        );
-        let done = sqlx::query(sql)
-            .bind(id)
-            .bind(now)
-            .bind(from)
-            .bind(idle_expires_at)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        self.rotations.advance(id, from, now, idle_expires_at).await
     }
 
     async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool> {
