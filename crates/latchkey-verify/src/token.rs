@@ -128,7 +128,10 @@ fn check_header(header: &Map<String, Value>) -> Result<(&str, &str), VerifyError
     Ok((alg, kid))
 }
 
-fn check_claims(c: &Claims, rules: &Rules, now: i64) -> Result<(), VerifyError> {
+/// The checks [`verify`] makes on the claims alone — issuer, audience,
+/// expiry, issue and not-before times — for claims whose token was verified
+/// earlier and is being accepted again from a cache at time `now`.
+pub fn check_claims(c: &Claims, rules: &Rules, now: i64) -> Result<(), VerifyError> {
     if c.exp < 0 || c.iat < 0 || c.nbf.is_some_and(|nbf| nbf < 0) {
         return Err(VerifyError::Claims);
     }

@@ -3,6 +3,7 @@
 //! newest unretired key signs; retired keys stay published (and trusted) until
 //! every token they signed has expired.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,24 +19,34 @@ use jsonwebtoken::jwk::{
     EllipticCurveKeyType, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
     PublicKeyUse,
 };
-use jsonwebtoken::{EncodingKey, Header};
 use latchkey_verify::{Claims, KeySet, Rules, SigningAlg, VerifyError, VerifyKey};
+use quick_cache::sync::Cache;
 
 use super::secrets::{MasterKey, random_b64};
 use crate::store::{KeyRecord, Store};
 
 /// Reloads triggered by unknown `kid`s happen at most this often.
 const UNKNOWN_KID_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// Verified access tokens remembered at most (about 2 MiB of tokens).
+const VERIFIED_TOKENS: usize = 4096;
 
+/// The current signing key, parsed once when the keys are loaded.
 struct Signer {
     kid: String,
-    alg: SigningAlg,
-    key: EncodingKey,
+    key: SigningKey,
+    /// The token's first segment, the same for every token this key signs.
+    header: String,
+}
+
+enum SigningKey {
+    Ed25519(Ed25519KeyPair),
+    Es256(EcdsaKeyPair),
 }
 
 struct Loaded {
     signer: Signer,
     trusted: KeySet,
+    trusted_kids: BTreeSet<String>,
     jwks: Arc<String>,
 }
 
@@ -44,6 +55,10 @@ pub struct KeyRing {
     master: MasterKey,
     loaded: RwLock<Arc<Loaded>>,
     last_reload: Mutex<Instant>,
+    /// Access tokens already verified here, by their exact text: the same
+    /// token presented again skips the signature check (most of the cost of
+    /// authenticating a request). Emptied when a trusted key goes away.
+    verified: Cache<String, Claims>,
 }
 
 /// A signing key in a form the CLI can list.
@@ -78,6 +93,7 @@ impl KeyRing {
             master,
             loaded: RwLock::new(Arc::new(loaded)),
             last_reload: Mutex::new(Instant::now()),
+            verified: Cache::new(VERIFIED_TOKENS),
         })
     }
 
@@ -92,20 +108,34 @@ impl KeyRing {
     pub async fn reload(&self, store: &dyn Store, now: i64) -> anyhow::Result<()> {
         let records = store.signing_keys().await?;
         let fresh = Arc::new(build(&self.master, &records, now)?);
-        match self.loaded.write() {
-            Ok(mut guard) => *guard = fresh,
-            Err(poisoned) => *poisoned.into_inner() = fresh,
+        let previous = match self.loaded.write() {
+            Ok(mut guard) => std::mem::replace(&mut *guard, fresh.clone()),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh.clone()),
+        };
+        if !previous.trusted_kids.is_subset(&fresh.trusted_kids) {
+            self.verified.clear();
         }
         Ok(())
     }
 
-    /// Signs `claims` as an access token with the current key.
+    /// Signs `claims` as an access token (a compact JWS) with the current key.
     pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
         let loaded = self.current();
-        let mut header = Header::new(loaded.signer.alg.jose());
-        header.typ = Some(latchkey_verify::claims::ACCESS_TOKEN_TYP.to_string());
-        header.kid = Some(loaded.signer.kid.clone());
-        jsonwebtoken::encode(&header, claims, &loaded.signer.key).context("signing an access token")
+        let signer = &loaded.signer;
+        let payload = serde_json::to_vec(claims).context("encoding access-token claims")?;
+        let mut token = String::with_capacity(signer.header.len() + payload.len() * 4 / 3 + 96);
+        token.push_str(&signer.header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = match &signer.key {
+            SigningKey::Ed25519(pair) => pair.sign(token.as_bytes()),
+            SigningKey::Es256(pair) => pair
+                .sign(&SystemRandom::new(), token.as_bytes())
+                .map_err(|_| anyhow::anyhow!("signing an access token failed"))?,
+        };
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+        Ok(token)
     }
 
     /// Verifies an access token; an unknown `kid` triggers one (rate-limited)
@@ -117,7 +147,13 @@ impl KeyRing {
         rules: &Rules,
         now: i64,
     ) -> Result<Claims, VerifyError> {
-        match latchkey_verify::verify(token, &self.current().trusted, rules, now) {
+        if let Some(claims) = self.verified.get(token) {
+            // Header and signature were checked when it was remembered; the
+            // times are checked again, as the clock has moved since.
+            latchkey_verify::token::check_claims(&claims, rules, now)?;
+            return Ok(claims);
+        }
+        let claims = match latchkey_verify::verify(token, &self.current().trusted, rules, now) {
             Err(VerifyError::UnknownKey) if self.may_reload() => {
                 if let Err(e) = self.reload(store, now).await {
                     tracing::warn!(error = %e, "reloading signing keys failed");
@@ -125,7 +161,9 @@ impl KeyRing {
                 latchkey_verify::verify(token, &self.current().trusted, rules, now)
             }
             other => other,
-        }
+        }?;
+        self.verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
     }
 
     fn may_reload(&self) -> bool {
@@ -276,13 +314,26 @@ fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<
         .map_err(|e: String| anyhow::anyhow!(e))?;
     let pkcs8 = master.open(&current.kid, &current.private_key)?;
     let key = match alg {
-        SigningAlg::EdDSA => EncodingKey::from_ed_der(&pkcs8),
-        SigningAlg::ES256 => EncodingKey::from_ec_der(&pkcs8),
+        SigningAlg::EdDSA => SigningKey::Ed25519(
+            Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        SigningAlg::ES256 => SigningKey::Es256(
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
     };
+    let header = serde_json::json!({
+        "alg": alg.as_str(),
+        "typ": latchkey_verify::claims::ACCESS_TOKEN_TYP,
+        "kid": current.kid,
+    });
+    let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
     let mut trusted = KeySet::new();
+    let mut trusted_kids = BTreeSet::new();
     let mut jwks = JwkSet { keys: Vec::new() };
     for record in &published {
         let jwk: Jwk = serde_json::from_str(&record.public_jwk).context("stored JWK is invalid")?;
+        trusted_kids.insert(record.kid.clone());
         trusted.insert(
             record.kid.clone(),
             VerifyKey::from_jwk(&jwk).map_err(|e| anyhow::anyhow!(e))?,
@@ -292,10 +343,11 @@ fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<
     Ok(Loaded {
         signer: Signer {
             kid: current.kid.clone(),
-            alg,
             key,
+            header,
         },
         trusted,
+        trusted_kids,
         jwks: Arc::new(serde_json::to_string(&jwks)?),
     })
 }
