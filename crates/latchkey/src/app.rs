@@ -215,7 +215,10 @@ async fn background_tasks(state: AppState) {
                     tracing::warn!(error = %e, "reloading signing keys failed");
                 }
             }
-            _ = prune.tick() => prune_once(&state.auth).await,
+            _ = prune.tick() => {
+                prune_once(&state.auth).await;
+                state.auth.hasher.release_idle_memory(PRUNE_INTERVAL);
+            }
         }
     }
 }

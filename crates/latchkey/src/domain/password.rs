@@ -6,6 +6,7 @@
 //! that needs it, and must never run Argon2 on an async worker thread.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -198,6 +199,8 @@ struct Inner {
     /// costs page faults and zeroing on every hash. Buffers are only taken while
     /// holding a slot, so there are never more than `concurrency` of them.
     buffers: Mutex<Vec<Vec<Block>>>,
+    /// When a buffer last came back to the pool.
+    last_returned: Mutex<Instant>,
     dummy_phc: String,
 }
 
@@ -239,11 +242,14 @@ impl Hasher {
             max_waiting: queue,
             waiting: AtomicUsize::new(0),
             buffers: Mutex::new(Vec::new()),
+            last_returned: Mutex::new(Instant::now()),
             dummy_phc: String::new(),
         };
         // A random, unguessable password: the dummy must never verify as true.
         let dummy_password = try_generate_salt().map_err(|_| rng_failure())?;
         inner.dummy_phc = inner.hash_blocking(&dummy_password)?;
+        // A server that has not hashed yet holds no Argon2 memory.
+        inner.lock_buffers().clear();
         // Adding zero registers the gauge, so it is exported before anything
         // queues, without disturbing the depth other hashers already report.
         metrics::gauge!(QUEUE_GAUGE).increment(0.0);
@@ -254,6 +260,24 @@ impl Hasher {
 
     pub fn params(&self) -> Argon2Params {
         self.inner.params
+    }
+
+    /// Gives the pooled Argon2 memory back when no hash has finished for
+    /// `idle`, so a server between bursts of logins does not keep
+    /// `concurrency` × the Argon2 memory. Returns how many buffers it freed;
+    /// hashes in progress keep theirs.
+    pub fn release_idle_memory(&self, idle: Duration) -> usize {
+        let quiet = self
+            .inner
+            .last_returned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+            >= idle;
+        if !quiet {
+            return 0;
+        }
+        std::mem::take(&mut *self.inner.lock_buffers()).len()
     }
 
     /// PHC string `$argon2id$v=19$m=..,t=..,p=..$salt$hash` with a fresh 16-byte salt.
@@ -430,6 +454,10 @@ impl Inner {
         // Argon2 writes every block before reading it, so a dirty buffer is fine.
         let result = job(&mut blocks);
         self.lock_buffers().push(blocks);
+        *self
+            .last_returned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
         Ok(result)
     }
 
@@ -488,7 +516,6 @@ impl StoredHash {
 mod tests {
     use super::*;
     use argon2::{PasswordHasher, PasswordVerifier};
-    use std::time::{Duration, Instant};
 
     const FAST: Argon2Params = Argon2Params {
         memory_kib: 1024,
@@ -714,6 +741,21 @@ mod tests {
                 .await
                 .expect("verify")
         );
+    }
+
+    #[tokio::test]
+    async fn argon2_memory_is_held_only_after_hashing_and_released_when_idle() {
+        let hasher = hasher();
+        let pooled = || hasher.inner.lock_buffers().len();
+        assert_eq!(pooled(), 0, "the dummy hash made at start-up keeps no memory");
+        hasher.hash(&secret("one")).await.expect("hash");
+        assert_eq!(pooled(), 1);
+        assert_eq!(hasher.release_idle_memory(Duration::from_secs(60)), 0);
+        assert_eq!(pooled(), 1, "a hash just finished: the buffer stays");
+        assert_eq!(hasher.release_idle_memory(Duration::ZERO), 1);
+        assert_eq!(pooled(), 0);
+        hasher.hash(&secret("two")).await.expect("hash after release");
+        assert_eq!(pooled(), 1);
     }
 
     #[tokio::test]
