@@ -187,6 +187,7 @@ impl Api {
         Err(Failure::Status {
             status: reply.status,
             code,
+            retry_after: reply.retry_after,
         })
     }
 

@@ -57,6 +57,8 @@ impl Target {
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    /// `Retry-After` in seconds, when the server sent one.
+    pub retry_after: Option<u64>,
     pub body: Bytes,
 }
 
@@ -89,6 +91,11 @@ impl Connection {
             .await
             .map_err(Failure::connection)?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let body = response
             .into_body()
             .collect()
@@ -97,7 +104,11 @@ impl Connection {
             .to_bytes();
         // Only a connection whose answer was read in full is reused.
         self.sender = Some(sender);
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            retry_after,
+            body,
+        })
     }
 }
 

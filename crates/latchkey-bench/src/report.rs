@@ -58,6 +58,10 @@ pub struct OpReport {
     /// Failed requests, warm-up included.
     pub errors: u64,
     pub error_breakdown: BTreeMap<String, u64>,
+    /// How quickly the failed requests were answered (e.g. shed with 503
+    /// under overload), when any failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_latency_ms: Option<Latency>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -110,6 +114,17 @@ impl Report {
             out.push_str("\nerrors:\n");
             for (scenario, kind, n) in failures {
                 let _ = writeln!(out, "  {scenario:<9} {kind}  ×{n}");
+            }
+            for s in &self.scenarios {
+                for op in &s.operations {
+                    if let Some(l) = &op.failed_latency_ms {
+                        let _ = writeln!(
+                            out,
+                            "  {:<9} {} failures answered in p50 {:.3} / p99 {:.3} / max {:.3} ms",
+                            s.scenario, op.operation, l.p50, l.p99, l.max
+                        );
+                    }
+                }
             }
         }
         out

@@ -156,12 +156,17 @@ async fn drive(mut vu: VirtualUser, run: Arc<Run>) -> (VirtualUser, Recorder) {
             }
             Ok(()) => {}
             Err(failure) => {
-                recorder.fail(op, &failure);
-                // A register failure leaves the user's session as it was.
-                if op != Op::Register
+                recorder.fail(op, &failure, Some(finished - started));
+                // Like a well-behaved client, wait as long as the server asks.
+                if let Some(pause) = failure.retry_after() {
+                    tokio::time::sleep(pause.min(run.end.saturating_duration_since(finished)))
+                        .await;
+                }
+                // A failed register or login leaves the user's session as it was.
+                if !matches!(op, Op::Register | Op::Login)
                     && let Err(failure) = vu.recover(&run.api).await
                 {
-                    recorder.fail(Op::Login, &failure);
+                    recorder.fail(Op::Login, &failure, None);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

@@ -3,6 +3,7 @@
 //! shared round-robin when there are fewer users than virtual users.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use tokio::task::JoinSet;
@@ -36,7 +37,13 @@ async fn register_all(
             let mut conn = Connection::new(api.target());
             for n in (id..users).step_by(concurrency) {
                 let email = api.email(n as u64);
-                let registered = api.register(&mut conn, &email).await;
+                let deadline = Instant::now() + PATIENCE;
+                let registered = loop {
+                    let outcome = api.register(&mut conn, &email).await;
+                    if !retry(&outcome, deadline).await {
+                        break outcome;
+                    }
+                };
                 registered.map_err(|f| explain(f, "registering", &email))?;
             }
             Ok((id, conn))
@@ -56,10 +63,14 @@ async fn login_all(
         let api = api.clone();
         tasks.spawn(async move {
             let logins = logins_of(&api, id, concurrency, users);
-            let tokens = api
-                .login(&mut conn, &logins[0])
-                .await
-                .map_err(|f| explain(f, "logging in", &logins[0]))?;
+            let deadline = Instant::now() + PATIENCE;
+            let tokens = loop {
+                let outcome = api.login(&mut conn, &logins[0]).await;
+                if !retry(&outcome, deadline).await {
+                    break outcome;
+                }
+            };
+            let tokens = tokens.map_err(|f| explain(f, "logging in", &logins[0]))?;
             Ok((id, VirtualUser::new(id, conn, logins, tokens)))
         });
     }
@@ -88,6 +99,21 @@ async fn join_in_order<T: 'static>(
     }
     done.sort_by_key(|(id, _)| *id);
     Ok(done.into_iter().map(|(_, t)| t).collect())
+}
+
+/// Set-up requests refused with 503 (the server's hashing queue is full,
+/// as it is when the bench runs beyond its capacity on purpose) are tried
+/// again after a pause, for up to this long.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Whether to try again: after a 503 before `deadline`, once it has paused.
+async fn retry<T>(outcome: &Result<T, Failure>, deadline: Instant) -> bool {
+    let overloaded = matches!(outcome, Err(Failure::Status { status: 503, .. }));
+    if overloaded && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        return true;
+    }
+    false
 }
 
 fn explain(failure: Failure, doing: &str, email: &str) -> anyhow::Error {

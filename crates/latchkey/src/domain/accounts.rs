@@ -47,6 +47,8 @@ impl Auth {
     ) -> Result<UserRecord, AuthError> {
         let email = parse_email(email).map_err(AuthError::InvalidRequest)?;
         let name = clean_name(name)?;
+        // Overload is refused before the password policy and the database.
+        let ticket = self.hasher.ticket()?;
         let password = self
             .check_new_password(password, &email.normalized, name.as_deref())
             .await?;
@@ -56,7 +58,7 @@ impl Auth {
             email: email.display,
             email_normalized: email.normalized,
             name,
-            password_hash: self.hasher.hash(&password).await?,
+            password_hash: ticket.hash(&password).await?,
             email_verified: false,
             disabled: false,
             not_before: 0,
@@ -77,6 +79,8 @@ impl Auth {
     ) -> Result<TokenPair, AuthError> {
         let email = parse_email(email).map_err(AuthError::InvalidRequest)?;
         let password = normalize(password).map_err(|_| AuthError::InvalidGrant(LOGIN_FAILED))?;
+        // Overload is refused before the database and the throttle count it.
+        let ticket = self.hasher.ticket()?;
         let user = self.store.user_by_email(&email.normalized).await?;
         let user_id = user.as_ref().map(|u| u.id.as_str());
         self.reserve_attempt(&email.normalized, user_id, client)
@@ -84,8 +88,8 @@ impl Auth {
         // Unknown and known accounts do the same work — one Argon2id
         // verification and one audit write — so timing tells nothing.
         let verified = match &user {
-            Some(u) => self.hasher.verify(&password, &u.password_hash).await? && !u.disabled,
-            None => self.hasher.verify_dummy(&password).await?,
+            Some(u) => ticket.verify(&password, &u.password_hash).await? && !u.disabled,
+            None => ticket.verify_dummy(&password).await?,
         };
         let Some(user) = user.as_ref().filter(|_| verified) else {
             self.audit(EventKind::LoginFailed, user_id, None, client)
@@ -161,13 +165,14 @@ impl Auth {
         client: &Client,
     ) -> Result<TokenPair, AuthError> {
         let user = &caller.user;
+        let ticket = self.hasher.ticket()?;
         let new = self
             .check_new_password(new, &user.email_normalized, user.name.as_deref())
             .await?;
         let current = normalize(current).map_err(|_| AuthError::InvalidCredentials)?;
         self.reserve_attempt(&user.email_normalized, Some(&user.id), client)
             .await?;
-        if !self.hasher.verify(&current, &user.password_hash).await? {
+        if !ticket.verify(&current, &user.password_hash).await? {
             self.audit(
                 EventKind::PasswordChangeFailed,
                 Some(&user.id),

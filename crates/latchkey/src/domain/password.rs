@@ -6,9 +6,9 @@
 //! that needs it, and must never run Argon2 on an async worker thread.
 
 use std::fmt;
-use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::password_hash::try_generate_salt;
@@ -280,32 +280,35 @@ impl Hasher {
         std::mem::take(&mut *self.inner.lock_buffers()).len()
     }
 
-    /// PHC string `$argon2id$v=19$m=..,t=..,p=..$salt$hash` with a fresh 16-byte salt.
-    pub async fn hash(&self, password: &SecretString) -> Result<String, HashError> {
-        let password = password.clone();
-        self.run(move |inner| inner.hash_blocking(password.expose_secret().as_bytes()))
-            .await
-    }
-
-    /// Constant-time verification against a stored PHC string. A malformed stored
-    /// hash is Ok(false) (and logged with tracing::error without the hash).
-    pub async fn verify(&self, password: &SecretString, phc: &str) -> Result<bool, HashError> {
-        let password = password.clone();
-        let phc = phc.to_owned();
-        self.run(move |inner| inner.verify_blocking(password.expose_secret().as_bytes(), &phc))
-            .await
-    }
-
-    /// Runs a verification against a dummy hash made at construction with the
-    /// current params, so an unknown user costs the same time as a known one.
-    /// Always returns Ok(false) unless busy.
-    pub async fn verify_dummy(&self, password: &SecretString) -> Result<bool, HashError> {
-        let password = password.clone();
-        self.run(move |inner| {
-            inner.verify_blocking(password.expose_secret().as_bytes(), &inner.dummy_phc)
+    /// Reserves a hashing slot, or a place in the queue for one, for a hash
+    /// to come: `Busy` at once when the queue is full. Flows take their
+    /// ticket before any other work (database reads, throttle counts), so an
+    /// overloaded server refuses without doing that work. Dropping the
+    /// ticket gives the place back.
+    pub fn ticket(&self) -> Result<Ticket, HashError> {
+        let place = match Arc::clone(&self.inner.slots).try_acquire_owned() {
+            Ok(permit) => Place::Slot(permit),
+            Err(_) => Place::Queue(QueuePlace::enter(&self.inner)?),
+        };
+        Ok(Ticket {
+            inner: Arc::clone(&self.inner),
+            place,
         })
-        .await
-        .map(|_| false)
+    }
+
+    /// [`Ticket::hash`] with a ticket taken now.
+    pub async fn hash(&self, password: &SecretString) -> Result<String, HashError> {
+        self.ticket()?.hash(password).await
+    }
+
+    /// [`Ticket::verify`] with a ticket taken now.
+    pub async fn verify(&self, password: &SecretString, phc: &str) -> Result<bool, HashError> {
+        self.ticket()?.verify(password, phc).await
+    }
+
+    /// [`Ticket::verify_dummy`] with a ticket taken now.
+    pub async fn verify_dummy(&self, password: &SecretString) -> Result<bool, HashError> {
+        self.ticket()?.verify_dummy(password).await
     }
 
     /// Whether a stored hash was made with parameters other than the current ones
@@ -328,16 +331,64 @@ impl Hasher {
     pub fn queue_depth(&self) -> usize {
         self.inner.waiting.load(Ordering::SeqCst)
     }
+}
 
-    /// Runs `job` on the blocking pool while holding a slot; the slot moves into
-    /// the task, so a caller that goes away cannot free it while Argon2 still runs.
-    async fn run<T, F>(&self, job: F) -> Result<T, HashError>
+/// A reserved hashing slot or place in the queue (see [`Hasher::ticket`]).
+pub struct Ticket {
+    inner: Arc<Inner>,
+    place: Place,
+}
+
+enum Place {
+    Slot(OwnedSemaphorePermit),
+    Queue(QueuePlace),
+}
+
+impl Ticket {
+    /// PHC string `$argon2id$v=19$m=..,t=..,p=..$salt$hash` with a fresh 16-byte salt.
+    pub async fn hash(self, password: &SecretString) -> Result<String, HashError> {
+        let password = password.clone();
+        self.run(move |inner| inner.hash_blocking(password.expose_secret().as_bytes()))
+            .await
+    }
+
+    /// Constant-time verification against a stored PHC string. A malformed stored
+    /// hash is Ok(false) (and logged with tracing::error without the hash).
+    pub async fn verify(self, password: &SecretString, phc: &str) -> Result<bool, HashError> {
+        let password = password.clone();
+        let phc = phc.to_owned();
+        self.run(move |inner| inner.verify_blocking(password.expose_secret().as_bytes(), &phc))
+            .await
+    }
+
+    /// Runs a verification against a dummy hash made at construction with the
+    /// current params, so an unknown user costs the same time as a known one.
+    /// Always returns Ok(false).
+    pub async fn verify_dummy(self, password: &SecretString) -> Result<bool, HashError> {
+        let password = password.clone();
+        self.run(move |inner| {
+            inner.verify_blocking(password.expose_secret().as_bytes(), &inner.dummy_phc)
+        })
+        .await
+        .map(|_| false)
+    }
+
+    /// Waits for a slot if only queued, then runs `job` on the blocking pool;
+    /// the slot moves into the task, so a caller that goes away cannot free
+    /// it while Argon2 still runs.
+    async fn run<T, F>(self, job: F) -> Result<T, HashError>
     where
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
     {
-        let permit = self.acquire().await?;
-        let inner = Arc::clone(&self.inner);
+        let permit = match self.place {
+            Place::Slot(permit) => permit,
+            Place::Queue(_place) => Arc::clone(&self.inner.slots)
+                .acquire_owned()
+                .await
+                .map_err(|_| HashError::Internal)?,
+        };
+        let inner = self.inner;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             job(&inner)
@@ -349,23 +400,14 @@ impl Hasher {
             HashError::Internal
         })?
     }
-
-    async fn acquire(&self) -> Result<OwnedSemaphorePermit, HashError> {
-        let slots = Arc::clone(&self.inner.slots);
-        if let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
-            return Ok(permit);
-        }
-        let _waiter = Waiter::enter(&self.inner)?;
-        slots.acquire_owned().await.map_err(|_| HashError::Internal)
-    }
 }
 
 /// A place in the wait queue, given back on drop even when the caller's future
 /// is cancelled, so a disconnecting client cannot leak queue capacity.
-struct Waiter<'a>(&'a Inner);
+struct QueuePlace(Arc<Inner>);
 
-impl<'a> Waiter<'a> {
-    fn enter(inner: &'a Inner) -> Result<Self, HashError> {
+impl QueuePlace {
+    fn enter(inner: &Arc<Inner>) -> Result<Self, HashError> {
         // fetch_update makes check-and-increment atomic: concurrent arrivals can
         // never push the queue past its bound.
         inner
@@ -375,11 +417,11 @@ impl<'a> Waiter<'a> {
             })
             .map_err(|_| HashError::Busy)?;
         metrics::gauge!(QUEUE_GAUGE).increment(1.0);
-        Ok(Waiter(inner))
+        Ok(QueuePlace(Arc::clone(inner)))
     }
 }
 
-impl Drop for Waiter<'_> {
+impl Drop for QueuePlace {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::SeqCst);
         metrics::gauge!(QUEUE_GAUGE).decrement(1.0);
@@ -747,14 +789,21 @@ mod tests {
     async fn argon2_memory_is_held_only_after_hashing_and_released_when_idle() {
         let hasher = hasher();
         let pooled = || hasher.inner.lock_buffers().len();
-        assert_eq!(pooled(), 0, "the dummy hash made at start-up keeps no memory");
+        assert_eq!(
+            pooled(),
+            0,
+            "the dummy hash made at start-up keeps no memory"
+        );
         hasher.hash(&secret("one")).await.expect("hash");
         assert_eq!(pooled(), 1);
         assert_eq!(hasher.release_idle_memory(Duration::from_secs(60)), 0);
         assert_eq!(pooled(), 1, "a hash just finished: the buffer stays");
         assert_eq!(hasher.release_idle_memory(Duration::ZERO), 1);
         assert_eq!(pooled(), 0);
-        hasher.hash(&secret("two")).await.expect("hash after release");
+        hasher
+            .hash(&secret("two"))
+            .await
+            .expect("hash after release");
         assert_eq!(pooled(), 1);
     }
 
@@ -873,7 +922,14 @@ mod tests {
             hasher.verify_dummy(&secret("x")).await,
             Err(HashError::Busy)
         ));
+        assert!(matches!(hasher.ticket(), Err(HashError::Busy)));
         running.await.expect("first hash finishes");
+        let ticket = hasher.ticket().expect("a slot is free");
+        assert!(
+            matches!(hasher.ticket(), Err(HashError::Busy)),
+            "the ticket holds it"
+        );
+        drop(ticket);
         assert!(hasher.hash(&secret("after")).await.is_ok());
     }
 

@@ -889,3 +889,49 @@ async fn a_flood_of_logins_is_shed_with_503_instead_of_queueing_without_bound() 
     assert!(shed >= 1, "no login was shed: {answers:?}");
     app.login_ok(&email, PASSWORD).await;
 }
+
+#[tokio::test]
+async fn shed_logins_touch_neither_the_throttle_nor_the_audit_log() {
+    let app = spawn_app_with(|s| {
+        s.hash_concurrency = 1;
+        s.hash_queue = 1;
+        s.argon2_memory_kib = 8192;
+        s.account_failure_limit = 1000;
+    })
+    .await;
+    let (email, _) = app.new_user().await;
+    let mut logins = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let (client, url) = (app.client.clone(), app.url("/v1/login"));
+        let body = json!({"email": email, "password": OTHER_PASSWORD});
+        logins.spawn(async move {
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("send")
+                .status()
+        });
+    }
+    let answers = logins.join_all().await;
+    let refused = answers
+        .iter()
+        .filter(|s| **s == StatusCode::BAD_REQUEST)
+        .count();
+    let shed = answers
+        .iter()
+        .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!(refused + shed, answers.len(), "{answers:?}");
+    assert!(shed >= 1, "no login was shed: {answers:?}");
+    let rows = app.rows().await;
+    let counted: i64 = rows.throttles.iter().map(|t| t.failures).sum();
+    assert_eq!(counted, refused as i64, "only verified attempts count");
+    let audited = rows
+        .events
+        .iter()
+        .filter(|e| e.kind == "login_failed")
+        .count();
+    assert_eq!(audited, refused);
+}
