@@ -51,7 +51,7 @@ pub struct ScenarioReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct OpReport {
     pub operation: String,
-    /// Successful requests inside the measured window.
+    /// Successful requests completed inside the measured window.
     pub requests: u64,
     pub rps: f64,
     pub latency_ms: Latency,

@@ -140,8 +140,11 @@ pub async fn run(
     (vus, merged)
 }
 
-/// One virtual user's closed loop. Latency counts only for requests that ran
-/// wholly inside the measured window; failures count whenever they happen.
+/// One virtual user's closed loop. Requests count (rate and latency) when
+/// they complete inside the measured window, as with wrk: counting only those
+/// that also started inside it would leave the first `latency` of the window
+/// empty and understate the rate of slow operations. Failures count whenever
+/// they happen.
 async fn drive(mut vu: VirtualUser, run: Arc<Run>) -> (VirtualUser, Recorder) {
     let mut recorder = Recorder::default();
     while Instant::now() < run.end {
@@ -151,7 +154,7 @@ async fn drive(mut vu: VirtualUser, run: Arc<Run>) -> (VirtualUser, Recorder) {
         let finished = Instant::now();
         run.progress.count(outcome.is_err());
         match outcome {
-            Ok(()) if started >= run.measure_from && finished <= run.end => {
+            Ok(()) if finished >= run.measure_from && finished <= run.end => {
                 recorder.record(op, finished - started);
             }
             Ok(()) => {}

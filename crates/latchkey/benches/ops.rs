@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use latchkey::domain::keys::KeyRing;
 use latchkey::domain::password::{Argon2Params, Hasher};
 use latchkey::domain::refresh::{self, RefreshKey};
@@ -81,6 +81,23 @@ fn password_hash(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let mut group = c.benchmark_group("argon2id m=19456 t=2 p=1");
     group.sample_size(20);
     group.bench_function("hash", |b| b.iter(|| rt.block_on(hasher.hash(&password))));
+    // The real ceiling of login and register: one hash per core at once
+    // (cores that share caches or memory bandwidth slow each other down).
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let parallel = Hasher::new(params, cores, 0).expect("hasher");
+    group.throughput(Throughput::Elements(cores as u64));
+    group.bench_function(format!("hash, {cores} at once"), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut hashes = tokio::task::JoinSet::new();
+                for _ in 0..cores {
+                    let (hasher, password) = (parallel.clone(), password.clone());
+                    hashes.spawn(async move { hasher.hash(&password).await });
+                }
+                hashes.join_all().await
+            })
+        })
+    });
     group.finish();
 }
 
