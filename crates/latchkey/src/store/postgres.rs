@@ -187,17 +187,6 @@ fn sql_limit(n: i64) -> i64 {
     if n < 0 { i64::MAX } else { n }
 }
 
-// Column lists as macros so every query stays a static string.
-macro_rules! user_columns {
-    () => {
-        "id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at"
-    };
-}
-macro_rules! session_columns {
-    () => {
-        "id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip"
-    };
-}
 macro_rules! live {
     () => {
         "revoked_at IS NULL AND expires_at > $2 AND idle_expires_at > $2"

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
+use super::quick_reads::QuickReads;
 use super::rotations::Rotations;
 use super::*;
 
@@ -21,6 +22,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
     rotations: Rotations,
+    /// None for an in-memory database, which only the sqlx pool can see.
+    quick: Option<QuickReads>,
 }
 
 impl SqliteStore {
@@ -48,11 +51,25 @@ impl SqliteStore {
             pool_of(max_connections.max(1)).await.map_err(map_err)?
         };
         let rotations = Rotations::start(writer.clone());
+        let quick = (!in_memory).then(|| QuickReads::new(options.get_filename()));
         Ok(Self {
             pool,
             writer,
             rotations,
+            quick,
         })
+    }
+
+    /// A quick read's answer, or None to take the sqlx path (in-memory
+    /// database, or the quick read failed).
+    fn quick<T>(&self, read: impl FnOnce(&QuickReads) -> rusqlite::Result<T>) -> Option<T> {
+        match read(self.quick.as_ref()?) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::debug!(error = %e, "quick read failed; reading through the pool");
+                None
+            }
+        }
     }
 
     /// Applies the embedded migrations.
@@ -77,17 +94,6 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-// Column lists as macros so every query stays a static string.
-macro_rules! user_columns {
-    () => {
-        "id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at"
-    };
-}
-macro_rules! session_columns {
-    () => {
-        "id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip"
-    };
-}
 macro_rules! live {
     () => {
         "revoked_at IS NULL AND expires_at > ?2 AND idle_expires_at > ?2"
@@ -127,6 +133,9 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        if let Some(found) = self.quick(|q| q.user_by_id(id)) {
+            return Ok(found);
+        }
         let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
         let row: Option<UserRecord> = sqlx::query_as(sql)
             .bind(id)
@@ -208,6 +217,9 @@ impl Store for SqliteStore {
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        if let Some(found) = self.quick(|q| q.session(id)) {
+            return Ok(found);
+        }
         let sql = concat!(
             "SELECT ",
             session_columns!(),
@@ -331,6 +343,9 @@ impl Store for SqliteStore {
         user_id: &str,
         session_id: &str,
     ) -> StoreResult<Option<AccessState>> {
+        if let Some(found) = self.quick(|q| q.access_state(user_id, session_id)) {
+            return Ok(found);
+        }
         #[derive(FromRow)]
         struct Row {
             #[sqlx(flatten)]
@@ -611,6 +626,9 @@ impl Store for SqliteStore {
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRecord>> {
+        if let Some(found) = self.quick(|q| q.client(id)) {
+            return Ok(found);
+        }
         sqlx::query_as("SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?1")
             .bind(id)
             .fetch_optional(&self.pool)
