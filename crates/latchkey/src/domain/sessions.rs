@@ -18,12 +18,11 @@ const REUSED: &str = "the refresh token was already used; the session has been r
 impl Auth {
     /// Exchanges a refresh token for a new pair.
     pub async fn refresh(&self, token: &str, client: &Client) -> Result<TokenPair, AuthError> {
-        let (presented, mut session) = self
+        let (presented, mut session, owner_usable) = self
             .authentic_session(token)
             .await?
             .ok_or(AuthError::InvalidGrant(BAD_REFRESH))?;
-        let user = self.store.user_by_id(&session.user_id).await?;
-        if user.as_ref().is_none_or(|u| u.disabled) {
+        if !owner_usable {
             return Err(AuthError::InvalidGrant(BAD_REFRESH));
         }
         let now = self.now();
@@ -59,21 +58,24 @@ impl Auth {
     }
 
     /// The session a refresh token belongs to, only if the token's MAC is
-    /// authentic: a malformed or guessed token never touches any session.
+    /// authentic (a malformed or guessed token never touches any session), and
+    /// whether its user may still use it.
     async fn authentic_session(
         &self,
         token: &str,
-    ) -> Result<Option<(Presented, SessionRecord)>, AuthError> {
+    ) -> Result<Option<(Presented, SessionRecord, bool)>, AuthError> {
         let Some(presented) = refresh::parse(token) else {
             return Ok(None);
         };
-        let Some(session) = self.store.session(&presented.session_id).await? else {
+        let Some((session, owner_usable)) =
+            self.store.session_and_owner(&presented.session_id).await?
+        else {
             return Ok(None);
         };
         if !self.refresh_key.check(&presented, &session.salt) {
             return Ok(None);
         }
-        Ok(Some((presented, session)))
+        Ok(Some((presented, session, owner_usable)))
     }
 
     async fn end_session_for_reuse(
@@ -104,7 +106,7 @@ impl Auth {
     /// Ends the session of a refresh token. Unknown, malformed or already
     /// revoked tokens are accepted silently: logout is idempotent.
     pub async fn logout_refresh(&self, token: &str, client: &Client) -> Result<(), AuthError> {
-        if let Some((_, session)) = self.authentic_session(token).await? {
+        if let Some((_, session, _)) = self.authentic_session(token).await? {
             self.end_session(&session.user_id, &session.id, RevokeReason::Logout, client)
                 .await?;
         }
@@ -205,7 +207,7 @@ impl Auth {
     /// session; anything unrecognised is ignored, as the RFC asks.
     pub async fn revoke_token(&self, token: &str, client: &Client) -> Result<(), AuthError> {
         if token.starts_with(refresh::PREFIX) {
-            if let Some((_, s)) = self.authentic_session(token).await? {
+            if let Some((_, s, _)) = self.authentic_session(token).await? {
                 self.end_session(&s.user_id, &s.id, RevokeReason::Admin, client)
                     .await?;
             }

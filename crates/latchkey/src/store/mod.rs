@@ -14,6 +14,11 @@ macro_rules! prefixed_user_columns {
         "u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, u.disabled, u.not_before, u.created_at"
     };
 }
+macro_rules! prefixed_session_columns {
+    () => {
+        "s.id, s.user_id, s.salt, s.generation, s.rotated_at, s.created_at, s.last_used_at, s.idle_expires_at, s.expires_at, s.revoked_at, s.user_agent, s.ip"
+    };
+}
 macro_rules! session_columns {
     () => {
         "id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip"
@@ -211,6 +216,18 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
+    /// A session and whether its user may use it (exists, not disabled): what
+    /// a refresh needs, in one read where the backend gains from that.
+    async fn session_and_owner(&self, id: &str) -> StoreResult<Option<(SessionRecord, bool)>> {
+        let Some(session) = self.session(id).await? else {
+            return Ok(None);
+        };
+        let usable = self
+            .user_by_id(&session.user_id)
+            .await?
+            .is_some_and(|u| !u.disabled);
+        Ok(Some((session, usable)))
+    }
     /// Atomically moves a live session from generation `from` to `from + 1`.
     /// Returns false, changing nothing, when the session is not live or is
     /// not at `from` (another refresh won, or the token was already used).

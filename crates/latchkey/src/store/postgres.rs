@@ -354,6 +354,25 @@ impl Store for PgStore {
         .await
     }
 
+    async fn session_and_owner(&self, id: &str) -> StoreResult<Option<(SessionRecord, bool)>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            session: SessionRecord,
+            owner_usable: bool,
+        }
+        let sql = concat!(
+            "SELECT ",
+            prefixed_session_columns!(),
+            ", NOT u.disabled AS owner_usable FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
+        );
+        let row: Option<Row> = retry(Replay::Idempotent, move || {
+            sqlx::query_as(sql).bind(id).fetch_optional(&self.pool)
+        })
+        .await?;
+        Ok(row.map(|r| (r.session, r.owner_usable)))
+    }
+
     async fn advance_session(
         &self,
         id: &str,
