@@ -1,11 +1,12 @@
 //! The physical floor of each operation the server does per request:
-//! signing an access token (EdDSA, ES256), verifying one, minting and
-//! checking a refresh token, and one Argon2id hash with the default cost.
+//! signing an access token (EdDSA, ES256), verifying one (first time and
+//! again, from the cache), minting and checking a refresh token, and Argon2id
+//! with the default cost (one hash, and one per core at once).
 //! Run: `cargo bench -p latchkey --bench ops`.
 
 use std::sync::Arc;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use latchkey::domain::keys::KeyRing;
 use latchkey::domain::password::{Argon2Params, Hasher};
 use latchkey::domain::refresh::{self, RefreshKey};
@@ -51,7 +52,24 @@ fn tokens(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         c.bench_function(&format!("sign access token {alg}"), |b| {
             b.iter(|| keys.sign(&claims()))
         });
-        c.bench_function(&format!("verify access token {alg}"), |b| {
+        // A token seen for the first time: its signature is checked.
+        let mut n = 0u64;
+        c.bench_function(&format!("verify access token {alg}, first time"), |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    let fresh = Claims {
+                        jti: format!("jti-{n}"),
+                        ..claims()
+                    };
+                    keys.sign(&fresh).expect("sign")
+                },
+                |fresh| rt.block_on(keys.verify(store.as_ref() as &dyn Store, &fresh, &rules, NOW)),
+                BatchSize::SmallInput,
+            )
+        });
+        // The same token again: answered from the verified-token cache.
+        c.bench_function(&format!("verify access token {alg}, again"), |b| {
             b.iter(|| rt.block_on(keys.verify(store.as_ref() as &dyn Store, &token, &rules, NOW)))
         });
     }
