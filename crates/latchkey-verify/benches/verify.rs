@@ -3,7 +3,8 @@
 //! (`jsonwebtoken::crypto::verify` on its signing input), the strict
 //! `token::verify`, and `Verifier::verify` with warm caches — static keys,
 //! and discovered keys plus a followed revocation feed (served by the test
-//! suite's fake Latchkey, polled once a minute so no poll lands mid-run).
+//! suite's fake Latchkey, polled once a minute so no poll lands mid-run) —
+//! for a token seen for the first time and for one seen before.
 //!
 //! Run: `cargo bench -p latchkey-verify --bench verify -- --warm-up-time 1 --measurement-time 3`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -18,7 +19,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::DecodingKey;
 use latchkey_verify::{JwkSet, KeySet, Rules, SigningAlg, Verifier};
 use support::{FakeLatchkey, Signer, claims};
@@ -87,10 +88,30 @@ fn verify(c: &mut Criterion) {
         group.bench_function("token::verify", |b| {
             b.iter(|| latchkey_verify::verify(black_box(&token), &keys, &rules, now).unwrap())
         });
+        // Each iteration a token the verifier has not seen (signed untimed),
+        // so the signature is checked; then the same token again.
+        let mut n = 0u64;
+        let mut fresh = || {
+            n += 1;
+            let mut fresh = claims(&fake.issuer, "u1", "live");
+            fresh.jti = format!("jti-{n}");
+            signer.sign(&fresh)
+        };
         group.bench_function("Verifier::verify, static keys", |b| {
-            b.iter(|| ready_now(statics.verify(black_box(&token))).unwrap())
+            b.iter_batched(
+                &mut fresh,
+                |t| ready_now(statics.verify(&t)).unwrap(),
+                BatchSize::SmallInput,
+            )
         });
         group.bench_function("Verifier::verify, discovered keys + feed", |b| {
+            b.iter_batched(
+                &mut fresh,
+                |t| ready_now(followed.verify(&t)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("Verifier::verify, a token seen before", |b| {
             b.iter(|| ready_now(followed.verify(black_box(&token))).unwrap())
         });
         group.finish();

@@ -10,6 +10,7 @@ use jsonwebtoken::jwk::Jwk;
 use reqwest::Url;
 use serde::Deserialize;
 
+use crate::cache::VerifiedTokens;
 use crate::claims::Claims;
 use crate::fetch::{self, FetchError};
 use crate::keys::{KeySet, VerifyKey};
@@ -22,6 +23,9 @@ pub(crate) const REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 /// tokens with made-up `kid`s costs the issuer one request per interval.
 pub(crate) const UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Verified tokens remembered, so a repeated one skips its signature check.
+const VERIFIED_TOKENS: usize = 4096;
+
 /// How long a request with an unknown `kid` waits for the refetch.
 pub(crate) const UNKNOWN_KID_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -30,6 +34,7 @@ pub(crate) const UNKNOWN_KID_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct KeyCache {
     current: RwLock<Arc<KeySet>>,
     source: Option<Source>,
+    verified: VerifiedTokens,
 }
 
 #[derive(Debug)]
@@ -46,6 +51,7 @@ impl KeyCache {
     /// A cache of keys given by the application: never refreshed.
     pub(crate) fn fixed(keys: KeySet) -> Self {
         Self {
+            verified: VerifiedTokens::new(VERIFIED_TOKENS, &keys),
             current: RwLock::new(Arc::new(keys)),
             source: None,
         }
@@ -55,6 +61,7 @@ impl KeyCache {
     pub(crate) async fn remote(client: reqwest::Client, url: Url) -> Result<Self, FetchError> {
         let keys = fetch_keys(&client, &url).await?;
         Ok(Self {
+            verified: VerifiedTokens::new(VERIFIED_TOKENS, &keys),
             current: RwLock::new(Arc::new(keys)),
             source: Some(Source {
                 url,
@@ -78,6 +85,7 @@ impl KeyCache {
     }
 
     fn replace(&self, keys: KeySet) {
+        self.verified.forget_unless_trusted(&keys);
         let fresh = Arc::new(keys);
         // The old set is dropped after the lock is released.
         let _old = match self.current.write() {
@@ -100,6 +108,20 @@ impl KeyCache {
     /// is unknown (and whose header is otherwise acceptable) ever waits:
     /// for one rate-limited refetch, then it is verified once more.
     pub(crate) async fn verify(
+        &self,
+        token: &str,
+        rules: &Rules,
+        now: i64,
+    ) -> Result<Claims, VerifyError> {
+        if let Some(known) = self.verified.check(token, rules, now) {
+            return known;
+        }
+        let claims = self.verify_in_full(token, rules, now).await?;
+        self.verified.remember(token, &claims);
+        Ok(claims)
+    }
+
+    async fn verify_in_full(
         &self,
         token: &str,
         rules: &Rules,

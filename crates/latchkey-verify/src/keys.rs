@@ -120,6 +120,11 @@ impl KeySet {
         self.keys.get(kid)
     }
 
+    /// The `kid`s of the trusted keys, in no particular order.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
     /// Builds a key set from the JWKs of a JWKS document; every key needs a `kid`.
     pub fn from_jwks(jwks: &jsonwebtoken::jwk::JwkSet) -> Result<Self, String> {
         let mut set = KeySet::new();

@@ -71,6 +71,7 @@
 //!
 //! # Modules
 //!
+//! - [`cache`]: remembers verified tokens, so one presented again skips its signature check.
 //! - [`claims`]: the access-token claims (RFC 9068 profile).
 //! - [`keys`]: public verification keys and their JWK form.
 //! - [`token`]: the strict JWS parser and verifier every access token goes through.
@@ -81,6 +82,7 @@
 //! - [`axum`] (feature `axum`): the extractor and the layer.
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod claims;
 pub mod keys;
 pub mod token;
@@ -103,6 +105,7 @@ mod revocations;
 #[cfg(feature = "remote")]
 mod verifier;
 
+pub use cache::VerifiedTokens;
 pub use claims::Claims;
 pub use jsonwebtoken::jwk::JwkSet;
 pub use keys::{KeySet, SigningAlg, VerifyKey};

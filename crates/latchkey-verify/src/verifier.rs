@@ -100,6 +100,10 @@ impl Verifier {
     /// fail-closed verifier answers
     /// [`RevocationsUnavailable`](VerifyError::RevocationsUnavailable).
     ///
+    /// A token verified before (the last 4,096, by exact text) skips the
+    /// signature check; its times and the feed are checked on every call,
+    /// and a key leaving the JWKS forgets every remembered token.
+    ///
     /// With warm caches this never waits on the network. The one exception
     /// is a `kid` the cache does not know: that triggers one JWKS refetch
     /// (at most one every 10 s, awaited for at most 2 s), after which the

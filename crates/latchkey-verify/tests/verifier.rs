@@ -166,6 +166,28 @@ async fn a_rotated_key_is_picked_up_on_first_sight_and_unknown_kids_are_rate_lim
 }
 
 #[tokio::test]
+async fn a_token_seen_before_is_refused_once_its_key_is_withdrawn() {
+    let old = Signer::generate(SigningAlg::EdDSA, "old");
+    let fake = FakeLatchkey::spawn(&[&old]).await;
+    let verifier = Verifier::builder(&fake.issuer).build().await.unwrap();
+    let token = old.sign(&claims(&fake.issuer, "u1", "s1"));
+    assert!(verifier.verify(&token).await.is_ok());
+    assert!(verifier.verify(&token).await.is_ok(), "again, remembered");
+    // The issuer withdraws the key for another; the first token of the new
+    // key makes the verifier fetch the JWKS again.
+    let new = Signer::generate(SigningAlg::EdDSA, "new");
+    fake.state.jwks.lock().unwrap().clear();
+    fake.state.publish(&new);
+    assert!(
+        verifier
+            .verify(&new.sign(&claims(&fake.issuer, "u2", "s2")))
+            .await
+            .is_ok()
+    );
+    assert_eq!(verifier.verify(&token).await, Err(VerifyError::UnknownKey));
+}
+
+#[tokio::test]
 async fn callers_meeting_a_new_kid_together_share_one_fetch() {
     let old = Signer::generate(SigningAlg::EdDSA, "old");
     let fake = FakeLatchkey::spawn(&[&old]).await;

@@ -3,7 +3,6 @@
 //! newest unretired key signs; retired keys stay published (and trusted) until
 //! every token they signed has expired.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -19,8 +18,7 @@ use jsonwebtoken::jwk::{
     EllipticCurveKeyType, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
     PublicKeyUse,
 };
-use latchkey_verify::{Claims, KeySet, Rules, SigningAlg, VerifyError, VerifyKey};
-use quick_cache::sync::Cache;
+use latchkey_verify::{Claims, KeySet, Rules, SigningAlg, VerifiedTokens, VerifyError, VerifyKey};
 
 use super::secrets::{MasterKey, random_b64};
 use crate::store::{KeyRecord, Store};
@@ -46,7 +44,6 @@ enum SigningKey {
 struct Loaded {
     signer: Signer,
     trusted: KeySet,
-    trusted_kids: BTreeSet<String>,
     jwks: Arc<String>,
 }
 
@@ -55,10 +52,10 @@ pub struct KeyRing {
     master: MasterKey,
     loaded: RwLock<Arc<Loaded>>,
     last_reload: Mutex<Instant>,
-    /// Access tokens already verified here, by their exact text: the same
-    /// token presented again skips the signature check (most of the cost of
-    /// authenticating a request). Emptied when a trusted key goes away.
-    verified: Cache<String, Claims>,
+    /// Access tokens already verified here: the same token presented again
+    /// skips the signature check (most of the cost of authenticating a
+    /// request). Emptied when a trusted key goes away.
+    verified: VerifiedTokens,
 }
 
 /// A signing key in a form the CLI can list.
@@ -91,9 +88,9 @@ impl KeyRing {
         let loaded = build(&master, &store.signing_keys().await?, now)?;
         Ok(Self {
             master,
+            verified: VerifiedTokens::new(VERIFIED_TOKENS, &loaded.trusted),
             loaded: RwLock::new(Arc::new(loaded)),
             last_reload: Mutex::new(Instant::now()),
-            verified: Cache::new(VERIFIED_TOKENS),
         })
     }
 
@@ -108,12 +105,10 @@ impl KeyRing {
     pub async fn reload(&self, store: &dyn Store, now: i64) -> anyhow::Result<()> {
         let records = store.signing_keys().await?;
         let fresh = Arc::new(build(&self.master, &records, now)?);
-        let previous = match self.loaded.write() {
-            Ok(mut guard) => std::mem::replace(&mut *guard, fresh.clone()),
-            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh.clone()),
-        };
-        if !previous.trusted_kids.is_subset(&fresh.trusted_kids) {
-            self.verified.clear();
+        self.verified.forget_unless_trusted(&fresh.trusted);
+        match self.loaded.write() {
+            Ok(mut guard) => *guard = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
         }
         Ok(())
     }
@@ -147,11 +142,8 @@ impl KeyRing {
         rules: &Rules,
         now: i64,
     ) -> Result<Claims, VerifyError> {
-        if let Some(claims) = self.verified.get(token) {
-            // Header and signature were checked when it was remembered; the
-            // times are checked again, as the clock has moved since.
-            latchkey_verify::token::check_claims(&claims, rules, now)?;
-            return Ok(claims);
+        if let Some(known) = self.verified.check(token, rules, now) {
+            return known;
         }
         let claims = match latchkey_verify::verify(token, &self.current().trusted, rules, now) {
             Err(VerifyError::UnknownKey) if self.may_reload() => {
@@ -162,7 +154,7 @@ impl KeyRing {
             }
             other => other,
         }?;
-        self.verified.insert(token.to_owned(), claims.clone());
+        self.verified.remember(token, &claims);
         Ok(claims)
     }
 
@@ -329,11 +321,9 @@ fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<
     });
     let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
     let mut trusted = KeySet::new();
-    let mut trusted_kids = BTreeSet::new();
     let mut jwks = JwkSet { keys: Vec::new() };
     for record in &published {
         let jwk: Jwk = serde_json::from_str(&record.public_jwk).context("stored JWK is invalid")?;
-        trusted_kids.insert(record.kid.clone());
         trusted.insert(
             record.kid.clone(),
             VerifyKey::from_jwk(&jwk).map_err(|e| anyhow::anyhow!(e))?,
@@ -347,7 +337,6 @@ fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<
             header,
         },
         trusted,
-        trusted_kids,
         jwks: Arc::new(serde_json::to_string(&jwks)?),
     })
 }

@@ -1,0 +1,155 @@
+//! Access tokens already verified, so a token presented again skips its
+//! signature check — the bulk of verifying it (tens of microseconds against
+//! well under one).
+//!
+//! Entries are keyed by the token's exact text, so a token that differs in
+//! any byte is verified afresh. Only the signature and header checks are
+//! remembered: the claims are checked against the clock on every use
+//! ([`token::check_claims`](crate::token::check_claims)), and whoever owns
+//! the cache must [`forget_unless_trusted`](VerifiedTokens::forget_unless_trusted)
+//! when its key set changes, so a token whose key is withdrawn is refused at
+//! once. Revocation checks are not the cache's business; callers make them
+//! on every use as before.
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, PoisonError};
+
+use quick_cache::sync::Cache;
+
+use crate::claims::Claims;
+use crate::keys::KeySet;
+use crate::token::{Rules, VerifyError, check_claims};
+
+/// A bounded cache of verified access tokens (see the [module](self) docs).
+pub struct VerifiedTokens {
+    tokens: Cache<String, Claims>,
+    /// The `kid`s trusted when the entries were verified.
+    kids: Mutex<BTreeSet<String>>,
+}
+
+impl VerifiedTokens {
+    /// Remembers up to `capacity` tokens, verified with `keys`.
+    pub fn new(capacity: usize, keys: &KeySet) -> Self {
+        Self {
+            tokens: Cache::new(capacity.max(1)),
+            kids: Mutex::new(keys.kids().map(str::to_owned).collect()),
+        }
+    }
+
+    /// `Some` with the outcome for a token verified before (its claims
+    /// checked again at `now`), `None` for a token to verify in full.
+    pub fn check(
+        &self,
+        token: &str,
+        rules: &Rules,
+        now: i64,
+    ) -> Option<Result<Claims, VerifyError>> {
+        let claims = self.tokens.get(token)?;
+        Some(check_claims(&claims, rules, now).map(|()| claims))
+    }
+
+    /// Remembers a token that was just verified in full.
+    pub fn remember(&self, token: &str, claims: &Claims) {
+        self.tokens.insert(token.to_owned(), claims.clone());
+    }
+
+    /// Forgets every token when a key trusted before is not in `keys` (a key
+    /// was withdrawn); keeps them when keys were only added.
+    pub fn forget_unless_trusted(&self, keys: &KeySet) {
+        let now: BTreeSet<String> = keys.kids().map(str::to_owned).collect();
+        let mut kids = self.kids.lock().unwrap_or_else(PoisonError::into_inner);
+        if !kids.is_subset(&now) {
+            self.tokens.clear();
+        }
+        *kids = now;
+    }
+}
+
+impl std::fmt::Debug for VerifiedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedTokens")
+            .field("len", &self.tokens.len())
+            .field("capacity", &self.tokens.capacity())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::keys::VerifyKey;
+
+    fn keys(kids: &[&str]) -> KeySet {
+        let mut set = KeySet::new();
+        for kid in kids {
+            let jwk = serde_json::from_value(serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": kid,
+                "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+            }))
+            .unwrap();
+            set.insert(*kid, VerifyKey::from_jwk(&jwk).unwrap());
+        }
+        set
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            issuer: "https://auth.example.com".into(),
+            audience: "https://auth.example.com".into(),
+            leeway: 5,
+        }
+    }
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            iss: rules().issuer,
+            sub: "u1".into(),
+            aud: rules().audience,
+            exp,
+            iat: 1_000,
+            nbf: None,
+            jti: "j1".into(),
+            sid: "s1".into(),
+            client_id: "latchkey".into(),
+        }
+    }
+
+    #[test]
+    fn a_remembered_token_has_its_times_checked_again() {
+        let cache = VerifiedTokens::new(8, &keys(&["k1"]));
+        assert!(
+            cache.check("a.b.c", &rules(), 1_000).is_none(),
+            "unknown at first"
+        );
+        cache.remember("a.b.c", &claims(1_300));
+        assert_eq!(
+            cache.check("a.b.c", &rules(), 1_100),
+            Some(Ok(claims(1_300)))
+        );
+        assert_eq!(
+            cache.check("a.b.c", &rules(), 1_306),
+            Some(Err(VerifyError::Expired))
+        );
+        assert_eq!(
+            cache.check("a.b.c", &rules(), 900),
+            Some(Err(VerifyError::NotYetValid)),
+            "a clock set back is seen too"
+        );
+        assert!(
+            cache.check("a.b.d", &rules(), 1_100).is_none(),
+            "exact text only"
+        );
+    }
+
+    #[test]
+    fn withdrawing_a_key_forgets_every_token_and_adding_one_forgets_none() {
+        let cache = VerifiedTokens::new(8, &keys(&["k1"]));
+        cache.remember("t1", &claims(1_300));
+        cache.forget_unless_trusted(&keys(&["k1", "k2"]));
+        assert!(cache.check("t1", &rules(), 1_100).is_some());
+        cache.forget_unless_trusted(&keys(&["k2"]));
+        assert!(cache.check("t1", &rules(), 1_100).is_none());
+    }
+}
