@@ -494,9 +494,12 @@ impl Store for PgStore {
             session_revoked: bool,
             session_expires_at: i64,
         }
-        let sql = "SELECT u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, u.disabled,
-                u.not_before, u.created_at, s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $2 AND u.id = $1";
+        let sql = concat!(
+            "SELECT ",
+            prefixed_user_columns!(),
+            ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $2 AND u.id = $1"
+        );
         let row: Option<Row> = retry(Replay::Idempotent, move || {
             sqlx::query_as(sql)
                 .bind(user_id)

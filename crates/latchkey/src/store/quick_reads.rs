@@ -18,6 +18,24 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
 use super::{AccessState, ClientRecord, SessionRecord, UserRecord};
 
+// The statements, shared with the sqlx path of `SqliteStore`, so both read
+// the same columns in the same order.
+pub(super) const ACCESS_STATE: &str = concat!(
+    "SELECT ",
+    prefixed_user_columns!(),
+    ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at
+     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?2 AND u.id = ?1"
+);
+pub(super) const USER_BY_ID: &str =
+    concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
+pub(super) const SESSION: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM sessions WHERE id = ?1"
+);
+pub(super) const CLIENT: &str =
+    "SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?1";
+
 /// Connections kept for reuse; more are opened when needed and closed after.
 const KEPT: usize = 4;
 
@@ -41,13 +59,7 @@ impl QuickReads {
         user_id: &str,
         session_id: &str,
     ) -> rusqlite::Result<Option<AccessState>> {
-        let sql = concat!(
-            "SELECT ",
-            prefixed_user_columns!(),
-            ", s.revoked_at IS NOT NULL, s.expires_at
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?2 AND u.id = ?1"
-        );
-        self.one(sql, (user_id, session_id), |row| {
+        self.one(ACCESS_STATE, (user_id, session_id), |row| {
             Ok(AccessState {
                 user: user_from(row)?,
                 session_revoked: row.get(9)?,
@@ -57,17 +69,11 @@ impl QuickReads {
     }
 
     pub(super) fn user_by_id(&self, id: &str) -> rusqlite::Result<Option<UserRecord>> {
-        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
-        self.one(sql, (id,), user_from)
+        self.one(USER_BY_ID, (id,), user_from)
     }
 
     pub(super) fn session(&self, id: &str) -> rusqlite::Result<Option<SessionRecord>> {
-        let sql = concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE id = ?1"
-        );
-        self.one(sql, (id,), |row| {
+        self.one(SESSION, (id,), |row| {
             Ok(SessionRecord {
                 id: row.get(0)?,
                 user_id: row.get(1)?,
@@ -86,8 +92,7 @@ impl QuickReads {
     }
 
     pub(super) fn client(&self, id: &str) -> rusqlite::Result<Option<ClientRecord>> {
-        let sql = "SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?1";
-        self.one(sql, (id,), |row| {
+        self.one(CLIENT, (id,), |row| {
             Ok(ClientRecord {
                 id: row.get(0)?,
                 name: row.get(1)?,

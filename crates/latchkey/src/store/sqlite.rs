@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
-use super::quick_reads::QuickReads;
+use super::quick_reads::{self, QuickReads};
 use super::rotations::Rotations;
 use super::*;
 
@@ -136,8 +136,7 @@ impl Store for SqliteStore {
         if let Some(found) = self.quick(|q| q.user_by_id(id)) {
             return Ok(found);
         }
-        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
-        let row: Option<UserRecord> = sqlx::query_as(sql)
+        let row: Option<UserRecord> = sqlx::query_as(quick_reads::USER_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -220,12 +219,7 @@ impl Store for SqliteStore {
         if let Some(found) = self.quick(|q| q.session(id)) {
             return Ok(found);
         }
-        let sql = concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE id = ?1"
-        );
-        let row: Option<SessionRecord> = sqlx::query_as(sql)
+        let row: Option<SessionRecord> = sqlx::query_as(quick_reads::SESSION)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -353,10 +347,7 @@ impl Store for SqliteStore {
             session_revoked: bool,
             session_expires_at: i64,
         }
-        let sql = "SELECT u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, u.disabled,
-                u.not_before, u.created_at, s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?2 AND u.id = ?1";
-        let row: Option<Row> = sqlx::query_as(sql)
+        let row: Option<Row> = sqlx::query_as(quick_reads::ACCESS_STATE)
             .bind(user_id)
             .bind(session_id)
             .fetch_optional(&self.pool)
@@ -629,7 +620,7 @@ impl Store for SqliteStore {
         if let Some(found) = self.quick(|q| q.client(id)) {
             return Ok(found);
         }
-        sqlx::query_as("SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?1")
+        sqlx::query_as(quick_reads::CLIENT)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
