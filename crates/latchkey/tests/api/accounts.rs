@@ -850,27 +850,20 @@ async fn a_flood_of_logins_is_shed_with_503_instead_of_queueing_without_bound() 
     })
     .await;
     let (email, _) = app.new_user().await;
-    let mut logins = tokio::task::JoinSet::new();
-    for i in 0..40 {
-        let (client, url) = (app.client.clone(), app.url("/v1/login"));
+    let bodies = (0..40).map(|i| {
         let password = if i % 2 == 0 { PASSWORD } else { OTHER_PASSWORD };
-        let body = json!({"email": email, "password": password});
-        logins.spawn(async move {
-            let send = client.post(url).json(&body).send();
-            let resp = tokio::time::timeout(Duration::from_secs(30), send)
-                .await
-                .expect("no hang")
-                .expect("request");
-            let status = resp.status();
-            let wait = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            (status, wait, body)
-        });
+        json!({"email": email, "password": password})
+    });
+    let mut answers = Vec::new();
+    for resp in app.logins_at_once(bodies).await {
+        let status = resp.status();
+        let wait = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        answers.push((status, wait, body));
     }
-    let answers = logins.join_all().await;
     let mut shed = 0;
     for (status, wait, body) in &answers {
         match *status {
@@ -900,21 +893,13 @@ async fn shed_logins_touch_neither_the_throttle_nor_the_audit_log() {
     })
     .await;
     let (email, _) = app.new_user().await;
-    let mut logins = tokio::task::JoinSet::new();
-    for _ in 0..30 {
-        let (client, url) = (app.client.clone(), app.url("/v1/login"));
-        let body = json!({"email": email, "password": OTHER_PASSWORD});
-        logins.spawn(async move {
-            client
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .expect("send")
-                .status()
-        });
-    }
-    let answers = logins.join_all().await;
+    let bodies = (0..30).map(|_| json!({"email": email, "password": OTHER_PASSWORD}));
+    let answers: Vec<StatusCode> = app
+        .logins_at_once(bodies)
+        .await
+        .iter()
+        .map(Response::status)
+        .collect();
     let refused = answers
         .iter()
         .filter(|s| **s == StatusCode::BAD_REQUEST)

@@ -563,21 +563,8 @@ async fn metrics_count_logins_registrations_refreshes_reuse_and_revocations() {
     let resp = app.post_auth("/v1/logout", &other.access, None).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     // Several hashes at once with one hashing slot: some wait in the queue.
-    let mut logins = tokio::task::JoinSet::new();
-    for _ in 0..4 {
-        let (client, url) = (app.client.clone(), app.url("/v1/login"));
-        let body = json!({"email": unique_email(), "password": PASSWORD});
-        logins.spawn(async move {
-            client
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .expect("request")
-                .status()
-        });
-    }
-    logins.join_all().await;
+    app.logins_at_once((0..4).map(|_| json!({"email": unique_email(), "password": PASSWORD})))
+        .await;
 
     let after = metrics_text(&app).await;
     let grew = |name: &str, labels: &[&str]| {

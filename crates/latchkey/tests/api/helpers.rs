@@ -227,6 +227,23 @@ impl TestApp {
             .await
     }
 
+    /// Sends every body to `POST /v1/login` at once and returns the answers
+    /// as they came; each must come within 30 s (none may hang in the
+    /// hashing queue).
+    pub async fn logins_at_once(&self, bodies: impl IntoIterator<Item = Value>) -> Vec<Response> {
+        let mut logins = tokio::task::JoinSet::new();
+        for body in bodies {
+            let send = self.client.post(self.url("/v1/login")).json(&body).send();
+            logins.spawn(async move {
+                tokio::time::timeout(std::time::Duration::from_secs(30), send)
+                    .await
+                    .expect("no hang")
+                    .expect("request")
+            });
+        }
+        logins.join_all().await
+    }
+
     pub async fn login_ok(&self, email: &str, password: &str) -> Tokens {
         let resp = self.login(email, password).await;
         assert_eq!(resp.status(), StatusCode::OK, "login failed");
