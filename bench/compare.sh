@@ -29,7 +29,8 @@ Environment: PYTHON (default python3) makes the peer's venv.
 EOF
 }
 
-die() { echo "compare.sh: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # --- options ------------------------------------------------------------
 CONCURRENCY=${CONCURRENCY:-64}
@@ -70,13 +71,6 @@ LATCHKEY_PID= PEER_PID=
 export PYTHONDONTWRITEBYTECODE=1
 
 # --- stopping what we started --------------------------------------------
-stop() {
-    local pid=$1
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
     stop "$LATCHKEY_PID"
     stop "$PEER_PID"
@@ -86,17 +80,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- helpers --------------------------------------------------------------
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_for_port() { # port pid log
-    for _ in $(seq 300); do
-        port_open "$1" && return 0
-        kill -0 "$2" 2>/dev/null || { tail -20 "$3" >&2; die "the server on port $1 exited"; }
-        sleep 0.1
-    done
-    die "nothing listens on port $1 after 30 s (log: $3)"
-}
-
 # Process ids of a process's children, from /proc (`ps` is not everywhere).
 # The parent id is the second field after the parenthesised command name.
 children() {
@@ -186,23 +169,11 @@ bench() { # server scenario
         --json "$RESULTS/$server-$scenario.json" >"$RESULTS/$server-$scenario.txt" 2>&1 ||
         status=$?
     record_memory "$server" "$scenario" "$([[ $server == latchkey ]] && echo "$LATCHKEY_PID" || echo "$PEER_PID")"
-    case $status in
-        0) echo ok ;;
-        1) echo "finished with failed requests (see $RESULTS/$server-$scenario.txt)"; FAILED=1 ;;
-        *) echo "did not run:"; tail -5 "$RESULTS/$server-$scenario.txt" | sed 's/^/    /'; FAILED=1 ;;
-    esac
+    bench_outcome "$status" "$RESULTS/$server-$scenario.txt" || true
 }
 
 machine() {
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    local dirty=
-    [[ $COMMIT != nocommit ]] && ! git diff --quiet HEAD 2>/dev/null && dirty=' (work tree differs from it)'
-    echo "commit: $COMMIT$dirty"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-    echo "memory: $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-    echo "kernel: $(uname -sr)"
-    echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+    machine_basics
     echo "python: $("$VENV/bin/python" --version 2>&1)"
     echo "concurrency: $CONCURRENCY"
     echo "duration: $DURATION"
@@ -214,10 +185,8 @@ command -v cargo >/dev/null || die "cargo not found"
 setup_peer
 echo "building latchkey and latchkey-bench (release)"
 cargo build --release --quiet -p latchkey -p latchkey-bench
-if command -v pgrep >/dev/null && pgrep -x rustc >/dev/null; then
-    echo "warning: other rustc processes are running; they share the cores and lower the figures" >&2
-fi
 
+warn_if_compiling
 mkdir -p "$RESULTS"
 machine >"$RESULTS/machine.txt"
 printf 'server\tscenario\trss_kib\tpeak_kib\tprocesses\n' >"$RESULTS/memory.tsv"

@@ -32,7 +32,8 @@ TMPDIR gets the scratch data (a million users need about 2 GB there).
 EOF
 }
 
-die() { echo "scaling.sh: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # --- options ------------------------------------------------------------
 SIZES=${SIZES:-1000,10000,100000,1000000}
@@ -84,13 +85,6 @@ while read -r name; do
 done < <(compgen -e | grep '^LATCHKEY_' || true)
 
 # --- stopping what we started --------------------------------------------
-stop() {
-    local pid=$1
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
     stop "$CHILD_PID"
@@ -112,17 +106,6 @@ run() {
     return "$status"
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_for_port() { # port pid log
-    for _ in $(seq 600); do
-        port_open "$1" && return 0
-        kill -0 "$2" 2>/dev/null || { tail -20 "$3" >&2; die "the server on port $1 exited"; }
-        sleep 0.1
-    done
-    die "nothing listens on port $1 after 60 s (log: $3)"
-}
-
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 file_bytes() { if [[ -e $1 ]]; then stat -c %s "$1"; else echo 0; fi; }
@@ -130,15 +113,7 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 machine() {
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    local dirty=
-    [[ $COMMIT != nocommit ]] && ! git diff --quiet HEAD 2>/dev/null && dirty=' (work tree differs from it)'
-    echo "commit: $COMMIT$dirty"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-    echo "memory: $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-    echo "kernel: $(uname -sr)"
-    echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+    machine_basics
     echo "python: $("$PYTHON" --version 2>&1)"
     echo "binaries: $BIN ($("$BIN/latchkey" version 2>/dev/null || echo unknown))"
     echo "sizes: $SIZES"
@@ -230,7 +205,7 @@ run_size() { # size
     "$BIN/latchkey" --data-dir "$data" --listen "127.0.0.1:$SCALING_PORT" \
         --ip-rate-limit 0 --account-failure-limit 0 serve >>"$log" 2>&1 &
     SERVER_PID=$!
-    wait_for_port "$SCALING_PORT" "$SERVER_PID" "$log"
+    wait_for_port "$SCALING_PORT" "$SERVER_PID" "$log" 60
     check_server "$size" 2>>"$log" || { tail -20 "$log" >&2; die "the server on $size users does not log a seeded user in"; }
     sleep 1
     idle_rss=$(rss_kib "$SERVER_PID")
@@ -242,11 +217,7 @@ run_size() { # size
         run "$BIN/latchkey-bench" --url "http://127.0.0.1:$SCALING_PORT" --profile latchkey \
             --pid "$SERVER_PID" --scenario "$scenario" --concurrency "$CONCURRENCY" \
             --duration "$DURATION" --json "$out.json" >"$out.txt" 2>&1 || status=$?
-        case $status in
-            0) echo ok ;;
-            1) echo "finished with failed requests (see $out.txt)"; FAILED=1 ;;
-            *) echo "did not run:"; tail -5 "$out.txt" | sed 's/^/    /'; FAILED=1; continue ;;
-        esac
+        bench_outcome "$status" "$out.txt" || continue
         tsv_rows "$size" "$scenario" "$out.json" >>"$RESULTS/scaling.tsv"
     done
 
@@ -278,10 +249,8 @@ if ((BUILD)); then
 fi
 [[ -x $BIN/latchkey && -x $BIN/latchkey-bench ]] ||
     die "no latchkey and latchkey-bench in $BIN (set LATCHKEY_BIN_DIR, or drop --no-build)"
-if command -v pgrep >/dev/null && pgrep -x rustc >/dev/null; then
-    echo "warning: other rustc processes are running; they share the cores and lower the figures" >&2
-fi
 
+warn_if_compiling
 mkdir -p "$RESULTS"
 machine >"$RESULTS/machine.txt"
 printf 'size\tscenario\trps\tp50_ms\tp99_ms\terrors\trss_kib\tpeak_kib\n' >"$RESULTS/scaling.tsv"
