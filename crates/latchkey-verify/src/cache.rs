@@ -12,6 +12,7 @@
 //! on every use as before.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 
 use quick_cache::sync::Cache;
@@ -34,6 +35,27 @@ impl VerifiedTokens {
             tokens: Cache::new(capacity.max(1)),
             kids: Mutex::new(keys.kids().map(str::to_owned).collect()),
         }
+    }
+
+    /// The claims of `token`: from the cache when it was verified before
+    /// (its claims checked again at `now`), else from `verify_in_full`,
+    /// remembered when it succeeds.
+    pub async fn get_or_verify<F>(
+        &self,
+        token: &str,
+        rules: &Rules,
+        now: i64,
+        verify_in_full: F,
+    ) -> Result<Claims, VerifyError>
+    where
+        F: Future<Output = Result<Claims, VerifyError>>,
+    {
+        if let Some(known) = self.check(token, rules, now) {
+            return known;
+        }
+        let claims = verify_in_full.await?;
+        self.remember(token, &claims);
+        Ok(claims)
     }
 
     /// `Some` with the outcome for a token verified before (its claims

@@ -113,12 +113,9 @@ impl KeyCache {
         rules: &Rules,
         now: i64,
     ) -> Result<Claims, VerifyError> {
-        if let Some(known) = self.verified.check(token, rules, now) {
-            return known;
-        }
-        let claims = self.verify_in_full(token, rules, now).await?;
-        self.verified.remember(token, &claims);
-        Ok(claims)
+        self.verified
+            .get_or_verify(token, rules, now, self.verify_in_full(token, rules, now))
+            .await
     }
 
     async fn verify_in_full(

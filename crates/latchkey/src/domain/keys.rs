@@ -142,20 +142,20 @@ impl KeyRing {
         rules: &Rules,
         now: i64,
     ) -> Result<Claims, VerifyError> {
-        if let Some(known) = self.verified.check(token, rules, now) {
-            return known;
-        }
-        let claims = match latchkey_verify::verify(token, &self.current().trusted, rules, now) {
-            Err(VerifyError::UnknownKey) if self.may_reload() => {
-                if let Err(e) = self.reload(store, now).await {
-                    tracing::warn!(error = %e, "reloading signing keys failed");
+        let in_full = async {
+            match latchkey_verify::verify(token, &self.current().trusted, rules, now) {
+                Err(VerifyError::UnknownKey) if self.may_reload() => {
+                    if let Err(e) = self.reload(store, now).await {
+                        tracing::warn!(error = %e, "reloading signing keys failed");
+                    }
+                    latchkey_verify::verify(token, &self.current().trusted, rules, now)
                 }
-                latchkey_verify::verify(token, &self.current().trusted, rules, now)
+                other => other,
             }
-            other => other,
-        }?;
-        self.verified.remember(token, &claims);
-        Ok(claims)
+        };
+        self.verified
+            .get_or_verify(token, rules, now, in_full)
+            .await
     }
 
     fn may_reload(&self) -> bool {
