@@ -13,28 +13,13 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::DecodingKey;
 use latchkey_verify::{JwkSet, KeySet, Rules, SigningAlg, Verifier};
-use support::{FakeLatchkey, Signer, claims};
-
-/// Polls a warm verifier's future once: it must be ready without waiting.
-fn ready_now<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a warm verifier waited"),
-    }
-}
+use support::{FakeLatchkey, Signer, claims, ready_now};
 
 fn verify(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();

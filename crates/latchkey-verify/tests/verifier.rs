@@ -9,26 +9,11 @@ mod support;
 #[path = "cases/web.rs"]
 mod web;
 
-use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use latchkey_verify::{Claims, KeySet, SetupError, SigningAlg, Verifier, VerifyError};
-use support::{FakeLatchkey, Signer, claims};
-
-/// Polls `future` once: a warm verifier must be ready at once.
-fn ready_now<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("verify waited on something"),
-    }
-}
+use support::{FakeLatchkey, Signer, claims, ready_now};
 
 #[tokio::test]
 async fn discovery_finds_the_keys_and_valid_tokens_of_both_algorithms_pass() {

@@ -2,8 +2,11 @@
 //! the test can rotate, and a scripted revocation feed, on 127.0.0.1:0, with
 //! counters of every request it answers; keys and tokens in `keys.rs`.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
@@ -21,6 +24,19 @@ use serde_json::json;
 
 mod keys;
 pub use keys::{Signer, claims, now};
+
+/// Polls `future` once: a warm verifier must be ready at once, never
+/// waiting on anything.
+pub fn ready_now<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a warm verifier waited on something"),
+    }
+}
 
 pub const CLIENT_ID: &str = "orders-api";
 pub const CLIENT_SECRET: &str = "lk_cs_test-secret";
