@@ -145,6 +145,7 @@ impl App {
             reuse_grace: settings.refresh_reuse_grace.as_secs() as i64,
             leeway: settings.clock_leeway.as_secs() as i64,
             account_failure_limit: settings.account_failure_limit,
+            account_daily_failure_limit: settings.account_daily_failure_limit,
         };
         let auth = Auth::new(
             store,

@@ -122,6 +122,9 @@ pub struct SettingsArgs {
     /// Failed logins per account before throttling, 0 = off (default 5)
     #[arg(long, env = "LATCHKEY_ACCOUNT_FAILURE_LIMIT", global = true)]
     pub account_failure_limit: Option<String>,
+    /// Failed logins evaluated per account (or known device) per day, 0 = no ceiling (default 50)
+    #[arg(long, env = "LATCHKEY_ACCOUNT_DAILY_FAILURE_LIMIT", global = true)]
+    pub account_daily_failure_limit: Option<String>,
     /// Comma-separated CIDRs or IPs whose X-Forwarded-For is believed (default none)
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", global = true)]
     pub trusted_proxies: Option<String>,
@@ -145,7 +148,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    fn values(&self) -> [(&'static str, Option<&String>); 26] {
+    fn values(&self) -> [(&'static str, Option<&String>); 27] {
         [
             ("listen", self.listen.as_ref()),
             ("data_dir", self.data_dir.as_ref()),
@@ -167,6 +170,10 @@ impl SettingsArgs {
             ("password_min_length", self.password_min_length.as_ref()),
             ("ip_rate_limit", self.ip_rate_limit.as_ref()),
             ("account_failure_limit", self.account_failure_limit.as_ref()),
+            (
+                "account_daily_failure_limit",
+                self.account_daily_failure_limit.as_ref(),
+            ),
             ("trusted_proxies", self.trusted_proxies.as_ref()),
             ("cors_origins", self.cors_origins.as_ref()),
             ("log_format", self.log_format.as_ref()),
@@ -234,6 +241,8 @@ pub struct Settings {
     pub ip_rate_limit: u32,
     /// Failed logins per account before throttling; 0 = off.
     pub account_failure_limit: u32,
+    /// Failed logins evaluated per account, device or session per day; 0 = no ceiling.
+    pub account_daily_failure_limit: u32,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Browser origins (`scheme://host[:port]`, lower case) allowed with credentials.
@@ -419,6 +428,7 @@ impl Settings {
             password_min_length: 8,
             ip_rate_limit: 60,
             account_failure_limit: 5,
+            account_daily_failure_limit: 50,
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
             log_format: None,
@@ -518,6 +528,11 @@ impl Settings {
             &mut self.account_failure_limit,
             number(0, None),
         )?;
+        r.set(
+            "account_daily_failure_limit",
+            &mut self.account_daily_failure_limit,
+            number(0, None),
+        )?;
         self.trusted_proxies = r.list("trusted_proxies", parse_proxy)?;
         self.cors_origins = r.list("cors_origins", parse_origin)?;
         r.set("log_format", &mut self.log_format, parse_log_format)?;
@@ -565,6 +580,10 @@ impl fmt::Debug for Settings {
             .field("password_min_length", &self.password_min_length)
             .field("ip_rate_limit", &self.ip_rate_limit)
             .field("account_failure_limit", &self.account_failure_limit)
+            .field(
+                "account_daily_failure_limit",
+                &self.account_daily_failure_limit,
+            )
             .field("trusted_proxies", &self.trusted_proxies)
             .field("cors_origins", &self.cors_origins)
             .field("log_format", &self.log_format)

@@ -9,8 +9,9 @@ use uuid::Uuid;
 use super::email::parse_email;
 use super::events::EventKind;
 use super::password::{PasswordError, normalize};
+use super::throttle::{account_key, device_key, session_key};
 use super::{Auth, AuthError, Authenticated, Client, TokenPair};
-use crate::store::{Attempt, RevokeReason, StoreError, UserRecord};
+use crate::store::{StoreError, UserRecord};
 
 const LOGIN_FAILED: &str = "invalid email or password";
 /// Longest display name accepted, in characters.
@@ -26,7 +27,8 @@ impl Auth {
         client: &Client,
     ) -> Result<(UserRecord, TokenPair), AuthError> {
         let user = self.create_user(email, password, name).await?;
-        let pair = self.start_session(&user, client).await?;
+        let mut pair = self.start_session(&user, client).await?;
+        pair.device_token = Some(self.device_key.mint(&user.id)?);
         self.audit(
             EventKind::Register,
             Some(&user.id),
@@ -63,6 +65,7 @@ impl Auth {
             disabled: false,
             not_before: 0,
             created_at: now,
+            credential_version: 0,
         };
         match self.store.insert_user(&user).await {
             Err(StoreError::Conflict) => Err(AuthError::EmailTaken),
@@ -70,11 +73,14 @@ impl Auth {
         }
     }
 
-    /// Checks credentials and starts a session.
+    /// Checks credentials and starts a session. A `device_token` from an
+    /// earlier login of this account puts the attempt on that device's own
+    /// throttle instead of the account's.
     pub async fn login(
         &self,
         email: &str,
         password: &str,
+        device_token: Option<&str>,
         client: &Client,
     ) -> Result<TokenPair, AuthError> {
         let email = parse_email(email).map_err(AuthError::InvalidRequest)?;
@@ -83,23 +89,34 @@ impl Auth {
         let ticket = self.hasher.ticket()?;
         let user = self.store.user_by_email(&email.normalized).await?;
         let user_id = user.as_ref().map(|u| u.id.as_str());
-        self.reserve_attempt(&email.normalized, user_id, client)
-            .await?;
+        let device = user_id
+            .zip(device_token)
+            .and_then(|(id, token)| self.device_key.check(token, id));
+        let key = device
+            .as_deref()
+            .map_or_else(|| account_key(&email.normalized), device_key);
+        let attempt = self.begin_attempt(key, user_id, client).await?;
         // Unknown and known accounts do the same work — one Argon2id
         // verification and one audit write — so timing tells nothing.
-        let verified = match &user {
-            Some(u) => ticket.verify(&password, &u.password_hash).await? && !u.disabled,
-            None => ticket.verify_dummy(&password).await?,
+        let check = async {
+            match &user {
+                Some(u) => Ok(ticket.verify(&password, &u.password_hash).await? && !u.disabled),
+                None => ticket.verify_dummy(&password).await,
+            }
         };
+        let verified = self.judge(attempt, check).await?;
         let Some(user) = user.as_ref().filter(|_| verified) else {
             self.audit(EventKind::LoginFailed, user_id, None, client)
                 .await;
             metrics::counter!("latchkey_logins_total", "result" => "failed").increment(1);
             return Err(AuthError::InvalidGrant(LOGIN_FAILED));
         };
-        self.store.clear_login_failures(&email.normalized).await?;
         self.rehash_if_needed(user, &password).await;
-        let pair = self.start_session(user, client).await?;
+        let mut pair = self.start_session(user, client).await?;
+        pair.device_token = match device {
+            Some(_) => device_token.map(str::to_string),
+            None => Some(self.device_key.mint(&user.id)?),
+        };
         self.audit(
             EventKind::Login,
             Some(&user.id),
@@ -111,33 +128,10 @@ impl Auth {
         Ok(pair)
     }
 
-    /// Counts an attempt against the per-account throttle, refusing it while
-    /// the account is in a back-off delay.
-    async fn reserve_attempt(
-        &self,
-        key: &str,
-        user_id: Option<&str>,
-        client: &Client,
-    ) -> Result<(), AuthError> {
-        let Some(policy) = self.throttle_policy() else {
-            return Ok(());
-        };
-        let now = self.now();
-        match self.store.reserve_login_attempt(key, now, policy).await? {
-            Attempt::Allowed => Ok(()),
-            Attempt::Blocked { until } => {
-                self.audit(EventKind::LoginThrottled, user_id, None, client)
-                    .await;
-                metrics::counter!("latchkey_logins_total", "result" => "throttled").increment(1);
-                Err(AuthError::Throttled {
-                    retry_after: (until - now).max(1) as u64,
-                })
-            }
-        }
-    }
-
-    /// Stores a fresh hash when the stored one used weaker parameters. A
-    /// failure only delays the upgrade to the next login.
+    /// Stores a fresh hash when the stored one used weaker parameters, only
+    /// while the stored hash is still the one just verified: a password
+    /// changed meanwhile is never overwritten with the old one. A failure
+    /// only delays the upgrade to the next login.
     async fn rehash_if_needed(&self, user: &UserRecord, password: &SecretString) {
         if !self.hasher.needs_rehash(&user.password_hash) {
             return;
@@ -145,18 +139,23 @@ impl Auth {
         let result = match self.hasher.hash(password).await {
             Ok(hash) => self
                 .store
-                .set_password_hash(&user.id, &hash, self.now())
+                .replace_password_hash(&user.id, &user.password_hash, &hash, self.now())
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        if let Err(e) = result {
-            tracing::warn!(user_id = %user.id, error = %e, "rehashing a password failed");
+        match result {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(user_id = %user.id, "password changed during login; not rehashed")
+            }
+            Err(e) => tracing::warn!(user_id = %user.id, error = %e, "rehashing a password failed"),
         }
     }
 
     /// Changes the caller's password, ends every session of the user and
-    /// returns a pair for a fresh session.
+    /// returns a pair for a fresh session. Wrong current passwords are
+    /// throttled per session, so strangers' guesses at the login never block it.
     pub async fn change_password(
         &self,
         caller: &Authenticated,
@@ -170,9 +169,10 @@ impl Auth {
             .check_new_password(new, &user.email_normalized, user.name.as_deref())
             .await?;
         let current = normalize(current).map_err(|_| AuthError::InvalidCredentials)?;
-        self.reserve_attempt(&user.email_normalized, Some(&user.id), client)
-            .await?;
-        if !ticket.verify(&current, &user.password_hash).await? {
+        let key = session_key(&caller.claims.sid);
+        let attempt = self.begin_attempt(key, Some(&user.id), client).await?;
+        let check = ticket.verify(&current, &user.password_hash);
+        if !self.judge(attempt, check).await? {
             self.audit(
                 EventKind::PasswordChangeFailed,
                 Some(&user.id),
@@ -182,25 +182,21 @@ impl Auth {
             .await;
             return Err(AuthError::InvalidCredentials);
         }
-        self.store
-            .clear_login_failures(&user.email_normalized)
-            .await?;
+        let hash = self.hasher.hash(&new).await?;
         let now = self.now();
-        self.store
-            .set_password_hash(&user.id, &self.hasher.hash(&new).await?, now)
-            .await?;
-        let revoked = self
+        // Only over the credentials just verified: of two changes racing, one wins.
+        let version = self
             .store
-            .revoke_user_sessions(
-                &user.id,
-                None,
-                RevokeReason::PasswordChanged,
-                now,
-                Some(now),
-            )
-            .await?;
-        metrics::counter!("latchkey_revocations_total").increment(revoked);
-        let pair = self.start_session(user, client).await?;
+            .change_password(&user.id, user.credential_version, &hash, now)
+            .await?
+            .ok_or(AuthError::InvalidCredentials)?;
+        metrics::counter!("latchkey_revocations_total").increment(1);
+        let changed = UserRecord {
+            password_hash: hash,
+            credential_version: version,
+            ..user.clone()
+        };
+        let pair = self.start_session(&changed, client).await?;
         self.audit(
             EventKind::PasswordChanged,
             Some(&user.id),

@@ -9,11 +9,14 @@
 //! - [`accounts`], [`sessions`], [`admin`]: the flows, as methods of [`Auth`].
 //! - [`clients`]: resource servers, introspection and the revocation feed.
 //! - [`events`]: the audit trail.
+//! - [`throttle`] and [`devices`]: the login throttle and the device tokens
+//!   that keep strangers' failures apart from the owner's.
 
 pub mod accounts;
 pub mod admin;
 pub mod clients;
 pub mod clock;
+pub mod devices;
 pub mod email;
 pub mod events;
 pub mod keys;
@@ -22,6 +25,7 @@ pub mod refresh;
 pub mod secrets;
 pub mod service;
 pub mod sessions;
+pub mod throttle;
 
 pub use service::{Auth, AuthConfig, Authenticated, Client, TokenPair};
 

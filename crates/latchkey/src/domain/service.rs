@@ -9,11 +9,16 @@ use uuid::Uuid;
 
 use super::AuthError;
 use super::clock::Clock;
+use super::devices::DeviceKey;
 use super::keys::KeyRing;
 use super::password::{Hasher, PasswordPolicy};
 use super::refresh::{RefreshKey, RefreshToken};
 use super::secrets::{MasterKey, random};
-use crate::store::{SessionRecord, Store, ThrottlePolicy, UserRecord};
+use crate::store::{SessionRecord, Store, UserRecord};
+
+/// Why a session was not started for credentials that verified.
+const CREDENTIALS_CHANGED: &str =
+    "the account's credentials changed while signing in; sign in again";
 
 /// The `client_id` claim of tokens issued to first-party clients.
 pub const FIRST_PARTY_CLIENT_ID: &str = "latchkey";
@@ -29,6 +34,7 @@ pub struct AuthConfig {
     pub reuse_grace: i64,
     pub leeway: i64,
     pub account_failure_limit: u32,
+    pub account_daily_failure_limit: u32,
 }
 
 /// Who is calling: recorded with sessions and events.
@@ -49,6 +55,9 @@ pub struct TokenPair {
     pub session_expires_at: i64,
     /// The session's CSRF token, for browser (cookie) mode.
     pub csrf_token: String,
+    /// On login and registration: the device token to present at the next
+    /// login from this device (see [`super::devices`]).
+    pub device_token: Option<String>,
 }
 
 /// The caller behind a verified, unrevoked access token.
@@ -65,6 +74,7 @@ pub struct Auth {
     pub hasher: Hasher,
     pub policy: PasswordPolicy,
     pub(super) refresh_key: RefreshKey,
+    pub(super) device_key: DeviceKey,
     csrf_key: aws_lc_rs::hmac::Key,
     pub config: AuthConfig,
     pub(super) rules: Rules,
@@ -92,6 +102,7 @@ impl Auth {
             hasher,
             policy,
             refresh_key: RefreshKey::new(&master.derive("refresh-token-mac")),
+            device_key: DeviceKey::new(&master.derive("device-token")),
             csrf_key: aws_lc_rs::hmac::Key::new(
                 aws_lc_rs::hmac::HMAC_SHA256,
                 &master.derive("csrf-token"),
@@ -123,15 +134,10 @@ impl Auth {
         subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), presented.as_bytes()).into()
     }
 
-    pub(super) fn throttle_policy(&self) -> Option<ThrottlePolicy> {
-        (self.config.account_failure_limit > 0).then(|| ThrottlePolicy {
-            free_failures: i64::from(self.config.account_failure_limit),
-            base_delay: 1,
-            max_delay: 15 * 60,
-        })
-    }
-
-    /// Starts a new session for `user` and returns its first token pair.
+    /// Starts a new session for `user` and returns its first token pair —
+    /// unless the user's credentials changed (or the account was disabled)
+    /// since `user` was read: a login that verified an old password must
+    /// never outlive the change.
     pub(super) async fn start_session(
         &self,
         user: &UserRecord,
@@ -155,7 +161,13 @@ impl Auth {
             user_agent: client.user_agent.clone(),
             ip: client.ip.clone(),
         };
-        self.store.insert_session(&session).await?;
+        if !self
+            .store
+            .insert_session(&session, user.credential_version)
+            .await?
+        {
+            return Err(AuthError::InvalidGrant(CREDENTIALS_CHANGED));
+        }
         self.token_pair(&session, 0)
     }
 
@@ -185,6 +197,7 @@ impl Auth {
             session_id: session_id.to_string(),
             session_expires_at: session.expires_at,
             csrf_token: self.csrf_token(session_id),
+            device_token: None,
         })
     }
 

@@ -45,6 +45,10 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+    /// The `device_token` of an earlier login from this device: its failed
+    /// attempts are then throttled apart from strangers'.
+    #[serde(default)]
+    pub device_token: Option<String>,
     /// Browser mode: the refresh token is set as an HttpOnly cookie instead.
     #[serde(default)]
     pub cookie: Option<bool>,
@@ -139,7 +143,12 @@ async fn login(
     state.limit_ip(meta.ip)?;
     let pair = state
         .auth
-        .login(&req.email, &req.password, &meta.client)
+        .login(
+            &req.email,
+            &req.password,
+            req.device_token.as_deref(),
+            &meta.client,
+        )
         .await?;
     Ok(respond(&state, jar, browser, pair, None, StatusCode::OK))
 }

@@ -60,6 +60,10 @@ pub struct TokenResponse {
     pub csrf_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<UserView>,
+    /// On login and registration: send it back as `device_token` with the
+    /// next login from this device (not a credential; see docs/security.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 impl TokenResponse {
@@ -72,6 +76,7 @@ impl TokenResponse {
             session_id: pair.session_id,
             csrf_token: None,
             user: user.map(UserView::from),
+            device_token: pair.device_token,
         }
     }
 

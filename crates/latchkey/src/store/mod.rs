@@ -6,17 +6,22 @@
 // before the backends so each can use them.
 macro_rules! user_columns {
     () => {
-        "id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at"
+        "id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, credential_version"
     };
 }
 macro_rules! prefixed_user_columns {
     () => {
-        "u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, u.disabled, u.not_before, u.created_at"
+        "u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, u.disabled, u.not_before, u.created_at, u.credential_version"
     };
 }
 macro_rules! prefixed_session_columns {
     () => {
         "s.id, s.user_id, s.salt, s.generation, s.rotated_at, s.created_at, s.last_used_at, s.idle_expires_at, s.expires_at, s.revoked_at, s.user_agent, s.ip"
+    };
+}
+macro_rules! throttle_columns {
+    () => {
+        "key, failures, blocked_until, updated_at, pending, pending_until, day_started_at, day_failures"
     };
 }
 macro_rules! session_columns {
@@ -33,6 +38,9 @@ pub mod sqlite;
 
 pub use snapshot::{ClientRecord, RevocationRecord, Snapshot, ThrottleRecord};
 
+/// The next state of a throttle row, computed from the current one.
+pub type ThrottleStep<'a> = &'a (dyn Fn(&ThrottleRecord) -> ThrottleRecord + Send + Sync);
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +56,11 @@ pub struct UserRecord {
     pub disabled: bool,
     pub not_before: i64,
     pub created_at: i64,
+    /// Rises with every user-wide revocation (password change, disable,
+    /// logout everywhere): a session is only started while the version its
+    /// login verified is still current.
+    #[serde(default)]
+    pub credential_version: i64,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -128,24 +141,6 @@ pub struct KeyRecord {
     pub expires_at: Option<i64>,
 }
 
-/// How the per-account failure throttle grows.
-#[derive(Debug, Clone, Copy)]
-pub struct ThrottlePolicy {
-    /// Failures allowed before delays start.
-    pub free_failures: i64,
-    /// First delay, doubled for each further failure.
-    pub base_delay: i64,
-    /// Longest delay.
-    pub max_delay: i64,
-}
-
-/// Outcome of asking for a login attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt {
-    Allowed,
-    Blocked { until: i64 },
-}
-
 /// What the background pruner may delete: rows older than each cut-off.
 #[derive(Debug, Clone, Copy)]
 pub struct PruneBefore {
@@ -207,14 +202,43 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>>;
     /// Users ordered by creation, `limit` of them after the first `offset`.
     async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>>;
-    async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()>;
+    /// Replaces the password hash only while it is still `expected` (a
+    /// rehash must never overwrite a password changed meanwhile); leaves the
+    /// credential version as it is. Returns whether it replaced it.
+    async fn replace_password_hash(
+        &self,
+        user_id: &str,
+        expected: &str,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Sets a new password, only while the user is still at credential
+    /// version `expected` (a rehash keeps the version, so it does not get in
+    /// the way), and in the same transaction revokes every session of the
+    /// user as [`Store::revoke_user_sessions`] does with `not_before = now`.
+    /// Returns the new version, or None when the version had moved on.
+    async fn change_password(
+        &self,
+        user_id: &str,
+        expected: i64,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<i64>>;
     /// Returns false when no such user exists.
     async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64)
     -> StoreResult<bool>;
     /// Deletes the user and their sessions, recording a user-wide revocation.
     async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool>;
 
-    async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// Inserts the session only while its user is enabled and still at
+    /// `credential_version` (checked in the same statement, which on
+    /// PostgreSQL waits for a concurrent revocation of the user to commit).
+    /// Returns false, inserting nothing, otherwise.
+    async fn insert_session(
+        &self,
+        session: &SessionRecord,
+        credential_version: i64,
+    ) -> StoreResult<bool>;
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     /// A session and whether its user may use it (exists, not disabled): what
     /// a refresh needs, in one read where the backend gains from that.
@@ -242,7 +266,9 @@ pub trait Store: Send + Sync + 'static {
     /// it was not live.
     async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool>;
     /// Revokes every live session of a user except `keep`, recording each
-    /// revocation and, with `not_before`, a user-wide entry. Returns the count.
+    /// revocation and, with `not_before`, a user-wide entry and a new
+    /// credential version (raised first, so logins in flight that verified
+    /// the old version cannot insert a session afterwards). Returns the count.
     async fn revoke_user_sessions(
         &self,
         user_id: &str,
@@ -260,16 +286,11 @@ pub trait Store: Send + Sync + 'static {
         session_id: &str,
     ) -> StoreResult<Option<AccessState>>;
 
-    /// Counts an attempt against `key` unless it is blocked, arming the next
-    /// block once the free failures are spent; atomic across instances.
-    async fn reserve_login_attempt(
-        &self,
-        key: &str,
-        now: i64,
-        policy: ThrottlePolicy,
-    ) -> StoreResult<Attempt>;
-    /// Forgets the failures of `key` after a successful login.
-    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+    /// Moves the throttle row of `key` (all zeros when it has none) to
+    /// `step(row)` under the row's lock, so concurrent steps on one key
+    /// serialise, across instances too. Returns the row as it was.
+    async fn step_throttle(&self, key: &str, step: ThrottleStep<'_>)
+    -> StoreResult<ThrottleRecord>;
 
     async fn insert_event(&self, event: &NewEvent) -> StoreResult<()>;
     /// A user's events, newest first, with ids below `before` when given.

@@ -193,10 +193,18 @@ macro_rules! live {
     };
 }
 
-const INSERT_USER: &str = "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)";
+const INSERT_USER: &str = "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at, credential_version)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)";
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+/// A new session, only while its user is enabled and at credential version
+/// $13. FOR SHARE conflicts with the row lock of a concurrent revocation,
+/// which raises the version first: this waits for it to commit and then sees
+/// the new version (or, having locked first, makes the revocation wait and
+/// then revoke this session too).
+const START_SESSION: &str = "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM users
+     WHERE id = $2 AND credential_version = $13 AND NOT disabled FOR SHARE";
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
@@ -210,6 +218,7 @@ fn bind_user<'q>(q: Query<'q>, u: &'q UserRecord) -> Query<'q> {
         .bind(u.disabled)
         .bind(u.not_before)
         .bind(u.created_at)
+        .bind(u.credential_version)
 }
 
 fn bind_session<'q>(q: Query<'q>, s: &'q SessionRecord) -> Query<'q> {
@@ -283,15 +292,55 @@ impl Store for PgStore {
         .await
     }
 
-    async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()> {
+    async fn replace_password_hash(
+        &self,
+        user_id: &str,
+        expected: &str,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        // A rerun after a lost commit matches nothing and answers false; the
+        // caller only logs that, so Idempotent is safe enough.
         retry(Replay::Idempotent, move || async move {
-            sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-                .bind(user_id)
-                .bind(hash)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map(drop)
+            let done = sqlx::query(
+                "UPDATE users SET password_hash = $3, updated_at = $4 WHERE id = $1 AND password_hash = $2",
+            )
+            .bind(user_id)
+            .bind(expected)
+            .bind(hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn change_password(
+        &self,
+        user_id: &str,
+        expected: i64,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<i64>> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE users SET password_hash = $3, updated_at = $4 WHERE id = $1 AND credential_version = $2",
+            )
+            .bind(user_id)
+            .bind(expected)
+            .bind(hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if changed.rows_affected() == 0 {
+                return Ok(None);
+            }
+            let version = cut_user(&mut tx, user_id, now, now).await?;
+            revoke_sessions_of(&mut tx, user_id, None, RevokeReason::PasswordChanged, now).await?;
+            tx.commit().await?;
+            Ok(Some(version))
         })
         .await
     }
@@ -332,12 +381,17 @@ impl Store for PgStore {
         .await
     }
 
-    async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
+    async fn insert_session(
+        &self,
+        s: &SessionRecord,
+        credential_version: i64,
+    ) -> StoreResult<bool> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            bind_session(sqlx::query(INSERT_SESSION), s)
+            let done = bind_session(sqlx::query(START_SESSION), s)
+                .bind(credential_version)
                 .execute(&self.pool)
-                .await
-                .map(drop)
+                .await?;
+            Ok(done.rows_affected() > 0)
         })
         .await
     }
@@ -430,35 +484,11 @@ impl Store for PgStore {
     ) -> StoreResult<u64> {
         retry(Replay::OnlyIfNotApplied, move || async move {
             let mut tx = self.pool.begin().await?;
-            let revoked = sqlx::query(
-                "WITH revoked AS (
-                     UPDATE sessions SET revoked_at = $2, revoke_reason = $3
-                     WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $4 RETURNING id)
-                 INSERT INTO revocations (kind, session_id, user_id, revoked_at)
-                 SELECT 'session', id, $1, $2 FROM revoked",
-            )
-            .bind(user_id)
-            .bind(now)
-            .bind(reason.as_str())
-            .bind(keep)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            // The user row first: its lock orders this against session inserts.
             if let Some(nbf) = not_before {
-                sqlx::query("UPDATE users SET not_before = GREATEST(not_before, $2) WHERE id = $1")
-                    .bind(user_id)
-                    .bind(nbf)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO revocations (kind, user_id, not_before, revoked_at) VALUES ('user', $1, $2, $3)",
-                )
-                .bind(user_id)
-                .bind(nbf)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                cut_user(&mut tx, user_id, nbf, now).await?;
             }
+            let revoked = revoke_sessions_of(&mut tx, user_id, keep, reason, now).await?;
             tx.commit().await?;
             Ok(revoked)
         })
@@ -514,57 +544,30 @@ impl Store for PgStore {
         }))
     }
 
-    async fn reserve_login_attempt(
+    async fn step_throttle(
         &self,
         key: &str,
-        now: i64,
-        p: ThrottlePolicy,
-    ) -> StoreResult<Attempt> {
-        // The delay armed by attempt n (n >= free) is base * 2^(n - free),
-        // capped; a blocked key is not counted, so waiting is never punished.
-        // ON CONFLICT DO UPDATE locks the row and evaluates SET and WHERE on
-        // its latest committed version, so concurrent attempts queue up.
-        let counted: Option<(i64,)> = retry(Replay::OnlyIfNotApplied, move || {
-            sqlx::query_as(
-                "INSERT INTO login_throttle (key, failures, blocked_until, updated_at)
-                 VALUES ($1, 1, CASE WHEN 1 >= $3 THEN $2 + $4 ELSE 0 END, $2)
-                 ON CONFLICT (key) DO UPDATE SET
-                     failures = login_throttle.failures + 1,
-                     blocked_until = CASE WHEN login_throttle.failures + 1 >= $3
-                         THEN $2 + LEAST($5, $4 * (CAST(1 AS BIGINT)
-                             << CAST(LEAST(login_throttle.failures + 1 - $3, 30) AS INTEGER)))
-                         ELSE 0 END,
-                     updated_at = $2
-                 WHERE login_throttle.blocked_until <= $2
-                 RETURNING failures",
-            )
+        step: ThrottleStep<'_>,
+    ) -> StoreResult<ThrottleRecord> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(INSERT_THROTTLE)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            let before: ThrottleRecord = sqlx::query_as(concat!(
+                "SELECT ",
+                throttle_columns!(),
+                " FROM login_throttle WHERE key = $1 FOR UPDATE"
+            ))
             .bind(key)
-            .bind(now)
-            .bind(p.free_failures)
-            .bind(p.base_delay)
-            .bind(p.max_delay)
-            .fetch_optional(&self.pool)
-        })
-        .await?;
-        if counted.is_some() {
-            return Ok(Attempt::Allowed);
-        }
-        let (until,): (i64,) = retry(Replay::Idempotent, move || {
-            sqlx::query_as("SELECT blocked_until FROM login_throttle WHERE key = $1")
-                .bind(key)
-                .fetch_one(&self.pool)
-        })
-        .await?;
-        Ok(Attempt::Blocked { until })
-    }
-
-    async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
-        retry(Replay::Idempotent, move || async move {
-            sqlx::query("DELETE FROM login_throttle WHERE key = $1")
-                .bind(key)
-                .execute(&self.pool)
-                .await
-                .map(drop)
+            .fetch_one(&mut *tx)
+            .await?;
+            bind_throttle(sqlx::query(UPDATE_THROTTLE), &step(&before))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(before)
         })
         .await
     }
@@ -702,7 +705,7 @@ impl Store for PgStore {
                 sessions: all(&mut tx, concat!("SELECT ", session_columns!(), " FROM sessions ORDER BY created_at, id")).await?,
                 revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at FROM revocations ORDER BY cursor").await?,
                 events: all(&mut tx, "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events ORDER BY id").await?,
-                throttles: all(&mut tx, "SELECT key, failures, blocked_until, updated_at FROM login_throttle ORDER BY key").await?,
+                throttles: all(&mut tx, concat!("SELECT ", throttle_columns!(), " FROM login_throttle ORDER BY key")).await?,
                 signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid").await?,
                 clients: all(&mut tx, "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id").await?,
                 revocation_cursor: sqlx::query_scalar(
@@ -825,8 +828,18 @@ const LOAD_REVOCATION: &str =
 const LOAD_EVENT: &str =
     "INSERT INTO events (id, user_id, session_id, kind, ip, user_agent, detail, created_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-const LOAD_THROTTLE: &str = "INSERT INTO login_throttle (key, failures, blocked_until, updated_at)
-     VALUES ($1, $2, $3, $4)";
+const LOAD_THROTTLE: &str = concat!(
+    "INSERT INTO login_throttle (",
+    throttle_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+);
+/// A throttle row with nothing counted, unless the key has one already.
+const INSERT_THROTTLE: &str =
+    "INSERT INTO login_throttle (key, failures, blocked_until, updated_at)
+     VALUES ($1, 0, 0, 0) ON CONFLICT (key) DO NOTHING";
+const UPDATE_THROTTLE: &str =
+    "UPDATE login_throttle SET failures = $2, blocked_until = $3, updated_at = $4,
+     pending = $5, pending_until = $6, day_started_at = $7, day_failures = $8 WHERE key = $1";
 const LOAD_KEY: &str = "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at, activates_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const RESET_REVOCATION_CURSOR: &str = "SELECT setval(pg_get_serial_sequence('revocations', 'cursor'), GREATEST(COALESCE(MAX(cursor), 0), $1) + 1, false)
@@ -881,11 +894,7 @@ async fn load(tx: &mut Tx, snap: &Snapshot) -> Result<(), sqlx::Error> {
             .await?;
     }
     for t in &snap.throttles {
-        sqlx::query(LOAD_THROTTLE)
-            .bind(&t.key)
-            .bind(t.failures)
-            .bind(t.blocked_until)
-            .bind(t.updated_at)
+        bind_throttle(sqlx::query(LOAD_THROTTLE), t)
             .execute(&mut **tx)
             .await?;
     }
@@ -917,4 +926,66 @@ async fn load(tx: &mut Tx, snap: &Snapshot) -> Result<(), sqlx::Error> {
         .await?;
     sqlx::query(RESET_EVENT_ID).execute(&mut **tx).await?;
     Ok(())
+}
+
+fn bind_throttle<'q>(q: Query<'q>, t: &'q ThrottleRecord) -> Query<'q> {
+    q.bind(&t.key)
+        .bind(t.failures)
+        .bind(t.blocked_until)
+        .bind(t.updated_at)
+        .bind(t.pending)
+        .bind(t.pending_until)
+        .bind(t.day_started_at)
+        .bind(t.day_failures)
+}
+
+/// Raises the user's credential version and `not_before` and records the
+/// user-wide revocation; returns the new version.
+async fn cut_user(
+    tx: &mut Tx,
+    user_id: &str,
+    not_before: i64,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    let (version,): (i64,) = sqlx::query_as(
+        "UPDATE users SET credential_version = credential_version + 1, not_before = GREATEST(not_before, $2)
+         WHERE id = $1 RETURNING credential_version",
+    )
+    .bind(user_id)
+    .bind(not_before)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO revocations (kind, user_id, not_before, revoked_at) VALUES ('user', $1, $2, $3)",
+    )
+    .bind(user_id)
+    .bind(not_before)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(version)
+}
+
+/// Revokes the user's live sessions but `keep`, each with its feed entry.
+async fn revoke_sessions_of(
+    tx: &mut Tx,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: RevokeReason,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "WITH revoked AS (
+             UPDATE sessions SET revoked_at = $2, revoke_reason = $3
+             WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $4 RETURNING id)
+         INSERT INTO revocations (kind, session_id, user_id, revoked_at)
+         SELECT 'session', id, $1, $2 FROM revoked",
+    )
+    .bind(user_id)
+    .bind(now)
+    .bind(reason.as_str())
+    .bind(keep)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
 }

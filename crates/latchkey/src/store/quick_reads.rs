@@ -62,8 +62,8 @@ impl QuickReads {
         self.one(ACCESS_STATE, (user_id, session_id), |row| {
             Ok(AccessState {
                 user: user_from(row)?,
-                session_revoked: row.get(9)?,
-                session_expires_at: row.get(10)?,
+                session_revoked: row.get(10)?,
+                session_expires_at: row.get(11)?,
             })
         })
     }
@@ -147,6 +147,7 @@ fn user_from(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         disabled: row.get(6)?,
         not_before: row.get(7)?,
         created_at: row.get(8)?,
+        credential_version: row.get(9)?,
     })
 }
 

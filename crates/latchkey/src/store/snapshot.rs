@@ -21,13 +21,25 @@ pub struct RevocationRecord {
     pub revoked_at: i64,
 }
 
-/// One per-account throttle counter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+/// One login-throttle counter: of an account, a known device or a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ThrottleRecord {
     pub key: String,
+    /// Consecutive failures since the last success.
     pub failures: i64,
     pub blocked_until: i64,
     pub updated_at: i64,
+    /// Attempts being evaluated now; they lapse at `pending_until`, so a
+    /// crashed instance cannot hold them for good.
+    #[serde(default)]
+    pub pending: i64,
+    #[serde(default)]
+    pub pending_until: i64,
+    /// Failures evaluated in the day that began at `day_started_at`.
+    #[serde(default)]
+    pub day_started_at: i64,
+    #[serde(default)]
+    pub day_failures: i64,
 }
 
 /// A resource server's credentials; only a hash of the secret is kept.

@@ -159,15 +159,52 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")
-            .bind(user_id)
-            .bind(hash)
-            .bind(now)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+    async fn replace_password_hash(
+        &self,
+        user_id: &str,
+        expected: &str,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE id = ?1 AND password_hash = ?2",
+        )
+        .bind(user_id)
+        .bind(expected)
+        .bind(hash)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn change_password(
+        &self,
+        user_id: &str,
+        expected: i64,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<i64>> {
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let version: Option<(i64,)> = sqlx::query_as(
+            "UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE id = ?1 AND credential_version = ?2
+             RETURNING credential_version",
+        )
+        .bind(user_id)
+        .bind(expected)
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if version.is_none() {
+            return Ok(None);
+        }
+        let version = cut_user(&mut tx, user_id, now, now).await?;
+        revoke_sessions_of(&mut tx, user_id, None, RevokeReason::PasswordChanged, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(version))
     }
 
     async fn set_user_disabled(
@@ -207,12 +244,17 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
-        bind_session(sqlx::query(INSERT_SESSION), s)
+    async fn insert_session(
+        &self,
+        s: &SessionRecord,
+        credential_version: i64,
+    ) -> StoreResult<bool> {
+        let done = bind_session(sqlx::query(START_SESSION), s)
+            .bind(credential_version)
             .execute(&self.writer)
             .await
             .map_err(map_err)?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
@@ -272,47 +314,12 @@ impl Store for SqliteStore {
         not_before: Option<i64>,
     ) -> StoreResult<u64> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        let revoked: Vec<(String,)> = sqlx::query_as(
-            "UPDATE sessions SET revoked_at = ?2, revoke_reason = ?3
-             WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?4 RETURNING id",
-        )
-        .bind(user_id)
-        .bind(now)
-        .bind(reason.as_str())
-        .bind(keep)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        for (sid,) in &revoked {
-            sqlx::query(
-                "INSERT INTO revocations (kind, session_id, user_id, revoked_at) VALUES ('session', ?1, ?2, ?3)",
-            )
-            .bind(sid)
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
         if let Some(nbf) = not_before {
-            sqlx::query("UPDATE users SET not_before = MAX(not_before, ?2) WHERE id = ?1")
-                .bind(user_id)
-                .bind(nbf)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            sqlx::query(
-                "INSERT INTO revocations (kind, user_id, not_before, revoked_at) VALUES ('user', ?1, ?2, ?3)",
-            )
-            .bind(user_id)
-            .bind(nbf)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            cut_user(&mut tx, user_id, nbf, now).await?;
         }
+        let revoked = revoke_sessions_of(&mut tx, user_id, keep, reason, now).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(revoked.len() as u64)
+        Ok(revoked)
     }
 
     async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>> {
@@ -360,52 +367,33 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn reserve_login_attempt(
+    async fn step_throttle(
         &self,
         key: &str,
-        now: i64,
-        p: ThrottlePolicy,
-    ) -> StoreResult<Attempt> {
-        // The delay armed by attempt n (n >= free) is base * 2^(n - free),
-        // capped; a blocked key is not counted, so waiting is never punished.
-        let counted: Option<(i64,)> = sqlx::query_as(
-            "INSERT INTO login_throttle (key, failures, blocked_until, updated_at)
-             VALUES (?1, 1, CASE WHEN 1 >= ?3 THEN ?2 + ?4 ELSE 0 END, ?2)
-             ON CONFLICT (key) DO UPDATE SET
-                 failures = failures + 1,
-                 blocked_until = CASE WHEN failures + 1 >= ?3
-                     THEN ?2 + MIN(?5, ?4 * (1 << MIN(failures + 1 - ?3, 30))) ELSE 0 END,
-                 updated_at = ?2
-             WHERE login_throttle.blocked_until <= ?2
-             RETURNING failures",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(p.free_failures)
-        .bind(p.base_delay)
-        .bind(p.max_delay)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(map_err)?;
-        if counted.is_some() {
-            return Ok(Attempt::Allowed);
-        }
-        let (until,): (i64,) =
-            sqlx::query_as("SELECT blocked_until FROM login_throttle WHERE key = ?1")
-                .bind(key)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(map_err)?;
-        Ok(Attempt::Blocked { until })
-    }
-
-    async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_throttle WHERE key = ?1")
+        step: ThrottleStep<'_>,
+    ) -> StoreResult<ThrottleRecord> {
+        // Begins with a write, so the transaction holds the writer lock throughout.
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        sqlx::query(INSERT_THROTTLE)
             .bind(key)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        Ok(())
+        let before: ThrottleRecord = sqlx::query_as(concat!(
+            "SELECT ",
+            throttle_columns!(),
+            " FROM login_throttle WHERE key = ?1"
+        ))
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        bind_throttle(sqlx::query(UPDATE_THROTTLE), &step(&before))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(before)
     }
 
     async fn insert_event(&self, e: &NewEvent) -> StoreResult<()> {
@@ -522,7 +510,7 @@ impl Store for SqliteStore {
             sessions: all(&mut tx, concat!("SELECT ", session_columns!(), " FROM sessions ORDER BY created_at, id")).await?,
             revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at FROM revocations ORDER BY cursor").await?,
             events: all(&mut tx, "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events ORDER BY id").await?,
-            throttles: all(&mut tx, "SELECT key, failures, blocked_until, updated_at FROM login_throttle ORDER BY key").await?,
+            throttles: all(&mut tx, concat!("SELECT ", throttle_columns!(), " FROM login_throttle ORDER BY key")).await?,
             signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid").await?,
             clients: all(&mut tx, "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id").await?,
             revocation_cursor: sqlx::query_scalar(
@@ -570,9 +558,10 @@ impl Store for SqliteStore {
                 .execute(&mut *tx).await.map_err(map_err)?;
         }
         for t in &snap.throttles {
-            sqlx::query("INSERT INTO login_throttle (key, failures, blocked_until, updated_at) VALUES (?1, ?2, ?3, ?4)")
-                .bind(&t.key).bind(t.failures).bind(t.blocked_until).bind(t.updated_at)
-                .execute(&mut *tx).await.map_err(map_err)?;
+            bind_throttle(sqlx::query(LOAD_THROTTLE), t)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
         for k in &snap.signing_keys {
             sqlx::query("INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at, activates_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
@@ -671,10 +660,14 @@ impl Store for SqliteStore {
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
-const INSERT_USER: &str = "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)";
+const INSERT_USER: &str = "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at, credential_version)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)";
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+/// A new session, only while its user is enabled and at credential version ?13.
+const START_SESSION: &str = "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
+     WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 AND credential_version = ?13 AND disabled = 0)";
 
 fn bind_user<'q>(q: Query<'q>, u: &'q UserRecord) -> Query<'q> {
     q.bind(&u.id)
@@ -686,6 +679,7 @@ fn bind_user<'q>(q: Query<'q>, u: &'q UserRecord) -> Query<'q> {
         .bind(u.disabled)
         .bind(u.not_before)
         .bind(u.created_at)
+        .bind(u.credential_version)
 }
 
 fn bind_session<'q>(q: Query<'q>, s: &'q SessionRecord) -> Query<'q> {
@@ -718,4 +712,90 @@ where
         .fetch_all(&mut **tx)
         .await
         .map_err(map_err)
+}
+
+/// A throttle row with nothing counted, unless the key has one already.
+const INSERT_THROTTLE: &str =
+    "INSERT INTO login_throttle (key, failures, blocked_until, updated_at)
+     VALUES (?1, 0, 0, 0) ON CONFLICT (key) DO NOTHING";
+const UPDATE_THROTTLE: &str =
+    "UPDATE login_throttle SET failures = ?2, blocked_until = ?3, updated_at = ?4,
+     pending = ?5, pending_until = ?6, day_started_at = ?7, day_failures = ?8 WHERE key = ?1";
+const LOAD_THROTTLE: &str = concat!(
+    "INSERT INTO login_throttle (",
+    throttle_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+);
+
+fn bind_throttle<'q>(q: Query<'q>, t: &'q ThrottleRecord) -> Query<'q> {
+    q.bind(&t.key)
+        .bind(t.failures)
+        .bind(t.blocked_until)
+        .bind(t.updated_at)
+        .bind(t.pending)
+        .bind(t.pending_until)
+        .bind(t.day_started_at)
+        .bind(t.day_failures)
+}
+
+/// Raises the user's credential version and `not_before` and records the
+/// user-wide revocation; returns the new version.
+async fn cut_user(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    user_id: &str,
+    not_before: i64,
+    now: i64,
+) -> StoreResult<i64> {
+    let (version,): (i64,) = sqlx::query_as(
+        "UPDATE users SET credential_version = credential_version + 1, not_before = MAX(not_before, ?2)
+         WHERE id = ?1 RETURNING credential_version",
+    )
+    .bind(user_id)
+    .bind(not_before)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    sqlx::query(
+        "INSERT INTO revocations (kind, user_id, not_before, revoked_at) VALUES ('user', ?1, ?2, ?3)",
+    )
+    .bind(user_id)
+    .bind(not_before)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(version)
+}
+
+/// Revokes the user's live sessions but `keep`, each with its feed entry.
+async fn revoke_sessions_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: RevokeReason,
+    now: i64,
+) -> StoreResult<u64> {
+    let revoked: Vec<(String,)> = sqlx::query_as(
+        "UPDATE sessions SET revoked_at = ?2, revoke_reason = ?3
+         WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?4 RETURNING id",
+    )
+    .bind(user_id)
+    .bind(now)
+    .bind(reason.as_str())
+    .bind(keep)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    for (sid,) in &revoked {
+        sqlx::query(
+            "INSERT INTO revocations (kind, session_id, user_id, revoked_at) VALUES ('session', ?1, ?2, ?3)",
+        )
+        .bind(sid)
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    }
+    Ok(revoked.len() as u64)
 }

@@ -196,13 +196,14 @@ async fn the_feed_lists_ended_sessions_and_user_cutoffs_in_cursor_order() {
         kinds,
         vec![
             ("session", first.session_id.as_str()),
+            // Logout everywhere cuts the user first, then ends the sessions.
+            ("user", ""),
             ("session", second.session_id.as_str()),
-            ("user", "")
         ]
     );
     assert!(
-        entries[2]["not_before"].as_i64().expect("not_before")
-            >= entries[2]["revoked_at"].as_i64().expect("t") - 1
+        entries[1]["not_before"].as_i64().expect("not_before")
+            >= entries[1]["revoked_at"].as_i64().expect("t") - 1
     );
     let cursors: Vec<i64> = entries
         .iter()
