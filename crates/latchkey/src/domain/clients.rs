@@ -13,10 +13,6 @@ use crate::store::{ClientRecord, RevocationRecord};
 
 /// Prefix of client secrets, so secret scanners can find leaked ones.
 pub const SECRET_PREFIX: &str = "lk_cs_";
-/// A revocation younger than this may still be followed by one with a lower
-/// cursor committing late (PostgreSQL hands out cursors at insert, not at
-/// commit), so the feed repeats it until it has settled.
-pub const SETTLE_SECONDS: i64 = 10;
 /// Longest page of the feed.
 pub const MAX_PAGE: i64 = 10_000;
 
@@ -114,14 +110,12 @@ impl Auth {
         let mut rows = self.store.revocations_after(after, limit + 1).await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let settled_before = self.now() - SETTLE_SECONDS;
-        let next_cursor = rows
-            .iter()
-            .take_while(|r| r.revoked_at <= settled_before)
-            .last()
-            .map_or(after, |r| r.cursor);
+        // Cursors are in commit order on both backends (SQLite has one
+        // writer; PostgreSQL hands out positions under a row lock held to
+        // commit), so no entry can appear later below a cursor read here.
+        let next_cursor = rows.last().map_or(after, |r| r.cursor);
         Ok(RevocationPage {
-            has_more: more && next_cursor > after,
+            has_more: more,
             entries: rows.into_iter().filter_map(entry).collect(),
             next_cursor,
             retention_seconds: self.revocation_retention(),

@@ -1,8 +1,10 @@
 //! The PostgreSQL backend, shared by every instance of a scaled-out
 //! deployment. It answers exactly as the SQLite backend does; atomicity comes
-//! from single statements (compare-and-set updates, one upsert for the
-//! throttle, data-modifying CTEs) or one transaction per call. It uses nothing
-//! that CockroachDB or YugabyteDB lack: no LISTEN/NOTIFY, no advisory locks
+//! from single statements (compare-and-set updates, data-modifying CTEs) or
+//! one transaction per call, with row locks where order matters (the
+//! throttle row, the user row against session inserts, the feed position
+//! that keeps revocation cursors in commit order). It uses nothing that
+//! CockroachDB or YugabyteDB lack: no LISTEN/NOTIFY, no advisory locks
 //! outside the migrator.
 
 use std::future::Future;
@@ -709,7 +711,7 @@ impl Store for PgStore {
                 signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid").await?,
                 clients: all(&mut tx, "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id").await?,
                 revocation_cursor: sqlx::query_scalar(
-                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM revocations_cursor_seq",
+                    "SELECT last FROM feed_position",
                 )
                 .fetch_one(&mut *tx)
                 .await?,
@@ -842,8 +844,9 @@ const UPDATE_THROTTLE: &str =
      pending = $5, pending_until = $6, day_started_at = $7, day_failures = $8 WHERE key = $1";
 const LOAD_KEY: &str = "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at, activates_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-const RESET_REVOCATION_CURSOR: &str = "SELECT setval(pg_get_serial_sequence('revocations', 'cursor'), GREATEST(COALESCE(MAX(cursor), 0), $1) + 1, false)
-     FROM revocations";
+/// Loaded rows already moved the position past their cursors; pruned ones
+/// are only known from the snapshot's high-water mark.
+const RESET_REVOCATION_CURSOR: &str = "UPDATE feed_position SET last = GREATEST(last, $1)";
 const RESET_EVENT_ID: &str =
     "SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE(MAX(id), 0) + 1, false)
      FROM events";

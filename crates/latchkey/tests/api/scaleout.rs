@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
+use sqlx::Connection;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Barrier;
@@ -390,4 +391,52 @@ async fn an_installation_moved_from_sqlite_to_postgresql_keeps_every_user_and_se
         !again.status.success(),
         "import into a non-empty database must be refused"
     );
+}
+
+/// A follower that read the feed while a revocation was still uncommitted
+/// must get it once it commits, even though another instance revoked (and
+/// committed) a session in the meantime: positions are handed out in commit
+/// order, so the later revocation waits for the earlier one.
+#[tokio::test]
+async fn a_revocation_committing_late_is_never_skipped_by_the_feed() {
+    let Some((a, b)) = shared_cluster("the feed under a late commit").await else {
+        return;
+    };
+    let creds = crate::feed::client(&a).await;
+    let (_, first) = a.new_user().await;
+    let (_, second) = a.new_user().await;
+    let user = first.body["user"]["id"].as_str().expect("user id");
+    let mut held = sqlx::PgConnection::connect(a.dir.database_url().expose())
+        .await
+        .expect("connect");
+    let mut tx = held.begin().await.expect("begin");
+    sqlx::query(
+        "INSERT INTO revocations (kind, session_id, user_id, revoked_at) VALUES ('session', $1, $2, $3)",
+    )
+    .bind(&first.session_id)
+    .bind(user)
+    .bind(a.auth.now())
+    .execute(&mut *tx)
+    .await
+    .expect("insert");
+    let reader = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Long past any settling time a feed might wait for.
+        b.clock.advance(120);
+        let early = crate::feed::page(&b, &creds, "?after=0").await;
+        tx.commit().await.expect("commit");
+        early
+    };
+    let (logout, early) = tokio::join!(a.post_auth("/v1/logout", &second.access, None), reader);
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let after = early["next_cursor"].as_i64().expect("cursor");
+    let late = crate::feed::page(&b, &creds, &format!("?after={after}")).await;
+    let seen: Vec<String> = [&early, &late]
+        .iter()
+        .flat_map(|p| p["entries"].as_array().expect("entries").clone())
+        .filter_map(|e| e["sid"].as_str().map(str::to_string))
+        .collect();
+    for sid in [&first.session_id, &second.session_id] {
+        assert!(seen.contains(sid), "the feed skipped {sid}: {seen:?}");
+    }
 }
