@@ -96,6 +96,12 @@ pub enum UsersCommand {
     Enable { user: String },
     /// Delete a user and revoke all their sessions.
     Delete { user: String },
+    /// A user's security events, newest first (a deleted user's by id).
+    Events {
+        user: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,7 +198,7 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
                 .map(|p| p.strip_suffix('\r').unwrap_or(p))
                 .unwrap_or(&password);
             let user = auth
-                .create_user(&email, password, name.as_deref())
+                .add_user(&email, password, name.as_deref())
                 .await
                 .map_err(explain)?;
             println!("created user {} <{}>", user.id, user.email);
@@ -224,6 +230,22 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
         UsersCommand::Delete { user } => {
             let u = auth.delete_user(&user).await.map_err(explain)?;
             println!("deleted {} <{}>; all sessions revoked", u.id, u.email);
+        }
+        UsersCommand::Events { user, limit } => {
+            let events = auth.user_events(&user, limit).await.map_err(explain)?;
+            if events.is_empty() {
+                bail!("no events for {user}");
+            }
+            println!("{:<20}  {:<24}  {:<15}  DETAIL", "TIME", "EVENT", "IP");
+            for e in events {
+                println!(
+                    "{:<20}  {:<24}  {:<15}  {}",
+                    rfc3339(e.created_at),
+                    e.kind,
+                    e.ip.as_deref().unwrap_or("-"),
+                    e.detail.as_deref().unwrap_or("")
+                );
+            }
         }
     }
     Ok(())

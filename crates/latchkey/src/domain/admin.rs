@@ -63,12 +63,56 @@ impl Auth {
         Ok(user)
     }
 
+    /// Creates a user on an operator's behalf (no session), audited.
+    pub async fn add_user(
+        &self,
+        email: &str,
+        password: &str,
+        name: Option<&str>,
+    ) -> Result<UserRecord, AuthError> {
+        let user = self.create_user(email, password, name).await?;
+        let detail = Some(format!("created by an administrator as {}", user.email));
+        self.audit_detail(
+            EventKind::UserCreated,
+            Some(&user.id),
+            None,
+            &Client::default(),
+            detail,
+        )
+        .await;
+        Ok(user)
+    }
+
     /// Deletes a user with their sessions; their tokens stop working at once.
+    /// Their events stay, under their id, for operators to read.
     pub async fn delete_user(&self, email_or_id: &str) -> Result<UserRecord, AuthError> {
         let user = self.require_user(email_or_id).await?;
         self.store.delete_user(&user.id, self.now()).await?;
         metrics::counter!("latchkey_revocations_total").increment(1);
+        let detail = Some(format!("deleted by an administrator; was {}", user.email));
+        self.audit_detail(
+            EventKind::UserDeleted,
+            Some(&user.id),
+            None,
+            &Client::default(),
+            detail,
+        )
+        .await;
         Ok(user)
+    }
+
+    /// The security events of a user, newest first, by email or id; the id
+    /// also finds a deleted user's events.
+    pub async fn user_events(
+        &self,
+        email_or_id: &str,
+        limit: i64,
+    ) -> Result<Vec<crate::store::EventRecord>, AuthError> {
+        let id = match self.find_user(email_or_id).await? {
+            Some(user) => user.id,
+            None => email_or_id.to_string(),
+        };
+        Ok(self.store.user_events(&id, None, limit).await?)
     }
 
     pub async fn user_sessions(

@@ -20,6 +20,8 @@ pub enum EventKind {
     SessionRevoked,
     UserDisabled,
     UserEnabled,
+    UserCreated,
+    UserDeleted,
     KeyRotated,
 }
 
@@ -38,6 +40,8 @@ impl EventKind {
             EventKind::SessionRevoked => "session_revoked",
             EventKind::UserDisabled => "user_disabled",
             EventKind::UserEnabled => "user_enabled",
+            EventKind::UserCreated => "user_created",
+            EventKind::UserDeleted => "user_deleted",
             EventKind::KeyRotated => "key_rotated",
         }
     }

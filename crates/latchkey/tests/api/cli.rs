@@ -114,6 +114,46 @@ async fn deleting_a_user_revokes_their_tokens_and_frees_the_email() {
 }
 
 #[tokio::test]
+async fn adding_and_deleting_users_is_audited_and_a_deleted_users_events_stay_readable() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    let added = stdout(&app.cli(
+        &["users", "add", "--email", &email, "--password-stdin"],
+        Some(PASSWORD),
+    ));
+    let id = added
+        .split_whitespace()
+        .nth(2)
+        .expect("created user ID <email>")
+        .to_string();
+    app.login_ok(&email, PASSWORD).await;
+    stdout(&app.cli(&["users", "delete", &email], None));
+
+    let events = stdout(&app.cli(&["users", "events", &id], None));
+    let kinds: Vec<&str> = events
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(kinds, ["user_deleted", "login", "user_created"], "{events}");
+    assert!(
+        events.contains(&email),
+        "the deletion names the email: {events}"
+    );
+    let rows = app.rows().await;
+    assert!(rows.users.iter().all(|u| u.id != id));
+    assert_eq!(
+        rows.events
+            .iter()
+            .filter(|e| e.user_id.as_deref() == Some(id.as_str()))
+            .count(),
+        3
+    );
+    let none = app.cli(&["users", "events", "no-such-user"], None);
+    assert!(!none.status.success());
+}
+
+#[tokio::test]
 async fn sessions_can_be_listed_and_revoked_from_the_command_line() {
     let app = spawn_app().await;
     let (email, first) = app.new_user().await;
