@@ -189,9 +189,13 @@ fn sql_limit(n: i64) -> i64 {
     if n < 0 { i64::MAX } else { n }
 }
 
+// Deadlines are judged at the later of the caller's time and the database's,
+// so an instance whose clock stepped back cannot revive an expired session.
 macro_rules! live {
     () => {
-        "revoked_at IS NULL AND expires_at > $2 AND idle_expires_at > $2"
+        "revoked_at IS NULL
+         AND expires_at > GREATEST($2, FLOOR(EXTRACT(EPOCH FROM statement_timestamp()))::BIGINT)
+         AND idle_expires_at > GREATEST($2, FLOOR(EXTRACT(EPOCH FROM statement_timestamp()))::BIGINT)"
     };
 }
 

@@ -130,8 +130,8 @@ async fn apply(writer: &SqlitePool, batch: &[Rotation]) -> StoreResult<HashSet<S
          last_used_at = v.column3, idle_expires_at = v.column4 \
          FROM (VALUES {values}) AS v \
          WHERE sessions.id = v.column1 AND sessions.generation = v.column2 \
-         AND sessions.revoked_at IS NULL AND sessions.expires_at > v.column3 \
-         AND sessions.idle_expires_at > v.column3 \
+         AND sessions.revoked_at IS NULL AND sessions.expires_at > MAX(v.column3, unixepoch()) \
+         AND sessions.idle_expires_at > MAX(v.column3, unixepoch()) \
          RETURNING sessions.id"
     );
     // Only the number of placeholders varies; every value is bound.

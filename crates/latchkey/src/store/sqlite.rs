@@ -94,9 +94,11 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+// Deadlines are judged at the later of the caller's time and the database's,
+// so an instance whose clock stepped back cannot revive an expired session.
 macro_rules! live {
     () => {
-        "revoked_at IS NULL AND expires_at > ?2 AND idle_expires_at > ?2"
+        "revoked_at IS NULL AND expires_at > MAX(?2, unixepoch()) AND idle_expires_at > MAX(?2, unixepoch())"
     };
 }
 

@@ -1113,3 +1113,23 @@ async fn events_of_other_users_are_never_shown() {
     let before_all = events_page(&app, &bob.access, &format!("?before={}", i64::MAX)).await;
     assert_eq!(before_all["events"].as_array().expect("events").len(), 1);
 }
+
+/// An instance whose clock is behind the database's (stepped back, or never
+/// synchronised) sees an expired session as live; the statements that rotate
+/// and list sessions judge deadlines at the later of the two clocks, so it
+/// cannot hand the session a new refresh token.
+#[tokio::test]
+async fn an_instance_whose_clock_is_behind_cannot_revive_an_expired_session() {
+    let app = spawn_app().await;
+    // The rows of a session that expired ten days ago, idle for longer.
+    app.clock.advance(-40 * 24 * 3600);
+    let (_, tokens) = app.new_user().await;
+    assert_refresh_rejected(&app, &tokens.refresh).await;
+    let listed = app.get("/v1/sessions", Some(&tokens.access)).await;
+    assert_eq!(listed.status(), StatusCode::OK);
+    let body: serde_json::Value = listed.json().await.expect("json");
+    assert!(
+        body["sessions"].as_array().expect("sessions").is_empty(),
+        "{body}"
+    );
+}
