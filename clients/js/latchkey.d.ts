@@ -76,7 +76,7 @@ export interface ClientOptions {
 export interface LatchkeyClient {
   /** Creates an account and logs in (cookie mode); resolves to the new user. */
   register(input: { email: string; password: string; name?: string }): Promise<User>;
-  /** Logs in (cookie mode); resolves to the user. */
+  /** Logs in (cookie mode); resolves to the user. Sends the device token an earlier login left in `storage`, so strangers' failed guesses never throttle this browser. */
   login(input: { email: string; password: string }): Promise<User>;
   /** Ends this session on the server and in every tab. Local state is dropped even when the server cannot be reached (then it throws). */
   logout(): Promise<void>;

@@ -17,6 +17,9 @@
 const LOCK_PREFIX = 'latchkey-refresh:';
 const CHANNEL_PREFIX = 'latchkey:';
 const CSRF_KEY_PREFIX = 'latchkey:csrf:';
+// The device token: not a credential, only what puts this browser's failed
+// logins on a throttle of its own, apart from strangers guessing at the account.
+const DEVICE_KEY_PREFIX = 'latchkey:device:';
 const EVENTS = ['login', 'logout', 'session-expired', 'token'];
 // How long a tab that waited for the lock waits for the holder's message.
 const PUBLISH_WAIT_MS = 250;
@@ -86,6 +89,7 @@ export function createClient({
   if (!baseUrl) throw new TypeError('createClient: baseUrl is required');
   const base = String(baseUrl).replace(/\/+$/, '');
   const csrfKey = CSRF_KEY_PREFIX + base;
+  const deviceKey = DEVICE_KEY_PREFIX + base;
   const bus = channel ? channel(CHANNEL_PREFIX + base) : null;
   const listeners = new Map(EVENTS.map((e) => [e, new Set()]));
 
@@ -123,6 +127,22 @@ export function createClient({
       else storage?.removeItem(csrfKey);
     } catch {
       // storage unusable: memory only, and no silent refresh after a reload
+    }
+  }
+
+  function readDevice() {
+    try {
+      return storage?.getItem(deviceKey) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  function writeDevice(value) {
+    try {
+      if (typeof value === 'string') storage?.setItem(deviceKey, value);
+    } catch {
+      // storage unusable: the next login counts as a new device
     }
   }
 
@@ -339,6 +359,7 @@ export function createClient({
     const resp = await exclusive(() => send(path, { body: { ...payload, cookie: true } }));
     if (!resp.ok) throw await errorOf(resp);
     const body = await resp.json();
+    writeDevice(body.device_token);
     epoch += 1;
     adopt(body);
     post(shared('login'));
@@ -388,7 +409,10 @@ export function createClient({
 
     /** Logs in; resolves to the user. */
     async login({ email, password } = {}) {
-      const body = await startSession('/v1/login', { email, password });
+      const payload = { email, password };
+      const device = readDevice();
+      if (device) payload.device_token = device;
+      const body = await startSession('/v1/login', payload);
       return body.user ?? api('/v1/me');
     },
 

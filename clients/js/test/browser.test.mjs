@@ -278,7 +278,9 @@ test('(e) a page on a foreign origin cannot use the session', { skip, timeout: 3
   const context = await device();
   const page = await openSpa(context);
   await registered(page);
-  const csrf = await page.evaluate(() => Object.values(localStorage)[0]);
+  const csrf = await page.evaluate(() =>
+    localStorage.getItem(Object.keys(localStorage).find((k) => k.startsWith('latchkey:csrf:'))),
+  );
 
   const foreign = await context.newPage();
   const seen = [];

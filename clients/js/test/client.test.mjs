@@ -25,6 +25,7 @@ function fakeServer({ latency = 5, ttl = 300 } = {}) {
     reuse: 0,
     requests: [],
     revokedAccess: new Set(),
+    deviceToken: undefined, // handed out at login when set
   };
   const issue = () => {
     s.tokens += 1;
@@ -55,7 +56,8 @@ function fakeServer({ latency = 5, ttl = 300 } = {}) {
       s.used.clear();
       s.csrf = `csrf-${Math.random()}`;
       s.jar = rotate();
-      return json(200, { access_token: issue(), token_type: 'Bearer', expires_in: ttl, session_id: s.sessionId, csrf_token: s.csrf });
+      const device = s.deviceToken ? { device_token: s.deviceToken } : {};
+      return json(200, { access_token: issue(), token_type: 'Bearer', expires_in: ttl, session_id: s.sessionId, csrf_token: s.csrf, ...device });
     }
     if (path === '/v1/token') {
       if (headers.get('x-csrf-token') !== s.csrf) return json(403, { error: 'csrf_failed', error_description: 'csrf' });
@@ -156,6 +158,20 @@ test('login keeps the access token in memory and only the CSRF token in storage'
   assert.equal(await a.accessToken(), 'at-1');
   assert.deepEqual(Object.values(storage.dump()), [server.csrf]);
   assert.equal(server.requests[0].credentials, 'include');
+  close();
+});
+
+test('the device token from a login is kept and sent with the next login, even after logout', async () => {
+  const server = fakeServer();
+  server.deviceToken = 'lk_dt_device-1';
+  const { clients: [a], storage, close } = tabs(server, { n: 1 });
+  await a.login({ email: 'ada@example.com', password: 'right password' });
+  assert.equal(JSON.parse(server.requests[0].body).device_token, undefined, 'none known yet');
+  assert.ok(Object.values(storage.dump()).includes('lk_dt_device-1'));
+  await a.logout();
+  await a.login({ email: 'ada@example.com', password: 'right password' });
+  const logins = server.requests.filter((r) => r.path === '/v1/login');
+  assert.equal(JSON.parse(logins[1].body).device_token, 'lk_dt_device-1');
   close();
 });
 
