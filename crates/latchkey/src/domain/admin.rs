@@ -20,6 +20,12 @@ impl Auth {
         }
     }
 
+    /// Records an operator's action (no client: it came from the CLI).
+    async fn audit_admin(&self, kind: EventKind, user_id: Option<&str>, detail: Option<String>) {
+        self.audit_detail(kind, user_id, None, &Client::default(), detail)
+            .await;
+    }
+
     async fn require_user(&self, email_or_id: &str) -> Result<UserRecord, AuthError> {
         self.find_user(email_or_id)
             .await?
@@ -38,13 +44,8 @@ impl Auth {
             .revoke_user_sessions(&user.id, None, RevokeReason::UserDisabled, now, Some(now))
             .await?;
         metrics::counter!("latchkey_revocations_total").increment(revoked);
-        self.audit(
-            EventKind::UserDisabled,
-            Some(&user.id),
-            None,
-            &Client::default(),
-        )
-        .await;
+        self.audit_admin(EventKind::UserDisabled, Some(&user.id), None)
+            .await;
         Ok(user)
     }
 
@@ -53,13 +54,8 @@ impl Auth {
         self.store
             .set_user_disabled(&user.id, false, self.now())
             .await?;
-        self.audit(
-            EventKind::UserEnabled,
-            Some(&user.id),
-            None,
-            &Client::default(),
-        )
-        .await;
+        self.audit_admin(EventKind::UserEnabled, Some(&user.id), None)
+            .await;
         Ok(user)
     }
 
@@ -72,14 +68,8 @@ impl Auth {
     ) -> Result<UserRecord, AuthError> {
         let user = self.create_user(email, password, name).await?;
         let detail = Some(format!("created by an administrator as {}", user.email));
-        self.audit_detail(
-            EventKind::UserCreated,
-            Some(&user.id),
-            None,
-            &Client::default(),
-            detail,
-        )
-        .await;
+        self.audit_admin(EventKind::UserCreated, Some(&user.id), detail)
+            .await;
         Ok(user)
     }
 
@@ -90,14 +80,8 @@ impl Auth {
         self.store.delete_user(&user.id, self.now()).await?;
         metrics::counter!("latchkey_revocations_total").increment(1);
         let detail = Some(format!("deleted by an administrator; was {}", user.email));
-        self.audit_detail(
-            EventKind::UserDeleted,
-            Some(&user.id),
-            None,
-            &Client::default(),
-            detail,
-        )
-        .await;
+        self.audit_admin(EventKind::UserDeleted, Some(&user.id), detail)
+            .await;
         Ok(user)
     }
 
@@ -197,14 +181,7 @@ impl Auth {
         .await?;
         self.keys.reload(self.store.as_ref(), now).await?;
         let detail = Some(format!("{kid} signs from {activates_at}"));
-        self.audit_detail(
-            EventKind::KeyRotated,
-            None,
-            None,
-            &Client::default(),
-            detail,
-        )
-        .await;
+        self.audit_admin(EventKind::KeyRotated, None, detail).await;
         Ok((kid, activates_at))
     }
 }
