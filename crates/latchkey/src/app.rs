@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::domain::clock::Clock;
 use crate::domain::keys::KeyRing;
 use crate::domain::password::{Argon2Params, Hasher, PasswordPolicy};
+use crate::domain::restore::{self, GuardError, RestoreGuard};
 use crate::domain::secrets::MasterKey;
 use crate::domain::{Auth, AuthConfig};
 use crate::error::ApiError;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub cors_origins: Arc<Vec<String>>,
     pub request_timeout: Duration,
     pub browser: Arc<crate::http::browser::BrowserPolicy>,
+    pub guard: Arc<RestoreGuard>,
     limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
 }
 
@@ -168,6 +170,7 @@ impl App {
                 &settings.issuer,
                 &settings.cors_origins,
             )),
+            guard: Arc::new(RestoreGuard::open(&settings.data_dir)?),
             limiter,
         };
         Ok(App {
@@ -184,11 +187,19 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // A restored database is refused before anything is served; an
+        // unreachable one is checked again in the background meanwhile.
+        match check_restore(&self.state).await {
+            Err(e @ GuardError::Restored { .. }) => return Err(e.into()),
+            _ => {}
+        }
         let background = tokio::spawn(background_tasks(self.state.clone()));
         let router = crate::http::router(self.state.clone());
         tracing::info!(address = %listener.local_addr()?, issuer = %self.settings.issuer, "latchkey is serving");
         let served = crate::serve::serve(listener, router, shutdown).await;
         background.abort();
+        // Records what this instance last saw, for the next start to compare.
+        let _ = check_restore(&self.state).await;
         served.context("serving HTTP")
     }
 }
@@ -205,11 +216,31 @@ fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", dir.display()))
 }
 
+/// Runs the restore guard's check, logging what it finds.
+async fn check_restore(state: &AppState) -> Result<(), GuardError> {
+    let result = state.guard.check(state.auth.store.as_ref()).await;
+    match &result {
+        Ok(()) => {}
+        Err(e @ GuardError::Restored { .. }) => tracing::error!("{e}"),
+        Err(e) => tracing::warn!(error = %e, "checking the restore guard failed"),
+    }
+    result
+}
+
 async fn background_tasks(state: AppState) {
     let mut reload = tokio::time::interval(KEY_RELOAD_INTERVAL);
     let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+    let mut guard = tokio::time::interval(restore::CHECK_INTERVAL);
+    // An unchecked guard (the database was unreachable at start) is retried sooner.
+    let mut first_check = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
+            _ = guard.tick() => {
+                let _ = check_restore(&state).await;
+            }
+            _ = first_check.tick(), if !state.guard.checked() => {
+                let _ = check_restore(&state).await;
+            }
             _ = reload.tick() => {
                 let auth = &state.auth;
                 if let Err(e) = auth.keys.reload(auth.store.as_ref(), auth.now()).await {

@@ -111,12 +111,16 @@ pub enum SessionsCommand {
         #[arg(long)]
         user: String,
     },
-    /// Revoke one session of a user, or all of them.
+    /// Revoke one session of a user, all of a user's, or (`--all`) every
+    /// session of every user: the step that follows restoring a backup.
     Revoke {
-        #[arg(long)]
-        user: String,
-        #[arg(long)]
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        user: Option<String>,
+        #[arg(long, requires = "user")]
         session: Option<String>,
+        /// Every session of every user; also acknowledges a restored database.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -278,12 +282,24 @@ async fn sessions(cmd: SessionsCommand, app: &App) -> anyhow::Result<()> {
                 print_session(s);
             }
         }
-        SessionsCommand::Revoke { user, session } => {
+        SessionsCommand::Revoke {
+            user: Some(user),
+            session,
+            all: false,
+        } => {
             let n = auth
                 .admin_revoke_sessions(&user, session.as_deref())
                 .await
                 .map_err(explain)?;
             println!("revoked {n} session(s)");
+        }
+        SessionsCommand::Revoke { .. } => {
+            let (sessions, users) = auth.revoke_everything().await.map_err(explain)?;
+            // Adopts the database's new identity here, as every server will.
+            app.state.guard.check(auth.store.as_ref()).await?;
+            println!(
+                "revoked {sessions} session(s) of {users} user(s); every access token issued so far is refused"
+            );
         }
     }
     Ok(())

@@ -153,6 +153,25 @@ impl Auth {
         Ok(revoked)
     }
 
+    /// Ends every session of every user and refuses every access token
+    /// issued so far, for the server and (through the feed) for verifiers;
+    /// gives the database a new identity, which acknowledges a restore (see
+    /// [`super::restore`]). Returns the sessions ended and the users cut.
+    pub async fn revoke_everything(&self) -> Result<(u64, u64), AuthError> {
+        let database_id = super::secrets::random_b64(16)?;
+        let (sessions, users) = self
+            .store
+            .revoke_everything(self.now(), &database_id)
+            .await?;
+        metrics::counter!("latchkey_revocations_total").increment(sessions);
+        let detail = format!(
+            "every session revoked by an administrator: {sessions} session(s) of {users} user(s)"
+        );
+        self.audit_admin(EventKind::SessionRevoked, None, Some(detail))
+            .await;
+        Ok((sessions, users))
+    }
+
     /// Adds a new signing key. It is published at once and signs after
     /// `KEY_PUBLISH_LEAD` (or at once when `immediately`, for emergencies),
     /// so verifiers with a cached JWKS meet it before any token it signed;

@@ -9,6 +9,7 @@
 //! - [`accounts`], [`sessions`], [`admin`]: the flows, as methods of [`Auth`].
 //! - [`clients`]: resource servers, introspection and the revocation feed.
 //! - [`events`]: the audit trail.
+//! - [`restore`]: noticing a database restored from a backup.
 //! - [`throttle`] and [`devices`]: the login throttle and the device tokens
 //!   that keep strangers' failures apart from the owner's.
 
@@ -22,6 +23,7 @@ pub mod events;
 pub mod keys;
 pub mod password;
 pub mod refresh;
+pub mod restore;
 pub mod secrets;
 pub mod service;
 pub mod sessions;

@@ -38,6 +38,7 @@ const SECURITY_HEADERS: [(&str, &str); 6] = [
 pub fn wrap(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let request_id = HeaderName::from_static("x-request-id");
     let mut router = router
+        .layer(middleware::from_fn_with_state(state.clone(), restore_gate))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn(record_metrics))
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -65,6 +66,17 @@ pub fn wrap(router: Router<AppState>, state: &AppState) -> Router<AppState> {
             header::COOKIE,
             header::SET_COOKIE,
         ]))
+}
+
+/// While the restore guard has not passed (a restored database, or none
+/// checked yet), only liveness and metrics are answered: everything else
+/// could hand out or accept tokens the restored database wrongly revives.
+async fn restore_gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if state.guard.serving() || path == "/healthz" || path == "/metrics" {
+        return next.run(request).await;
+    }
+    ApiError::Unavailable { retry_after: 10 }.into_response()
 }
 
 fn cors(state: &AppState) -> Option<CorsLayer> {

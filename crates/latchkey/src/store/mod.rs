@@ -315,6 +315,17 @@ pub trait Store: Send + Sync + 'static {
     /// Returns false when no such client exists.
     async fn delete_client(&self, id: &str) -> StoreResult<bool>;
 
+    /// The database's identity and its restore-guard counter (see `domain::restore`).
+    async fn restore_guard(&self) -> StoreResult<(String, i64)>;
+    /// Raises the restore guard's counter; returns the identity and the new counter.
+    async fn advance_restore_guard(&self) -> StoreResult<(String, i64)>;
+    /// Ends every session of every user in one transaction: every user's
+    /// credential version rises and `not_before` becomes `now + 1` (so even
+    /// tokens of this very second are refused), each with its feed entry,
+    /// and the database takes the identity `database_id`. Returns how many
+    /// sessions were live and how many users there are.
+    async fn revoke_everything(&self, now: i64, database_id: &str) -> StoreResult<(u64, u64)>;
+
     /// Revocations with a cursor above `after`, in cursor order, at most `limit`.
     async fn revocations_after(&self, after: i64, limit: i64)
     -> StoreResult<Vec<RevocationRecord>>;

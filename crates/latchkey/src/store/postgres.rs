@@ -798,6 +798,61 @@ impl Store for PgStore {
         .await
     }
 
+    async fn restore_guard(&self) -> StoreResult<(String, i64)> {
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as("SELECT database_id, counter FROM restore_guard").fetch_one(&self.pool)
+        })
+        .await
+    }
+
+    async fn advance_restore_guard(&self) -> StoreResult<(String, i64)> {
+        // A rerun after a lost commit only raises the counter once more.
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(
+                "UPDATE restore_guard SET counter = counter + 1 RETURNING database_id, counter",
+            )
+            .fetch_one(&self.pool)
+        })
+        .await
+    }
+
+    async fn revoke_everything(&self, now: i64, database_id: &str) -> StoreResult<(u64, u64)> {
+        // Rerunning after a lost commit revokes nothing more: Idempotent.
+        retry(Replay::Idempotent, move || async move {
+            let mut tx = self.pool.begin().await?;
+            // User rows before feed entries, the order every writer takes.
+            let users = sqlx::query(
+                "UPDATE users SET credential_version = credential_version + 1,
+                     not_before = GREATEST(not_before, $1 + 1)",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query(
+                "INSERT INTO revocations (kind, user_id, not_before, revoked_at)
+                 SELECT 'user', id, $1 + 1, $1 FROM users ORDER BY id",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let sessions = sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = 'admin' WHERE revoked_at IS NULL",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("UPDATE restore_guard SET database_id = $1, counter = counter + 1")
+                .bind(database_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok((sessions, users))
+        })
+        .await
+    }
+
     async fn revocations_after(
         &self,
         after: i64,

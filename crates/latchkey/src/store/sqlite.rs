@@ -636,6 +636,50 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn restore_guard(&self) -> StoreResult<(String, i64)> {
+        sqlx::query_as("SELECT database_id, counter FROM restore_guard")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn advance_restore_guard(&self) -> StoreResult<(String, i64)> {
+        sqlx::query_as(
+            "UPDATE restore_guard SET counter = counter + 1 RETURNING database_id, counter",
+        )
+        .fetch_one(&self.writer)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn revoke_everything(&self, now: i64, database_id: &str) -> StoreResult<(u64, u64)> {
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let users = sqlx::query(CUT_EVERY_USER)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        sqlx::query(FEED_EVERY_USER)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let sessions = sqlx::query(END_EVERY_SESSION)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        sqlx::query("UPDATE restore_guard SET database_id = ?1, counter = counter + 1")
+            .bind(database_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok((sessions, users))
+    }
+
     async fn revocations_after(
         &self,
         after: i64,
@@ -801,3 +845,11 @@ async fn revoke_sessions_of(
     }
     Ok(revoked.len() as u64)
 }
+
+/// The steps of `revoke_everything`, users first; each binds ?1 = now.
+const CUT_EVERY_USER: &str = "UPDATE users SET credential_version = credential_version + 1,
+     not_before = MAX(not_before, ?1 + 1)";
+const FEED_EVERY_USER: &str = "INSERT INTO revocations (kind, user_id, not_before, revoked_at)
+     SELECT 'user', id, ?1 + 1, ?1 FROM users";
+const END_EVERY_SESSION: &str =
+    "UPDATE sessions SET revoked_at = ?1, revoke_reason = 'admin' WHERE revoked_at IS NULL";

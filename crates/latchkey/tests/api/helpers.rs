@@ -37,6 +37,7 @@ pub struct TestApp {
     pub auth: Arc<Auth>,
     pub settings: Settings,
     pub dir: Arc<TestHome>,
+    pub guard: Arc<latchkey::domain::restore::RestoreGuard>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -109,6 +110,7 @@ pub async fn spawn_app_in(home: Arc<TestHome>, configure: impl FnOnce(&mut Setti
         .await
         .expect("build app");
     let auth = app.state.auth.clone();
+    let guard = app.state.guard.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.serve(listener, async move {
         let _ = rx.await;
@@ -121,9 +123,35 @@ pub async fn spawn_app_in(home: Arc<TestHome>, configure: impl FnOnce(&mut Setti
         auth,
         settings,
         dir: home,
+        guard,
         shutdown: Some(tx),
         server: Some(server),
     }
+}
+
+/// Runs the real `latchkey` binary on `home` with the settings an app had.
+pub fn cli_in(home: &TestHome, settings: &Settings, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.arg("--data-dir").arg(home.path());
+    cmd.args(["--argon2-memory-kib", "1024", "--argon2-iterations", "1"]);
+    cmd.args(["--issuer", &settings.issuer]);
+    cmd.args(["--database-url", settings.database_url.expose()]);
+    cmd.env("RUST_LOG", "warn").env_remove("LATCHKEY_CONFIG");
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn latchkey");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("latchkey output")
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -293,27 +321,7 @@ impl TestApp {
 
     /// Runs the real `latchkey` binary on this app's data directory.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.arg("--data-dir").arg(self.dir.path());
-        cmd.args(["--argon2-memory-kib", "1024", "--argon2-iterations", "1"]);
-        cmd.args(["--issuer", &self.settings.issuer]);
-        cmd.args(["--database-url", self.settings.database_url.expose()]);
-        cmd.env("RUST_LOG", "warn").env_remove("LATCHKEY_CONFIG");
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn latchkey");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("latchkey output")
+        cli_in(&self.dir, &self.settings, args, stdin)
     }
 
     /// Claims that would pass every check, for tests that forge tokens.

@@ -16,6 +16,7 @@ mod lockout;
 mod postgres;
 mod races;
 mod resource_server;
+mod restore;
 mod scaleout;
 mod sessions;
 mod smoke;
