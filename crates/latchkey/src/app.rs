@@ -189,9 +189,8 @@ impl App {
     ) -> anyhow::Result<()> {
         // A restored database is refused before anything is served; an
         // unreachable one is checked again in the background meanwhile.
-        match check_restore(&self.state).await {
-            Err(e @ GuardError::Restored { .. }) => return Err(e.into()),
-            _ => {}
+        if let Err(e @ GuardError::Restored { .. }) = check_restore(&self.state).await {
+            return Err(e.into());
         }
         let background = tokio::spawn(background_tasks(self.state.clone()));
         let router = crate::http::router(self.state.clone());
