@@ -147,7 +147,8 @@ fn describe(e: &VerifyError) -> &'static str {
         | VerifyError::Header(_)
         | VerifyError::UnknownKey
         | VerifyError::BadSignature
-        | VerifyError::Claims => "the access token is invalid",
+        | VerifyError::Claims
+        | VerifyError::TooLongLived => "the access token is invalid",
     }
 }
 

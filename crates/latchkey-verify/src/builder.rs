@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use crate::discovery;
 use crate::fetch::{self, Credentials, FetchError};
 use crate::follower::{FeedSource, Follower};
-use crate::jwks::{KeyCache, REFRESH_INTERVAL};
+use crate::jwks::KeyCache;
 use crate::keys::KeySet;
 use crate::token::Rules;
 use crate::verifier::Verifier;
@@ -78,6 +78,7 @@ pub struct VerifierBuilder {
     poll_interval: Duration,
     max_staleness: Duration,
     fail_open: bool,
+    max_lifetime: Duration,
     client: Option<reqwest::Client>,
 }
 
@@ -92,8 +93,18 @@ impl VerifierBuilder {
             poll_interval: Duration::from_secs(2),
             max_staleness: Duration::from_secs(30),
             fail_open: false,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
             client: None,
         }
+    }
+
+    /// The longest lifetime (`exp - iat`) a token may claim; longer ones are
+    /// refused with [`TooLongLived`](crate::VerifyError::TooLongLived).
+    /// Default 1 h: Latchkey's access tokens live minutes, so only a token
+    /// forged with a leaked key would claim more.
+    pub fn max_token_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = max;
+        self
     }
 
     /// The exact `aud` tokens must carry. Default: the issuer (Latchkey's
@@ -187,7 +198,7 @@ impl VerifierBuilder {
                 leeway: rules.leeway,
             };
             let url = source.url.to_string();
-            let mut follower = Follower::new(source, self.max_staleness, self.fail_open);
+            let mut follower = Follower::new(source, &keys, self.max_staleness, self.fail_open);
             follower
                 .poll()
                 .await
@@ -198,7 +209,8 @@ impl VerifierBuilder {
         if keys.is_remote() {
             tasks.push(tokio::spawn(refresh_keys(Arc::downgrade(&keys))).abort_handle());
         }
-        Ok(Verifier::from_parts(rules, keys, feed, tasks))
+        let max_lifetime = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+        Ok(Verifier::from_parts(rules, max_lifetime, keys, feed, tasks))
     }
 
     async fn load_keys(&mut self) -> Result<KeyCache, SetupError> {
@@ -258,13 +270,18 @@ fn client(slot: &mut Option<reqwest::Client>) -> Result<reqwest::Client, SetupEr
     Ok(client)
 }
 
-/// Re-reads the JWKS every [`REFRESH_INTERVAL`] while the verifier lives.
+/// The default of [`VerifierBuilder::max_token_lifetime`].
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Re-reads the JWKS while the verifier lives, as often as the issuer's
+/// `Cache-Control: max-age` says (within bounds; every 5 minutes when
+/// it says nothing).
 async fn refresh_keys(keys: Weak<KeyCache>) {
-    let mut ticker = tokio::time::interval(REFRESH_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
     loop {
-        ticker.tick().await;
+        let Some(wait) = keys.upgrade().map(|k| k.refresh_interval()) else {
+            return;
+        };
+        tokio::time::sleep(wait).await;
         let Some(keys) = keys.upgrade() else {
             return;
         };

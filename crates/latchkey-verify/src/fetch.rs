@@ -84,6 +84,17 @@ pub(crate) async fn get_json<T: DeserializeOwned>(
     url: reqwest::Url,
     credentials: Option<&Credentials>,
 ) -> Result<T, FetchError> {
+    get_json_cached(client, url, credentials)
+        .await
+        .map(|(body, _)| body)
+}
+
+/// [`get_json`], with the `max-age` of the answer's `Cache-Control`, if any.
+pub(crate) async fn get_json_cached<T: DeserializeOwned>(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    credentials: Option<&Credentials>,
+) -> Result<(T, Option<Duration>), FetchError> {
     let mut request = client
         .get(url)
         .header(reqwest::header::ACCEPT, "application/json")
@@ -92,6 +103,11 @@ pub(crate) async fn get_json<T: DeserializeOwned>(
         request = request.basic_auth(&c.id, Some(c.secret.expose_secret()));
     }
     let mut response = request.send().await.map_err(transport)?;
+    let max_age = response
+        .headers()
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(max_age);
     let status = response.status();
     let body = read_capped(&mut response).await?;
     if status != reqwest::StatusCode::OK {
@@ -100,7 +116,24 @@ pub(crate) async fn get_json<T: DeserializeOwned>(
             code: error_code(&body),
         });
     }
-    serde_json::from_slice(&body).map_err(|e| FetchError::Invalid(e.to_string()))
+    let body = serde_json::from_slice(&body).map_err(|e| FetchError::Invalid(e.to_string()))?;
+    Ok((body, max_age))
+}
+
+/// The `max-age` directive of a `Cache-Control` value (`no-store` and
+/// `no-cache` read as 0).
+pub(crate) fn max_age(cache_control: &str) -> Option<Duration> {
+    cache_control.split(',').map(str::trim).find_map(|d| {
+        let d = d.to_ascii_lowercase();
+        if d == "no-store" || d == "no-cache" {
+            return Some(Duration::ZERO);
+        }
+        d.strip_prefix("max-age=")?
+            .trim_matches('"')
+            .parse()
+            .ok()
+            .map(Duration::from_secs)
+    })
 }
 
 async fn read_capped(response: &mut reqwest::Response) -> Result<Vec<u8>, FetchError> {

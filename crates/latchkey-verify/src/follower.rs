@@ -12,6 +12,7 @@ use reqwest::Url;
 
 use crate::claims::Claims;
 use crate::fetch::{self, Credentials, FetchError};
+use crate::jwks::KeyCache;
 use crate::revocations::RevocationList;
 use crate::token::VerifyError;
 use crate::wire::RevocationPage;
@@ -111,11 +112,19 @@ pub(crate) struct Follower {
     published: Option<u64>,
     state: Arc<FeedState>,
     failing: bool,
+    /// Where withdrawn keys are dropped; weak, so the follower never keeps
+    /// a dropped verifier's keys alive.
+    keys: std::sync::Weak<KeyCache>,
 }
 
 impl Follower {
     /// A follower that has read nothing yet: stale until its first poll.
-    pub(crate) fn new(source: FeedSource, max_staleness: Duration, fail_open: bool) -> Self {
+    pub(crate) fn new(
+        source: FeedSource,
+        keys: &Arc<KeyCache>,
+        max_staleness: Duration,
+        fail_open: bool,
+    ) -> Self {
         let state = Arc::new(FeedState {
             list: RwLock::new(Arc::new(RevocationList::default())),
             epoch: Instant::now(),
@@ -129,6 +138,7 @@ impl Follower {
             published: None,
             state,
             failing: false,
+            keys: Arc::downgrade(keys),
         }
     }
 
@@ -155,6 +165,11 @@ impl Follower {
             }
         }
         // Pages applied before a failure are kept: entries only ever refuse more.
+        if let Some(keys) = self.keys.upgrade() {
+            for kid in self.list.withdrawn_keys() {
+                keys.withdraw(kid);
+            }
+        }
         self.list.forget_settled(unix_now(), self.source.leeway);
         if self.published != Some(self.list.changes()) {
             self.state.publish(self.list.clone());

@@ -3,6 +3,7 @@
 //! triggers. A failed fetch keeps the keys already trusted. Readers take the
 //! lock only to clone an `Arc`; no lock is ever held across an await.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,13 @@ use crate::fetch::{self, FetchError};
 use crate::keys::{KeySet, VerifyKey};
 use crate::token::{self, Rules, VerifyError};
 
-/// How often the background task re-reads the JWKS.
+/// How often the background task re-reads the JWKS when the issuer's answer
+/// says nothing (no `Cache-Control: max-age`).
 pub(crate) const REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+/// Bounds on the refresh interval a `max-age` may set: never hammer the
+/// issuer, never trust a key set for more than an hour.
+pub(crate) const REFRESH_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(10), Duration::from_secs(3600));
 
 /// An unknown `kid` causes at most one fetch per this interval: a stream of
 /// tokens with made-up `kid`s costs the issuer one request per interval.
@@ -35,6 +41,8 @@ pub(crate) struct KeyCache {
     current: RwLock<Arc<KeySet>>,
     source: Option<Source>,
     verified: VerifiedTokens,
+    /// When to re-read the JWKS next, from the last answer's `max-age`, in seconds.
+    refresh_secs: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -54,15 +62,17 @@ impl KeyCache {
             verified: VerifiedTokens::new(VERIFIED_TOKENS, &keys),
             current: RwLock::new(Arc::new(keys)),
             source: None,
+            refresh_secs: AtomicU64::new(REFRESH_INTERVAL.as_secs()),
         }
     }
 
     /// A cache filled from `url`, which must answer now.
     pub(crate) async fn remote(client: reqwest::Client, url: Url) -> Result<Self, FetchError> {
-        let keys = fetch_keys(&client, &url).await?;
+        let (keys, max_age) = fetch_keys(&client, &url).await?;
         Ok(Self {
             verified: VerifiedTokens::new(VERIFIED_TOKENS, &keys),
             current: RwLock::new(Arc::new(keys)),
+            refresh_secs: AtomicU64::new(refresh_after(max_age).as_secs()),
             source: Some(Source {
                 url,
                 client,
@@ -84,7 +94,31 @@ impl KeyCache {
         }
     }
 
-    fn replace(&self, keys: KeySet) {
+    /// Stops trusting `kid` for good: withdrawn by the issuer (a leaked key),
+    /// it is dropped now and never taken back from a later (stale) JWKS.
+    pub(crate) fn withdraw(&self, kid: &str) {
+        if self.verified.is_withdrawn(kid) {
+            return;
+        }
+        self.verified.withdraw(kid);
+        let mut keys = (*self.current()).clone();
+        keys.remove(kid);
+        self.replace(keys);
+        tracing::warn!(
+            kid,
+            "the issuer withdrew a signing key; its tokens are refused"
+        );
+    }
+
+    fn replace(&self, mut keys: KeySet) {
+        let withdrawn: Vec<String> = keys
+            .kids()
+            .filter(|kid| self.verified.is_withdrawn(kid))
+            .map(str::to_owned)
+            .collect();
+        for kid in &withdrawn {
+            keys.remove(kid);
+        }
         self.verified.forget_unless_trusted(&keys);
         let fresh = Arc::new(keys);
         // The old set is dropped after the lock is released.
@@ -99,9 +133,16 @@ impl KeyCache {
         let Some(source) = &self.source else {
             return Ok(());
         };
-        let keys = fetch_keys(&source.client, &source.url).await?;
+        let (keys, max_age) = fetch_keys(&source.client, &source.url).await?;
+        self.refresh_secs
+            .store(refresh_after(max_age).as_secs(), Ordering::Relaxed);
         self.replace(keys);
         Ok(())
+    }
+
+    /// How long to wait before the next periodic refresh.
+    pub(crate) fn refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.refresh_secs.load(Ordering::Relaxed))
     }
 
     /// Strict verification with the cached keys. Only a token whose `kid`
@@ -142,7 +183,7 @@ impl KeyCache {
                 .await
                 .unwrap_or(Err(FetchError::TimedOut));
         match fetched {
-            Ok(keys) => self.replace(keys),
+            Ok((keys, _)) => self.replace(keys),
             Err(e) => tracing::warn!(
                 url = %source.url,
                 error = %fetch::chain(&e),
@@ -154,10 +195,21 @@ impl KeyCache {
     }
 }
 
-/// Fetches and parses a JWKS.
-async fn fetch_keys(client: &reqwest::Client, url: &Url) -> Result<KeySet, FetchError> {
-    let document: JwksDocument = fetch::get_json(client, url.clone(), None).await?;
-    parse_jwks(document)
+/// The refresh interval a JWKS answer's `max-age` asks for, within bounds.
+fn refresh_after(max_age: Option<Duration>) -> Duration {
+    max_age
+        .unwrap_or(REFRESH_INTERVAL)
+        .clamp(REFRESH_BOUNDS.0, REFRESH_BOUNDS.1)
+}
+
+/// Fetches and parses a JWKS, with the answer's `max-age`.
+async fn fetch_keys(
+    client: &reqwest::Client,
+    url: &Url,
+) -> Result<(KeySet, Option<Duration>), FetchError> {
+    let (document, max_age): (JwksDocument, _) =
+        fetch::get_json_cached(client, url.clone(), None).await?;
+    Ok((parse_jwks(document)?, max_age))
 }
 
 /// A JWKS whose keys are kept as raw JSON, so that one key of a kind this
@@ -222,6 +274,24 @@ mod tests {
     fn a_jwks_without_a_usable_key_is_an_error() {
         assert!(parse_jwks(document(r#"{"keys":[]}"#)).is_err());
         assert!(parse_jwks(document(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#)).is_err());
+    }
+
+    #[test]
+    fn the_refresh_interval_follows_max_age_within_bounds() {
+        assert_eq!(refresh_after(None), REFRESH_INTERVAL);
+        assert_eq!(
+            refresh_after(Some(Duration::from_secs(60))),
+            Duration::from_secs(60)
+        );
+        assert_eq!(refresh_after(Some(Duration::ZERO)), REFRESH_BOUNDS.0);
+        assert_eq!(
+            refresh_after(Some(Duration::from_secs(86_400))),
+            REFRESH_BOUNDS.1
+        );
+        let max_age = crate::fetch::max_age;
+        assert_eq!(max_age("public, max-age=60"), Some(Duration::from_secs(60)));
+        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("public"), None);
     }
 
     #[test]

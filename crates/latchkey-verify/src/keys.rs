@@ -115,6 +115,11 @@ impl KeySet {
         self.keys.insert(kid.into(), key);
     }
 
+    /// Stops trusting the key named `kid`.
+    pub fn remove(&mut self, kid: &str) {
+        self.keys.remove(kid);
+    }
+
     /// The key named `kid`, if trusted.
     pub fn get(&self, kid: &str) -> Option<&VerifyKey> {
         self.keys.get(kid)

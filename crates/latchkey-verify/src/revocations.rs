@@ -21,6 +21,8 @@ pub(crate) struct RevocationList {
     sessions: HashMap<String, i64>,
     /// User id → the highest `not_before` seen.
     users: HashMap<String, i64>,
+    /// Keys the issuer withdrew.
+    withdrawn_keys: std::collections::BTreeSet<String>,
     /// The `after` of the next request.
     cursor: i64,
     /// How long the server keeps entries, from the last page read.
@@ -70,6 +72,8 @@ impl RevocationList {
                     true
                 }
             },
+            // Not a verdict on claims: the follower hands it to the key cache.
+            RevocationEntry::Key { kid, .. } => self.withdrawn_keys.insert(kid.clone()),
         };
         if changed {
             self.changes += 1;
@@ -105,6 +109,11 @@ impl RevocationList {
             Some(not_before) if claims.iat < *not_before => Err(VerifyError::Revoked),
             _ => Ok(()),
         }
+    }
+
+    /// The `kid`s of keys the issuer withdrew (kept for good: a handful).
+    pub(crate) fn withdrawn_keys(&self) -> impl Iterator<Item = &str> {
+        self.withdrawn_keys.iter().map(String::as_str)
     }
 
     /// The `after` of the next request.

@@ -68,6 +68,10 @@ pub enum VerifyError {
     /// token was revoked cannot be known, so it is refused.
     #[error("revocation status unavailable")]
     RevocationsUnavailable,
+    /// `exp - iat` exceeds the longest lifetime the verifier accepts: a token
+    /// minted to outlive revocation (e.g. with a leaked key) is refused.
+    #[error("token lifetime too long")]
+    TooLongLived,
 }
 
 /// Verifies `token` against `keys` and `rules` at time `now` (Unix seconds),
@@ -153,6 +157,19 @@ pub fn check_claims(c: &Claims, rules: &Rules, now: i64) -> Result<(), VerifyErr
 
 /// Decodes one base64url segment, refusing padding, the standard alphabet,
 /// whitespace and non-canonical trailing bits.
+/// The `kid` named in a token's header, read without verifying anything:
+/// for tagging a token already verified with the key that signed it.
+pub fn header_kid(token: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Header {
+        kid: String,
+    }
+    let header = URL_SAFE_NO_PAD.decode(token.split('.').next()?).ok()?;
+    serde_json::from_slice::<Header>(&header)
+        .ok()
+        .map(|h| h.kid)
+}
+
 fn decode_segment(seg: &str) -> Result<Vec<u8>, VerifyError> {
     URL_SAFE_NO_PAD
         .decode(seg)

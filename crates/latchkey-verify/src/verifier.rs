@@ -28,6 +28,8 @@ pub struct Verifier {
 
 struct Inner {
     rules: Rules,
+    /// Longest `exp - iat` accepted, seconds.
+    max_lifetime: i64,
     keys: Arc<KeyCache>,
     feed: Option<Arc<FeedState>>,
     tasks: Vec<AbortHandle>,
@@ -75,6 +77,7 @@ impl Verifier {
 
     pub(crate) fn from_parts(
         rules: Rules,
+        max_lifetime: i64,
         keys: Arc<KeyCache>,
         feed: Option<Arc<FeedState>>,
         tasks: Vec<AbortHandle>,
@@ -82,6 +85,7 @@ impl Verifier {
         Self {
             inner: Arc::new(Inner {
                 rules,
+                max_lifetime,
                 keys,
                 feed,
                 tasks,
@@ -112,6 +116,9 @@ impl Verifier {
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
         let inner = &self.inner;
         let claims = inner.keys.verify(token, &inner.rules, unix_now()).await?;
+        if claims.exp.saturating_sub(claims.iat) > inner.max_lifetime {
+            return Err(VerifyError::TooLongLived);
+        }
         if let Some(feed) = &inner.feed {
             feed.check(&claims)?;
         }
@@ -184,6 +191,7 @@ mod tests {
                 audience: "https://auth.example.com".into(),
                 leeway: 5,
             },
+            3600,
             Arc::new(KeyCache::fixed(crate::KeySet::new())),
             None,
             Vec::new(),

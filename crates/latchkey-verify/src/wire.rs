@@ -6,10 +6,9 @@ use serde::{Deserialize, Serialize};
 
 /// One page of the revocation feed.
 ///
-/// Read it by passing `next_cursor` as `after` on the following request. The
-/// server may repeat recent entries on the next page (it only advances the
-/// cursor past entries old enough to be settled), so applying an entry must
-/// be idempotent. An `after` older than what the server still keeps is
+/// Read it by passing `next_cursor` as `after` on the following request.
+/// Cursors are in commit order, so nothing appears later below a cursor once
+/// handed out; applying an entry twice is harmless all the same. An `after` older than what the server still keeps is
 /// answered `410 Gone` with error `cursor_expired`: drop all state and read
 /// again from `after=0`, which returns everything still relevant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,15 +51,25 @@ pub enum RevocationEntry {
         /// When it was recorded, Unix seconds.
         revoked_at: i64,
     },
+    /// A signing key was withdrawn (leaked): stop trusting `kid` at once and
+    /// for good, whatever a JWKS still says.
+    Key {
+        /// Position in the feed.
+        cursor: i64,
+        /// The withdrawn key's `kid`.
+        kid: String,
+        /// When it was withdrawn, Unix seconds.
+        revoked_at: i64,
+    },
 }
 
 impl RevocationEntry {
     /// Position of the entry in the feed.
     pub fn cursor(&self) -> i64 {
         match self {
-            RevocationEntry::Session { cursor, .. } | RevocationEntry::User { cursor, .. } => {
-                *cursor
-            }
+            RevocationEntry::Session { cursor, .. }
+            | RevocationEntry::User { cursor, .. }
+            | RevocationEntry::Key { cursor, .. } => *cursor,
         }
     }
 }

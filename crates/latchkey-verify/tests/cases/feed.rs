@@ -214,3 +214,54 @@ async fn a_feed_that_is_down_at_start_fails_the_build() {
         .await;
     assert!(matches!(result, Err(SetupError::Revocations { .. })));
 }
+
+#[tokio::test]
+async fn a_key_withdrawn_in_the_feed_is_dropped_and_never_taken_back_from_a_stale_jwks() {
+    let leaked = Signer::generate(SigningAlg::EdDSA, "leaked");
+    let other = Signer::generate(SigningAlg::EdDSA, "other");
+    let fake = FakeLatchkey::spawn(&[&leaked, &other]).await;
+    let verifier = fake.builder().build().await.unwrap();
+    let token = leaked.sign(&claims(&fake.issuer, "u1", "s1"));
+    assert!(
+        verifier.verify(&token).await.is_ok(),
+        "trusted, and remembered"
+    );
+    // The JWKS still lists the key (a stale cache in front of the issuer).
+    fake.state.withdraw_key("leaked");
+    eventually("the withdrawn key's token is refused", || async {
+        verifier.verify(&token).await == Err(VerifyError::UnknownKey)
+    })
+    .await;
+    // A token with an unknown kid makes the verifier refetch the JWKS, which
+    // still names the leaked key: it must not come back.
+    let stranger = Signer::generate(SigningAlg::EdDSA, "stranger");
+    let _ = verifier
+        .verify(&stranger.sign(&claims(&fake.issuer, "u3", "s3")))
+        .await;
+    assert_eq!(verifier.verify(&token).await, Err(VerifyError::UnknownKey));
+    let fresh = leaked.sign(&claims(&fake.issuer, "u4", "s4"));
+    assert_eq!(verifier.verify(&fresh).await, Err(VerifyError::UnknownKey));
+    let fine = other.sign(&claims(&fake.issuer, "u2", "s2"));
+    assert!(
+        verifier.verify(&fine).await.is_ok(),
+        "other keys stay trusted"
+    );
+}
+
+#[tokio::test]
+async fn tokens_claiming_a_lifetime_over_the_maximum_are_refused() {
+    let signer = Signer::generate(SigningAlg::EdDSA, "k1");
+    let fake = FakeLatchkey::spawn(&[&signer]).await;
+    let mut long = claims(&fake.issuer, "u1", "s1");
+    long.exp = long.iat + 2 * 3600;
+    let token = signer.sign(&long);
+    let strict = fake.builder().build().await.unwrap();
+    assert_eq!(strict.verify(&token).await, Err(VerifyError::TooLongLived));
+    let lenient = fake
+        .builder()
+        .max_token_lifetime(Duration::from_secs(3 * 3600))
+        .build()
+        .await
+        .unwrap();
+    assert!(lenient.verify(&token).await.is_ok());
+}

@@ -92,6 +92,16 @@ impl FakeState {
         self.entries.lock().unwrap().push(entry);
     }
 
+    pub fn withdraw_key(&self, kid: &str) {
+        let cursor = self.next_cursor();
+        let entry = RevocationEntry::Key {
+            cursor,
+            kid: kid.into(),
+            revoked_at: now(),
+        };
+        self.entries.lock().unwrap().push(entry);
+    }
+
     pub fn publish(&self, signer: &Signer) {
         self.jwks.lock().unwrap().push(signer.jwk.clone());
     }
