@@ -139,6 +139,15 @@ pub enum KeysCommand {
         #[arg(long)]
         now: bool,
     },
+    /// Withdraw a leaked key at once: it leaves the JWKS and every token it
+    /// signed is refused, by every instance and by verifiers that follow the
+    /// revocation feed. A key that signs now is first replaced by a new one.
+    Revoke {
+        kid: String,
+        /// Algorithm of the replacement key, if one is needed (default: signing_alg).
+        #[arg(long)]
+        alg: Option<SigningAlg>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -353,6 +362,17 @@ async fn keys(cmd: KeysCommand, app: &App) -> anyhow::Result<()> {
                 "published {kid} ({alg}); it signs from {} on, and the previous keys stay published until their tokens expire",
                 rfc3339(from)
             );
+        }
+        KeysCommand::Revoke { kid, alg } => {
+            let alg = alg.unwrap_or(app.settings.signing_alg);
+            let replacement = match auth.withdraw_key(&app.master, alg, &kid).await {
+                Err(AuthError::NotFound) => bail!("no published signing key has the kid {kid}"),
+                other => other.map_err(explain)?,
+            };
+            if let Some(new) = replacement {
+                println!("{kid} was signing: {new} ({alg}) signs from now on");
+            }
+            println!("withdrew {kid}: it left the JWKS, and every token it signed is refused");
         }
     }
     Ok(())

@@ -95,7 +95,7 @@ impl Auth {
         let key = device
             .as_deref()
             .map_or_else(|| account_key(&email.normalized), device_key);
-        let attempt = self.begin_attempt(key, user_id, client).await?;
+        let (attempt, ticket) = self.begin_attempt(key, user_id, client, ticket).await?;
         // Unknown and known accounts do the same work — one Argon2id
         // verification and one audit write — so timing tells nothing.
         let check = async {
@@ -170,7 +170,9 @@ impl Auth {
             .await?;
         let current = normalize(current).map_err(|_| AuthError::InvalidCredentials)?;
         let key = session_key(&caller.claims.sid);
-        let attempt = self.begin_attempt(key, Some(&user.id), client).await?;
+        let (attempt, ticket) = self
+            .begin_attempt(key, Some(&user.id), client, ticket)
+            .await?;
         let check = ticket.verify(&current, &user.password_hash);
         if !self.judge(attempt, check).await? {
             self.audit(

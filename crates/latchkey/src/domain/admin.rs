@@ -205,6 +205,42 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// Withdraws a leaked signing key at once: it leaves the JWKS, every
+    /// instance refuses its tokens on their next use, and verifiers following
+    /// the revocation feed drop it within their poll interval. A key that
+    /// signs now (or was about to) is first replaced by a fresh key that
+    /// signs at once, so the server never stops issuing tokens.
+    pub async fn withdraw_key(
+        &self,
+        master: &MasterKey,
+        alg: latchkey_verify::SigningAlg,
+        kid: &str,
+    ) -> Result<Option<String>, AuthError> {
+        let record = self
+            .store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .find(|k| k.kid == kid && k.expires_at.is_none_or(|e| e > self.now()))
+            .ok_or(AuthError::NotFound)?;
+        let replacement = match record.retired_at {
+            None => Some(self.rotate_keys(master, alg, true).await?.0),
+            Some(_) => None,
+        };
+        let now = self.now();
+        if !self.store.withdraw_signing_key(kid, now).await? {
+            return Err(AuthError::NotFound);
+        }
+        self.keys.withdraw(kid);
+        self.keys.reload(self.store.as_ref(), now).await?;
+        metrics::counter!("latchkey_keys_withdrawn_total").increment(1);
+        let detail = Some(format!("{kid} withdrawn; its tokens are refused"));
+        self.audit_admin(EventKind::KeyRevoked, None, detail).await;
+        Ok(replacement)
+    }
+}
+
 /// How long a rotated-in key is published before it signs: longer than the
 /// JWKS `max-age` (60 s) plus the 30 s that common verifiers wait between
 /// refetches triggered by an unknown `kid`.

@@ -124,6 +124,13 @@ impl Auth {
 }
 
 fn entry(r: RevocationRecord) -> Option<RevocationEntry> {
+    if let ("key", Some(kid)) = (r.kind.as_str(), &r.kid) {
+        return Some(RevocationEntry::Key {
+            cursor: r.cursor,
+            kid: kid.clone(),
+            revoked_at: r.revoked_at,
+        });
+    }
     match (r.kind.as_str(), r.session_id, r.not_before) {
         ("session", Some(sid), _) => Some(RevocationEntry::Session {
             cursor: r.cursor,

@@ -23,6 +23,7 @@ pub enum EventKind {
     UserCreated,
     UserDeleted,
     KeyRotated,
+    KeyRevoked,
 }
 
 impl EventKind {
@@ -43,6 +44,7 @@ impl EventKind {
             EventKind::UserCreated => "user_created",
             EventKind::UserDeleted => "user_deleted",
             EventKind::KeyRotated => "key_rotated",
+            EventKind::KeyRevoked => "key_revoked",
         }
     }
 }

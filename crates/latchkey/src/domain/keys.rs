@@ -169,6 +169,12 @@ impl KeyRing {
         true
     }
 
+    /// Refuses every token `kid` signed from now on, cached ones included;
+    /// the next reload drops the key itself.
+    pub fn withdraw(&self, kid: &str) {
+        self.verified.withdraw(kid);
+    }
+
     /// The JWKS document of the published keys.
     pub fn jwks(&self) -> Arc<String> {
         self.current().jwks.clone()

@@ -211,11 +211,18 @@ impl Auth {
             .verify(self.store.as_ref(), token, &self.rules, now)
             .await
             .map_err(|e| AuthError::InvalidToken(verify_message(&e)))?;
+        // Verified above, so the header names the key that signed it.
+        let kid = latchkey_verify::token::header_kid(token).unwrap_or_default();
         let state = self
             .store
-            .access_state(&claims.sub, &claims.sid)
+            .access_state(&claims.sub, &claims.sid, &kid)
             .await?
             .ok_or(AuthError::InvalidToken("the session has ended"))?;
+        if state.key_withdrawn {
+            // Another instance withdrew it: forget its tokens here too, now.
+            self.keys.withdraw(&kid);
+            return Err(AuthError::InvalidToken("the access token is invalid"));
+        }
         if state.session_revoked || state.session_expires_at <= now {
             return Err(AuthError::InvalidToken("the session has ended"));
         }
@@ -233,9 +240,12 @@ fn verify_message(e: &latchkey_verify::VerifyError) -> &'static str {
     use latchkey_verify::VerifyError as V;
     match e {
         V::Expired => "the access token has expired",
-        V::Malformed(_) | V::Header(_) | V::UnknownKey | V::BadSignature | V::Claims => {
-            "the access token is invalid"
-        }
+        V::Malformed(_)
+        | V::Header(_)
+        | V::UnknownKey
+        | V::BadSignature
+        | V::Claims
+        | V::TooLongLived => "the access token is invalid",
         V::Issuer | V::Audience | V::NotYetValid => "the access token is not valid here",
         // Produced only by verifiers that follow the revocation feed.
         V::Revoked | V::RevocationsUnavailable => "the access token has been revoked",

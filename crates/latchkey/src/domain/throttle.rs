@@ -16,6 +16,7 @@
 use std::time::{Duration, Instant};
 
 use super::events::EventKind;
+use super::password::Ticket;
 use super::{Auth, AuthError, Client};
 use crate::store::ThrottleRecord;
 
@@ -27,7 +28,9 @@ const LEASE_SECONDS: i64 = 60;
 /// How long an attempt waits for the attempts in flight on its key to settle
 /// before it is refused.
 const WAIT_FOR_PLACE: Duration = Duration::from_secs(5);
-const WAIT_STEP: Duration = Duration::from_millis(15);
+/// First pause between looks while waiting, doubled up to [`WAIT_STEP_MAX`].
+const WAIT_STEP: Duration = Duration::from_millis(10);
+const WAIT_STEP_MAX: Duration = Duration::from_millis(80);
 
 /// How the throttle of one key grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,29 +189,40 @@ impl Auth {
     }
 
     /// Takes a place for one attempt on `key`, waiting a little while other
-    /// attempts hold them all; refused (429) while the key is blocked.
+    /// attempts hold them all; refused (429) while the key is blocked. The
+    /// hashing `ticket` is given up while waiting — the attempts being waited
+    /// for may need its slot to finish — and taken again (or refused with
+    /// 503) before a place is.
     pub(super) async fn begin_attempt(
         &self,
         key: String,
         user_id: Option<&str>,
         client: &Client,
-    ) -> Result<Attempt, AuthError> {
+        ticket: Ticket,
+    ) -> Result<(Attempt, Ticket), AuthError> {
         let Some(policy) = self.throttle_policy() else {
-            return Ok(Attempt { key: None });
+            return Ok((Attempt { key: None }, ticket));
         };
         let deadline = Instant::now() + WAIT_FOR_PLACE;
+        let (mut ticket, mut pause) = (Some(ticket), WAIT_STEP);
         loop {
+            let held = match ticket.take() {
+                Some(t) => t,
+                None => self.hasher.ticket()?,
+            };
             let now = self.now();
             let before = self
                 .store
                 .step_throttle(&key, &move |row| policy.reserve(row, now))
                 .await?;
             let until = match policy.decide(&before, now) {
-                Decision::Evaluate => return Ok(Attempt { key: Some(key) }),
+                Decision::Evaluate => return Ok((Attempt { key: Some(key) }, held)),
                 Decision::Blocked { until } => until,
                 Decision::Wait if Instant::now() >= deadline => now + 1,
                 Decision::Wait => {
-                    tokio::time::sleep(WAIT_STEP).await;
+                    drop(held);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(WAIT_STEP_MAX);
                     continue;
                 }
             };

@@ -91,12 +91,16 @@ pub struct SessionRecord {
     pub ip: Option<String>,
 }
 
-/// What an access-token check needs to know about its user and session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an access-token check needs to know about its user, its session
+/// and the key that signed it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccessState {
+    #[sqlx(flatten)]
     pub user: UserRecord,
     pub session_revoked: bool,
     pub session_expires_at: i64,
+    /// The signing key was withdrawn (`latchkey keys revoke`).
+    pub key_withdrawn: bool,
 }
 
 /// An audit event to record.
@@ -279,11 +283,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u64>;
     /// Live sessions of a user, newest first.
     async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>>;
-    /// The user and session named by an access token, if both exist.
+    /// The user and session named by an access token signed by `kid`, if
+    /// both exist, and whether that key was withdrawn.
     async fn access_state(
         &self,
         user_id: &str,
         session_id: &str,
+        kid: &str,
     ) -> StoreResult<Option<AccessState>>;
 
     /// Moves the throttle row of `key` (all zeros when it has none) to
@@ -302,6 +308,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<EventRecord>>;
 
     async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>>;
+    /// Withdraws a published key at `now`: it stops signing and leaves the
+    /// JWKS, and a `key` entry goes to the revocation feed. Returns false
+    /// when no published key has that kid.
+    async fn withdraw_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool>;
     /// Adds `key`, which signs from `key.activates_at`; the keys signing now
     /// retire at that moment and leave the JWKS at `retired_expire_at`.
     async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()>;

@@ -522,32 +522,23 @@ impl Store for PgStore {
         &self,
         user_id: &str,
         session_id: &str,
+        kid: &str,
     ) -> StoreResult<Option<AccessState>> {
-        #[derive(FromRow)]
-        struct Row {
-            #[sqlx(flatten)]
-            user: UserRecord,
-            session_revoked: bool,
-            session_expires_at: i64,
-        }
         let sql = concat!(
             "SELECT ",
             prefixed_user_columns!(),
-            ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at
+            ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at,
+             EXISTS (SELECT 1 FROM revocations WHERE kid = $3) AS key_withdrawn
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $2 AND u.id = $1"
         );
-        let row: Option<Row> = retry(Replay::Idempotent, move || {
+        retry(Replay::Idempotent, move || {
             sqlx::query_as(sql)
                 .bind(user_id)
                 .bind(session_id)
+                .bind(kid)
                 .fetch_optional(&self.pool)
         })
-        .await?;
-        Ok(row.map(|r| AccessState {
-            user: r.user,
-            session_revoked: r.session_revoked,
-            session_expires_at: r.session_expires_at,
-        }))
+        .await
     }
 
     async fn step_throttle(
@@ -569,9 +560,13 @@ impl Store for PgStore {
             .bind(key)
             .fetch_one(&mut *tx)
             .await?;
-            bind_throttle(sqlx::query(UPDATE_THROTTLE), &step(&before))
-                .execute(&mut *tx)
-                .await?;
+            let next = step(&before);
+            // A look that changes nothing writes nothing (waiting attempts look often).
+            if next != before {
+                bind_throttle(sqlx::query(UPDATE_THROTTLE), &next)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             Ok(before)
         })
@@ -623,6 +618,33 @@ impl Store for PgStore {
                 "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid",
             )
             .fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn withdraw_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE signing_keys SET retired_at = LEAST(COALESCE(retired_at, $2), $2), expires_at = $2
+                 WHERE kid = $1 AND (expires_at IS NULL OR expires_at > $2)",
+            )
+            .bind(kid)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO revocations (kind, user_id, revoked_at, kid) VALUES ('key', '', $2, $1)",
+            )
+            .bind(kid)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
         })
         .await
     }
@@ -709,7 +731,7 @@ impl Store for PgStore {
                 version: snapshot::SNAPSHOT_VERSION,
                 users: all(&mut tx, concat!("SELECT ", user_columns!(), " FROM users ORDER BY created_at, id")).await?,
                 sessions: all(&mut tx, concat!("SELECT ", session_columns!(), " FROM sessions ORDER BY created_at, id")).await?,
-                revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at FROM revocations ORDER BY cursor").await?,
+                revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at, kid FROM revocations ORDER BY cursor").await?,
                 events: all(&mut tx, "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events ORDER BY id").await?,
                 throttles: all(&mut tx, concat!("SELECT ", throttle_columns!(), " FROM login_throttle ORDER BY key")).await?,
                 signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid").await?,
@@ -860,7 +882,7 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<RevocationRecord>> {
         retry(Replay::Idempotent, move || {
             sqlx::query_as(
-                "SELECT cursor, kind, session_id, user_id, not_before, revoked_at FROM revocations
+                "SELECT cursor, kind, session_id, user_id, not_before, revoked_at, kid FROM revocations
                  WHERE cursor > $1 ORDER BY cursor LIMIT $2",
             )
             .bind(after)
@@ -884,8 +906,8 @@ const INSERT_CLIENT: &str =
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
 const LOAD_REVOCATION: &str =
-    "INSERT INTO revocations (cursor, kind, session_id, user_id, not_before, revoked_at)
-     VALUES ($1, $2, $3, $4, $5, $6)";
+    "INSERT INTO revocations (cursor, kind, session_id, user_id, not_before, revoked_at, kid)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const LOAD_EVENT: &str =
     "INSERT INTO events (id, user_id, session_id, kind, ip, user_agent, detail, created_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -939,6 +961,7 @@ async fn load(tx: &mut Tx, snap: &Snapshot) -> Result<(), sqlx::Error> {
             .bind(&r.user_id)
             .bind(r.not_before)
             .bind(r.revoked_at)
+            .bind(&r.kid)
             .execute(&mut **tx)
             .await?;
     }

@@ -23,7 +23,8 @@ use super::{AccessState, ClientRecord, SessionRecord, UserRecord};
 pub(super) const ACCESS_STATE: &str = concat!(
     "SELECT ",
     prefixed_user_columns!(),
-    ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at
+    ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at,
+     EXISTS (SELECT 1 FROM revocations WHERE kid = ?3) AS key_withdrawn
      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?2 AND u.id = ?1"
 );
 pub(super) const USER_BY_ID: &str =
@@ -58,12 +59,14 @@ impl QuickReads {
         &self,
         user_id: &str,
         session_id: &str,
+        kid: &str,
     ) -> rusqlite::Result<Option<AccessState>> {
-        self.one(ACCESS_STATE, (user_id, session_id), |row| {
+        self.one(ACCESS_STATE, (user_id, session_id, kid), |row| {
             Ok(AccessState {
                 user: user_from(row)?,
                 session_revoked: row.get(10)?,
                 session_expires_at: row.get(11)?,
+                key_withdrawn: row.get(12)?,
             })
         })
     }

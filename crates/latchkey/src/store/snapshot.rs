@@ -19,6 +19,9 @@ pub struct RevocationRecord {
     pub user_id: String,
     pub not_before: Option<i64>,
     pub revoked_at: i64,
+    /// The withdrawn key, for `kind = "key"`.
+    #[serde(default)]
+    pub kid: Option<String>,
 }
 
 /// One login-throttle counter: of an account, a known device or a session.

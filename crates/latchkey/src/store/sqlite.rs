@@ -345,28 +345,18 @@ impl Store for SqliteStore {
         &self,
         user_id: &str,
         session_id: &str,
+        kid: &str,
     ) -> StoreResult<Option<AccessState>> {
-        if let Some(found) = self.quick(|q| q.access_state(user_id, session_id)) {
+        if let Some(found) = self.quick(|q| q.access_state(user_id, session_id, kid)) {
             return Ok(found);
         }
-        #[derive(FromRow)]
-        struct Row {
-            #[sqlx(flatten)]
-            user: UserRecord,
-            session_revoked: bool,
-            session_expires_at: i64,
-        }
-        let row: Option<Row> = sqlx::query_as(quick_reads::ACCESS_STATE)
+        sqlx::query_as(quick_reads::ACCESS_STATE)
             .bind(user_id)
             .bind(session_id)
+            .bind(kid)
             .fetch_optional(&self.pool)
             .await
-            .map_err(map_err)?;
-        Ok(row.map(|r| AccessState {
-            user: r.user,
-            session_revoked: r.session_revoked,
-            session_expires_at: r.session_expires_at,
-        }))
+            .map_err(map_err)
     }
 
     async fn step_throttle(
@@ -390,10 +380,14 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
-        bind_throttle(sqlx::query(UPDATE_THROTTLE), &step(&before))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let next = step(&before);
+        // A look that changes nothing writes nothing (waiting attempts look often).
+        if next != before {
+            bind_throttle(sqlx::query(UPDATE_THROTTLE), &next)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(before)
     }
@@ -441,6 +435,29 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)
+    }
+
+    async fn withdraw_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let done = sqlx::query(WITHDRAW_KEY)
+            .bind(kid)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO revocations (kind, user_id, revoked_at, kid) VALUES ('key', '', ?2, ?1)",
+        )
+        .bind(kid)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
     async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()> {
@@ -510,7 +527,7 @@ impl Store for SqliteStore {
             version: snapshot::SNAPSHOT_VERSION,
             users: all(&mut tx, concat!("SELECT ", user_columns!(), " FROM users ORDER BY created_at, id")).await?,
             sessions: all(&mut tx, concat!("SELECT ", session_columns!(), " FROM sessions ORDER BY created_at, id")).await?,
-            revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at FROM revocations ORDER BY cursor").await?,
+            revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at, kid FROM revocations ORDER BY cursor").await?,
             events: all(&mut tx, "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events ORDER BY id").await?,
             throttles: all(&mut tx, concat!("SELECT ", throttle_columns!(), " FROM login_throttle ORDER BY key")).await?,
             signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid").await?,
@@ -550,8 +567,8 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
         }
         for r in &snap.revocations {
-            sqlx::query("INSERT INTO revocations (cursor, kind, session_id, user_id, not_before, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                .bind(r.cursor).bind(&r.kind).bind(&r.session_id).bind(&r.user_id).bind(r.not_before).bind(r.revoked_at)
+            sqlx::query("INSERT INTO revocations (cursor, kind, session_id, user_id, not_before, revoked_at, kid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .bind(r.cursor).bind(&r.kind).bind(&r.session_id).bind(&r.user_id).bind(r.not_before).bind(r.revoked_at).bind(&r.kid)
                 .execute(&mut *tx).await.map_err(map_err)?;
         }
         for e in &snap.events {
@@ -686,7 +703,7 @@ impl Store for SqliteStore {
         limit: i64,
     ) -> StoreResult<Vec<RevocationRecord>> {
         sqlx::query_as(
-            "SELECT cursor, kind, session_id, user_id, not_before, revoked_at FROM revocations
+            "SELECT cursor, kind, session_id, user_id, not_before, revoked_at, kid FROM revocations
              WHERE cursor > ?1 ORDER BY cursor LIMIT ?2",
         )
         .bind(after)
@@ -853,3 +870,8 @@ const FEED_EVERY_USER: &str = "INSERT INTO revocations (kind, user_id, not_befor
      SELECT 'user', id, ?1 + 1, ?1 FROM users";
 const END_EVERY_SESSION: &str =
     "UPDATE sessions SET revoked_at = ?1, revoke_reason = 'admin' WHERE revoked_at IS NULL";
+
+/// A published key stops signing and leaves the JWKS now (?2).
+const WITHDRAW_KEY: &str =
+    "UPDATE signing_keys SET retired_at = MIN(COALESCE(retired_at, ?2), ?2), expires_at = ?2
+     WHERE kid = ?1 AND (expires_at IS NULL OR expires_at > ?2)";

@@ -10,15 +10,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn stdout(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test]
 async fn users_add_reads_the_password_from_stdin_and_the_user_can_log_in() {
     let app = spawn_app().await;
@@ -200,28 +191,6 @@ async fn sessions_can_be_listed_and_revoked_from_the_command_line() {
         StatusCode::UNAUTHORIZED
     );
     assert!(!other_email.is_empty());
-}
-
-fn kid_of(token: &str) -> String {
-    decode_segment(token, 0)["kid"]
-        .as_str()
-        .expect("kid")
-        .to_string()
-}
-
-async fn jwks_kids(app: &TestApp) -> Vec<String> {
-    let jwks: Value = app
-        .get("/.well-known/jwks.json", None)
-        .await
-        .json()
-        .await
-        .expect("jwks");
-    jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k["kid"].as_str().expect("kid").to_string())
-        .collect()
 }
 
 #[tokio::test]

@@ -154,6 +154,40 @@ pub fn cli_in(home: &TestHome, settings: &Settings, args: &[&str], stdin: Option
     child.wait_with_output().expect("latchkey output")
 }
 
+/// The standard output of a command that must have succeeded.
+pub fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `kid` in an access token's header.
+pub fn kid_of(token: &str) -> String {
+    decode_segment(token, 0)["kid"]
+        .as_str()
+        .expect("kid")
+        .to_string()
+}
+
+/// The kids an app's JWKS publishes.
+pub async fn jwks_kids(app: &TestApp) -> Vec<String> {
+    let jwks: Value = app
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .expect("jwks");
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_string())
+        .collect()
+}
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// An email no other test uses.
@@ -339,6 +373,11 @@ impl TestApp {
         decode_segment(&tokens.access, 0)
     }
 
+    /// The deployment's master key, from its data directory.
+    pub fn master(&self) -> MasterKey {
+        MasterKey::load_or_create(None, self.dir.path()).expect("master key")
+    }
+
     /// The real signature over an arbitrary signing input, made with this
     /// deployment's current signing key (as an attacker holding it could).
     pub async fn sign_input(&self, input: &str) -> String {
@@ -348,8 +387,8 @@ impl TestApp {
             .rev()
             .find(|k| k.retired_at.is_none())
             .expect("signing key");
-        let master = MasterKey::load_or_create(None, self.dir.path()).expect("master key");
-        let pkcs8 = master
+        let pkcs8 = self
+            .master()
             .open(&current.kid, &current.private_key)
             .expect("open key");
         let (key, alg) = match current.alg.as_str() {

@@ -11,6 +11,7 @@ mod cookies;
 mod feed;
 mod hardening;
 mod interop;
+mod keys;
 mod lifecycle;
 mod lockout;
 mod postgres;

@@ -125,3 +125,23 @@ async fn a_logged_out_token_is_refused_by_the_api_within_the_poll_interval_plus_
         "revocation latency at the example API (logout-all): {latency:?}"
     );
 }
+
+#[tokio::test]
+async fn a_withdrawn_key_is_refused_by_the_api_within_the_poll_interval_plus_a_second() {
+    let app = spawn_app().await;
+    let (base, _verifier) = start_resource_server(&app).await;
+    let (_, tokens) = app.new_user().await;
+    assert_eq!(
+        orders(&app, &base, &tokens.access).await.status(),
+        StatusCode::OK
+    );
+    let kid = kid_of(&tokens.access);
+    let out = app.cli(&["keys", "revoke", &kid], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = time_until_refused(&app, &base, &tokens.access, POLL + Duration::from_secs(1)).await;
+    eprintln!("a token of a withdrawn key was refused by the API after {took:?}");
+}

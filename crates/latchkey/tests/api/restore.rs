@@ -15,15 +15,6 @@ use sqlx::Connection;
 use crate::backend::{Backend, TestHome, backend};
 use crate::helpers::*;
 
-fn stdout(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Whether `tool` runs; when not, says so loudly and returns false, or fails
 /// under `LATCHKEY_REQUIRE_ALL=1`.
 fn require_tool(tool: &str, what: &str) -> bool {
@@ -171,7 +162,7 @@ async fn a_restored_backup_is_refused_until_every_session_is_revoked() {
 #[tokio::test]
 async fn revoking_every_session_ends_all_of_them_for_the_server_and_the_feed() {
     let app = spawn_app().await;
-    let (record, secret) = app.auth.add_client("orders-api").await.expect("client");
+    let creds = crate::feed::client(&app).await;
     let (email_a, a1) = app.new_user().await;
     let a2 = app.login_ok(&email_a, PASSWORD).await;
     let (_, b1) = app.new_user().await;
@@ -189,16 +180,7 @@ async fn revoking_every_session_ends_all_of_them_for_the_server_and_the_feed() {
             StatusCode::BAD_REQUEST
         );
     }
-    let page: Value = app
-        .client
-        .get(app.url("/v1/revocations?after=0"))
-        .basic_auth(&record.id, Some(&secret))
-        .send()
-        .await
-        .expect("feed")
-        .json()
-        .await
-        .expect("json");
+    let page = crate::feed::page(&app, &creds, "?after=0").await;
     let cut: Vec<(&str, i64)> = page["entries"]
         .as_array()
         .expect("entries")
