@@ -9,7 +9,6 @@ use std::sync::Arc;
 use latchkey::app::App;
 use latchkey::domain::clock::{Clock, ManualClock, SystemClock};
 use reqwest::StatusCode;
-use serde_json::Value;
 use sqlx::Connection;
 
 use crate::backend::{Backend, TestHome, backend};
