@@ -158,6 +158,15 @@ impl KeyRing {
             .await
     }
 
+    /// Reloads the keys unless that was done within the last second.
+    pub async fn refresh_now(&self, store: &dyn Store, now: i64) {
+        if self.may_reload()
+            && let Err(e) = self.reload(store, now).await
+        {
+            tracing::warn!(error = %e, "reloading signing keys failed");
+        }
+    }
+
     fn may_reload(&self) -> bool {
         let Ok(mut last) = self.last_reload.lock() else {
             return false;

@@ -24,7 +24,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Public signing keys.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery", responses((status = 200, description = "JWK set")))]
 async fn jwks(State(state): State<AppState>) -> Response {
-    let body = state.auth.keys.jwks();
+    let auth = &state.auth;
+    // Re-read (at most once a second) so a key rotated in or withdrawn from
+    // any host is reflected now, not at the next periodic reload.
+    auth.keys.refresh_now(auth.store.as_ref(), auth.now()).await;
+    let body = auth.keys.jwks();
     let mut response = (
         [(header::CONTENT_TYPE, "application/json")],
         body.as_str().to_owned(),
