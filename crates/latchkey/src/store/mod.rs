@@ -2,38 +2,11 @@
 //! implements it with its own SQL and migrations; nothing above this module
 //! sees SQL, and nothing here knows about HTTP.
 
-// Column lists as macros so every query stays a static string; defined
-// before the backends so each can use them.
-macro_rules! user_columns {
-    () => {
-        "id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, credential_version"
-    };
-}
-macro_rules! prefixed_user_columns {
-    () => {
-        "u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, u.disabled, u.not_before, u.created_at, u.credential_version"
-    };
-}
-macro_rules! prefixed_session_columns {
-    () => {
-        "s.id, s.user_id, s.salt, s.generation, s.rotated_at, s.created_at, s.last_used_at, s.idle_expires_at, s.expires_at, s.revoked_at, s.user_agent, s.ip"
-    };
-}
-macro_rules! throttle_columns {
-    () => {
-        "key, failures, blocked_until, updated_at, pending, pending_until, day_started_at, day_failures"
-    };
-}
-macro_rules! session_columns {
-    () => {
-        "id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip"
-    };
-}
-
 pub mod postgres;
 mod quick_reads;
 mod rotations;
 pub mod snapshot;
+mod sql;
 pub mod sqlite;
 
 pub use snapshot::{ClientRecord, RevocationRecord, Snapshot, ThrottleRecord};

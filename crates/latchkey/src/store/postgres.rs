@@ -15,6 +15,8 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{FromRow, PgPool};
 
+use super::sql::{self, bind_session, bind_throttle};
+
 use super::*;
 
 pub struct PgStore {
@@ -198,62 +200,77 @@ macro_rules! live {
          AND idle_expires_at > GREATEST($2, FLOOR(EXTRACT(EPOCH FROM statement_timestamp()))::BIGINT)"
     };
 }
-
-const INSERT_USER: &str = "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at, credential_version)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)";
-const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const LIVE_SESSIONS: &str = concat!(
+    "SELECT ",
+    sql::session_columns!(),
+    " FROM sessions WHERE user_id = $1 AND ",
+    live!(),
+    " ORDER BY created_at DESC, id"
+);
+/// A concurrent winner holds the row lock; the loser re-checks the WHERE
+/// against the committed row, sees the new generation, and updates nothing.
+const ADVANCE_SESSION: &str = concat!(
+    "UPDATE sessions SET generation = generation + 1, rotated_at = $2, last_used_at = $2, idle_expires_at = $4
+     WHERE id = $1 AND generation = $3 AND ",
+    live!()
+);
 /// A new session, only while its user is enabled and at credential version
 /// $13. FOR SHARE conflicts with the row lock of a concurrent revocation,
 /// which raises the version first: this waits for it to commit and then sees
 /// the new version (or, having locked first, makes the revocation wait and
 /// then revoke this session too).
-const START_SESSION: &str = "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM users
-     WHERE id = $2 AND credential_version = $13 AND NOT disabled FOR SHARE";
+const START_SESSION: &str = concat!(
+    "INSERT INTO sessions (",
+    sql::session_columns!(),
+    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM users
+     WHERE id = $2 AND credential_version = $13 AND NOT disabled FOR SHARE"
+);
+const SESSION_AND_OWNER: &str = concat!(
+    "SELECT ",
+    sql::prefixed_session_columns!(),
+    ", NOT u.disabled AS owner_usable FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
+);
+const THROTTLE_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    sql::throttle_columns!(),
+    " FROM login_throttle WHERE key = $1 FOR UPDATE"
+);
+/// One statement: the revocation is written only if the user was there.
+const DELETE_USER: &str = "WITH gone AS (DELETE FROM users WHERE id = $1 RETURNING id)
+     INSERT INTO revocations (kind, user_id, not_before, revoked_at)
+     SELECT 'user', id, $2, $2 FROM gone";
+const END_SESSION: &str = "WITH revoked AS (
+         UPDATE sessions SET revoked_at = $2, revoke_reason = $3
+         WHERE id = $1 AND revoked_at IS NULL RETURNING user_id)
+     INSERT INTO revocations (kind, session_id, user_id, revoked_at)
+     SELECT 'session', $1, user_id, $2 FROM revoked";
+const END_SESSIONS_OF: &str = "WITH revoked AS (
+         UPDATE sessions SET revoked_at = $2, revoke_reason = $3
+         WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $4 RETURNING id)
+     INSERT INTO revocations (kind, session_id, user_id, revoked_at)
+     SELECT 'session', id, $1, $2 FROM revoked";
+const REVOCATION_CURSOR: &str = "SELECT last FROM feed_position";
+/// Loaded rows already moved the position past their cursors; pruned ones
+/// are only known from the snapshot's high-water mark.
+const RESET_REVOCATION_CURSOR: &str = "UPDATE feed_position SET last = GREATEST(last, $1)";
+const RESET_EVENT_ID: &str =
+    "SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE(MAX(id), 0) + 1, false)
+     FROM events";
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-fn bind_user<'q>(q: Query<'q>, u: &'q UserRecord) -> Query<'q> {
-    q.bind(&u.id)
-        .bind(&u.email)
-        .bind(&u.email_normalized)
-        .bind(&u.name)
-        .bind(&u.password_hash)
-        .bind(u.email_verified)
-        .bind(u.disabled)
-        .bind(u.not_before)
-        .bind(u.created_at)
-        .bind(u.credential_version)
-}
-
-fn bind_session<'q>(q: Query<'q>, s: &'q SessionRecord) -> Query<'q> {
-    q.bind(&s.id)
-        .bind(&s.user_id)
-        .bind(&s.salt)
-        .bind(s.generation)
-        .bind(s.rotated_at)
-        .bind(s.created_at)
-        .bind(s.last_used_at)
-        .bind(s.idle_expires_at)
-        .bind(s.expires_at)
-        .bind(s.revoked_at)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
-}
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
         retry(Replay::Idempotent, move || async move {
-            sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+            sqlx::query(sql::PING).execute(&self.pool).await.map(drop)
         })
         .await
     }
 
     async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            bind_user(sqlx::query(INSERT_USER), u)
+            sql::bind_user(sqlx::query(sql::INSERT_USER), u)
                 .execute(&self.pool)
                 .await
                 .map(drop)
@@ -262,13 +279,8 @@ impl Store for PgStore {
     }
 
     async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<UserRecord>> {
-        let sql = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE email_normalized = $1"
-        );
         retry(Replay::Idempotent, move || {
-            sqlx::query_as(sql)
+            sqlx::query_as(sql::USER_BY_EMAIL)
                 .bind(email_normalized)
                 .fetch_optional(&self.pool)
         })
@@ -276,21 +288,17 @@ impl Store for PgStore {
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
-        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
         retry(Replay::Idempotent, move || {
-            sqlx::query_as(sql).bind(id).fetch_optional(&self.pool)
+            sqlx::query_as(sql::USER_BY_ID)
+                .bind(id)
+                .fetch_optional(&self.pool)
         })
         .await
     }
 
     async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>> {
-        let sql = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2"
-        );
         retry(Replay::Idempotent, move || {
-            sqlx::query_as(sql)
+            sqlx::query_as(sql::LIST_USERS)
                 .bind(sql_limit(limit))
                 .bind(offset.max(0))
                 .fetch_all(&self.pool)
@@ -308,15 +316,13 @@ impl Store for PgStore {
         // A rerun after a lost commit matches nothing and answers false; the
         // caller only logs that, so Idempotent is safe enough.
         retry(Replay::Idempotent, move || async move {
-            let done = sqlx::query(
-                "UPDATE users SET password_hash = $3, updated_at = $4 WHERE id = $1 AND password_hash = $2",
-            )
-            .bind(user_id)
-            .bind(expected)
-            .bind(hash)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+            let done = sqlx::query(sql::REPLACE_PASSWORD_HASH)
+                .bind(user_id)
+                .bind(expected)
+                .bind(hash)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
             Ok(done.rows_affected() > 0)
         })
         .await
@@ -331,15 +337,13 @@ impl Store for PgStore {
     ) -> StoreResult<Option<i64>> {
         retry(Replay::OnlyIfNotApplied, move || async move {
             let mut tx = self.pool.begin().await?;
-            let changed = sqlx::query(
-                "UPDATE users SET password_hash = $3, updated_at = $4 WHERE id = $1 AND credential_version = $2",
-            )
-            .bind(user_id)
-            .bind(expected)
-            .bind(hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            let changed = sqlx::query(sql::SET_PASSWORD)
+                .bind(user_id)
+                .bind(expected)
+                .bind(hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             if changed.rows_affected() == 0 {
                 return Ok(None);
             }
@@ -359,7 +363,7 @@ impl Store for PgStore {
     ) -> StoreResult<bool> {
         // PostgreSQL counts matched rows, so a rerun answers the same.
         retry(Replay::Idempotent, move || async move {
-            let done = sqlx::query("UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1")
+            let done = sqlx::query(sql::SET_USER_DISABLED)
                 .bind(user_id)
                 .bind(disabled)
                 .bind(now)
@@ -371,17 +375,12 @@ impl Store for PgStore {
     }
 
     async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool> {
-        // One statement: the revocation is written only if the user was there.
         retry(Replay::OnlyIfNotApplied, move || async move {
-            let done = sqlx::query(
-                "WITH gone AS (DELETE FROM users WHERE id = $1 RETURNING id)
-                 INSERT INTO revocations (kind, user_id, not_before, revoked_at)
-                 SELECT 'user', id, $2, $2 FROM gone",
-            )
-            .bind(user_id)
-            .bind(now + 1)
-            .execute(&self.pool)
-            .await?;
+            let done = sqlx::query(DELETE_USER)
+                .bind(user_id)
+                .bind(now + 1)
+                .execute(&self.pool)
+                .await?;
             Ok(done.rows_affected() > 0)
         })
         .await
@@ -403,13 +402,10 @@ impl Store for PgStore {
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
-        let sql = concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE id = $1"
-        );
         retry(Replay::Idempotent, move || {
-            sqlx::query_as(sql).bind(id).fetch_optional(&self.pool)
+            sqlx::query_as(sql::SESSION)
+                .bind(id)
+                .fetch_optional(&self.pool)
         })
         .await
     }
@@ -421,13 +417,10 @@ impl Store for PgStore {
             session: SessionRecord,
             owner_usable: bool,
         }
-        let sql = concat!(
-            "SELECT ",
-            prefixed_session_columns!(),
-            ", NOT u.disabled AS owner_usable FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
-        );
         let row: Option<Row> = retry(Replay::Idempotent, move || {
-            sqlx::query_as(sql).bind(id).fetch_optional(&self.pool)
+            sqlx::query_as(SESSION_AND_OWNER)
+                .bind(id)
+                .fetch_optional(&self.pool)
         })
         .await?;
         Ok(row.map(|r| (r.session, r.owner_usable)))
@@ -440,16 +433,8 @@ impl Store for PgStore {
         now: i64,
         idle_expires_at: i64,
     ) -> StoreResult<bool> {
-        // A concurrent winner holds the row lock; the loser re-checks the
-        // WHERE against the committed row, sees the new generation, and
-        // updates nothing.
-        let sql = concat!(
-            "UPDATE sessions SET generation = generation + 1, rotated_at = $2, last_used_at = $2, idle_expires_at = $4
-             WHERE id = $1 AND generation = $3 AND ",
-            live!()
-        );
         retry(Replay::OnlyIfNotApplied, move || async move {
-            let done = sqlx::query(sql)
+            let done = sqlx::query(ADVANCE_SESSION)
                 .bind(id)
                 .bind(now)
                 .bind(from)
@@ -463,18 +448,12 @@ impl Store for PgStore {
 
     async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            let done = sqlx::query(
-                "WITH revoked AS (
-                     UPDATE sessions SET revoked_at = $2, revoke_reason = $3
-                     WHERE id = $1 AND revoked_at IS NULL RETURNING user_id)
-                 INSERT INTO revocations (kind, session_id, user_id, revoked_at)
-                 SELECT 'session', $1, user_id, $2 FROM revoked",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(reason.as_str())
-            .execute(&self.pool)
-            .await?;
+            let done = sqlx::query(END_SESSION)
+                .bind(id)
+                .bind(now)
+                .bind(reason.as_str())
+                .execute(&self.pool)
+                .await?;
             Ok(done.rows_affected() > 0)
         })
         .await
@@ -502,15 +481,8 @@ impl Store for PgStore {
     }
 
     async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>> {
-        let sql = concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE user_id = $1 AND ",
-            live!(),
-            " ORDER BY created_at DESC, id"
-        );
         retry(Replay::Idempotent, move || {
-            sqlx::query_as(sql)
+            sqlx::query_as(LIVE_SESSIONS)
                 .bind(user_id)
                 .bind(now)
                 .fetch_all(&self.pool)
@@ -524,15 +496,8 @@ impl Store for PgStore {
         session_id: &str,
         kid: &str,
     ) -> StoreResult<Option<AccessState>> {
-        let sql = concat!(
-            "SELECT ",
-            prefixed_user_columns!(),
-            ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at,
-             EXISTS (SELECT 1 FROM revocations WHERE kid = $3) AS key_withdrawn
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $2 AND u.id = $1"
-        );
         retry(Replay::Idempotent, move || {
-            sqlx::query_as(sql)
+            sqlx::query_as(sql::ACCESS_STATE)
                 .bind(user_id)
                 .bind(session_id)
                 .bind(kid)
@@ -548,22 +513,18 @@ impl Store for PgStore {
     ) -> StoreResult<ThrottleRecord> {
         retry(Replay::OnlyIfNotApplied, move || async move {
             let mut tx = self.pool.begin().await?;
-            sqlx::query(INSERT_THROTTLE)
+            sqlx::query(sql::INSERT_THROTTLE)
                 .bind(key)
                 .execute(&mut *tx)
                 .await?;
-            let before: ThrottleRecord = sqlx::query_as(concat!(
-                "SELECT ",
-                throttle_columns!(),
-                " FROM login_throttle WHERE key = $1 FOR UPDATE"
-            ))
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await?;
+            let before: ThrottleRecord = sqlx::query_as(THROTTLE_FOR_UPDATE)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
             let next = step(&before);
             // A look that changes nothing writes nothing (waiting attempts look often).
             if next != before {
-                bind_throttle(sqlx::query(UPDATE_THROTTLE), &next)
+                bind_throttle(sqlx::query(sql::UPDATE_THROTTLE), &next)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -575,20 +536,10 @@ impl Store for PgStore {
 
     async fn insert_event(&self, e: &NewEvent) -> StoreResult<()> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            sqlx::query(
-                "INSERT INTO events (user_id, session_id, kind, ip, user_agent, detail, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&e.user_id)
-            .bind(&e.session_id)
-            .bind(&e.kind)
-            .bind(&e.ip)
-            .bind(&e.user_agent)
-            .bind(&e.detail)
-            .bind(e.created_at)
-            .execute(&self.pool)
-            .await
-            .map(drop)
+            sql::bind_new_event(sqlx::query(sql::INSERT_EVENT), e)
+                .execute(&self.pool)
+                .await
+                .map(drop)
         })
         .await
     }
@@ -600,24 +551,18 @@ impl Store for PgStore {
         limit: i64,
     ) -> StoreResult<Vec<EventRecord>> {
         retry(Replay::Idempotent, move || {
-            sqlx::query_as(
-                "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events
-                 WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-            )
-            .bind(user_id)
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(sql_limit(limit))
-            .fetch_all(&self.pool)
+            sqlx::query_as(sql::USER_EVENTS)
+                .bind(user_id)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(sql_limit(limit))
+                .fetch_all(&self.pool)
         })
         .await
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>> {
         retry(Replay::Idempotent, move || {
-            sqlx::query_as(
-                "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid",
-            )
-            .fetch_all(&self.pool)
+            sqlx::query_as(sql::SIGNING_KEYS).fetch_all(&self.pool)
         })
         .await
     }
@@ -625,24 +570,16 @@ impl Store for PgStore {
     async fn withdraw_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
         retry(Replay::OnlyIfNotApplied, move || async move {
             let mut tx = self.pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE signing_keys SET retired_at = LEAST(COALESCE(retired_at, $2), $2), expires_at = $2
-                 WHERE kid = $1 AND (expires_at IS NULL OR expires_at > $2)",
-            )
-            .bind(kid)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
+            for statement in [sql::WITHDRAW_KEY, sql::FEED_KEY] {
+                let done = sqlx::query(statement)
+                    .bind(kid)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
             }
-            sqlx::query(
-                "INSERT INTO revocations (kind, user_id, revoked_at, kid) VALUES ('key', '', $2, $1)",
-            )
-            .bind(kid)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -658,57 +595,24 @@ impl Store for PgStore {
                 .pool
                 .begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE")
                 .await?;
-            sqlx::query(
-                "UPDATE signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL",
-            )
-            .bind(key.activates_at)
-            .bind(retired_expire_at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, activates_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&key.kid)
-            .bind(&key.alg)
-            .bind(&key.public_jwk)
-            .bind(&key.private_key)
-            .bind(key.created_at)
-            .bind(key.activates_at)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(sql::RETIRE_KEYS)
+                .bind(key.activates_at)
+                .bind(retired_expire_at)
+                .execute(&mut *tx)
+                .await?;
+            sql::bind_key(sqlx::query(sql::INSERT_KEY), key)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await
         })
         .await
     }
 
     async fn prune(&self, before: PruneBefore, batch: i64) -> StoreResult<u64> {
-        // Key-based sub-selects: DELETE has no LIMIT here, and CockroachDB has no ctid.
-        let statements = [
-            (
-                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1 OR revoked_at < $1 LIMIT $2)",
-                before.sessions,
-            ),
-            (
-                "DELETE FROM revocations WHERE cursor IN (SELECT cursor FROM revocations WHERE revoked_at < $1 LIMIT $2)",
-                before.revocations,
-            ),
-            (
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < $1 LIMIT $2)",
-                before.events,
-            ),
-            (
-                "DELETE FROM login_throttle WHERE key IN (SELECT key FROM login_throttle WHERE updated_at < $1 AND blocked_until < $1 LIMIT $2)",
-                before.throttles,
-            ),
-            (
-                "DELETE FROM signing_keys WHERE kid IN (SELECT kid FROM signing_keys WHERE expires_at < $1 LIMIT $2)",
-                before.keys,
-            ),
-        ];
         let mut total = 0;
-        for (sql, cutoff) in statements {
+        for (statement, cutoff) in sql::PRUNE.into_iter().zip(sql::prune_cutoffs(&before)) {
             total += retry(Replay::Idempotent, move || async move {
-                let done = sqlx::query(sql)
+                let done = sqlx::query(statement)
                     .bind(cutoff)
                     .bind(sql_limit(batch))
                     .execute(&self.pool)
@@ -727,21 +631,10 @@ impl Store for PgStore {
                 .pool
                 .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .await?;
-            let snapshot = Snapshot {
-                version: snapshot::SNAPSHOT_VERSION,
-                users: all(&mut tx, concat!("SELECT ", user_columns!(), " FROM users ORDER BY created_at, id")).await?,
-                sessions: all(&mut tx, concat!("SELECT ", session_columns!(), " FROM sessions ORDER BY created_at, id")).await?,
-                revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at, kid FROM revocations ORDER BY cursor").await?,
-                events: all(&mut tx, "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events ORDER BY id").await?,
-                throttles: all(&mut tx, concat!("SELECT ", throttle_columns!(), " FROM login_throttle ORDER BY key")).await?,
-                signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid").await?,
-                clients: all(&mut tx, "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id").await?,
-                revocation_cursor: sqlx::query_scalar(
-                    "SELECT last FROM feed_position",
-                )
+            let mut snapshot = sql::read_all::<sqlx::Postgres>(&mut tx).await?;
+            snapshot.revocation_cursor = sqlx::query_scalar(REVOCATION_CURSOR)
                 .fetch_one(&mut *tx)
-                .await?,
-            };
+                .await?;
             tx.commit().await?;
             Ok(snapshot)
         })
@@ -756,15 +649,19 @@ impl Store for PgStore {
                 .pool
                 .begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE")
                 .await?;
-            let (existing,): (i64,) = sqlx::query_as(
-                "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM signing_keys)",
-            )
-            .fetch_one(&mut *tx)
-            .await?;
+            let existing: i64 = sqlx::query_scalar(sql::HOLDS_DATA)
+                .fetch_one(&mut *tx)
+                .await?;
             if existing > 0 {
                 return Ok(false);
             }
-            load(&mut tx, snap).await?;
+            sql::load::<sqlx::Postgres>(&mut tx, snap).await?;
+            // New rows must never reuse a cursor a verifier holds, or an event id.
+            sqlx::query(RESET_REVOCATION_CURSOR)
+                .bind(snap.revocation_cursor)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(RESET_EVENT_ID).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -778,11 +675,7 @@ impl Store for PgStore {
 
     async fn insert_client(&self, c: &ClientRecord) -> StoreResult<()> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            sqlx::query(INSERT_CLIENT)
-                .bind(&c.id)
-                .bind(&c.name)
-                .bind(&c.secret_hash)
-                .bind(c.created_at)
+            sql::bind_client(sqlx::query(sql::INSERT_CLIENT), c)
                 .execute(&self.pool)
                 .await
                 .map(drop)
@@ -792,7 +685,7 @@ impl Store for PgStore {
 
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRecord>> {
         retry(Replay::Idempotent, move || {
-            sqlx::query_as("SELECT id, name, secret_hash, created_at FROM clients WHERE id = $1")
+            sqlx::query_as(sql::CLIENT)
                 .bind(id)
                 .fetch_optional(&self.pool)
         })
@@ -801,17 +694,14 @@ impl Store for PgStore {
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
         retry(Replay::Idempotent, move || {
-            sqlx::query_as(
-                "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id",
-            )
-            .fetch_all(&self.pool)
+            sqlx::query_as(sql::LIST_CLIENTS).fetch_all(&self.pool)
         })
         .await
     }
 
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            let done = sqlx::query("DELETE FROM clients WHERE id = $1")
+            let done = sqlx::query(sql::DELETE_CLIENT)
                 .bind(id)
                 .execute(&self.pool)
                 .await?;
@@ -822,7 +712,7 @@ impl Store for PgStore {
 
     async fn restore_guard(&self) -> StoreResult<(String, i64)> {
         retry(Replay::Idempotent, move || {
-            sqlx::query_as("SELECT database_id, counter FROM restore_guard").fetch_one(&self.pool)
+            sqlx::query_as(sql::RESTORE_GUARD).fetch_one(&self.pool)
         })
         .await
     }
@@ -830,10 +720,7 @@ impl Store for PgStore {
     async fn advance_restore_guard(&self) -> StoreResult<(String, i64)> {
         // A rerun after a lost commit only raises the counter once more.
         retry(Replay::Idempotent, move || {
-            sqlx::query_as(
-                "UPDATE restore_guard SET counter = counter + 1 RETURNING database_id, counter",
-            )
-            .fetch_one(&self.pool)
+            sqlx::query_as(sql::ADVANCE_RESTORE_GUARD).fetch_one(&self.pool)
         })
         .await
     }
@@ -843,33 +730,24 @@ impl Store for PgStore {
         retry(Replay::Idempotent, move || async move {
             let mut tx = self.pool.begin().await?;
             // User rows before feed entries, the order every writer takes.
-            let users = sqlx::query(
-                "UPDATE users SET credential_version = credential_version + 1,
-                     not_before = GREATEST(not_before, $1 + 1)",
-            )
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            sqlx::query(
-                "INSERT INTO revocations (kind, user_id, not_before, revoked_at)
-                 SELECT 'user', id, $1 + 1, $1 FROM users ORDER BY id",
-            )
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let sessions = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoke_reason = 'admin' WHERE revoked_at IS NULL",
-            )
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            sqlx::query("UPDATE restore_guard SET database_id = $1, counter = counter + 1")
+            let mut counts = [0; 3];
+            for (count, statement) in counts.iter_mut().zip([
+                sql::CUT_EVERY_USER,
+                sql::FEED_EVERY_USER,
+                sql::END_EVERY_SESSION,
+            ]) {
+                *count = sqlx::query(statement)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            sqlx::query(sql::RENAME_DATABASE)
                 .bind(database_id)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            let [users, _, sessions] = counts;
             Ok((sessions, users))
         })
         .await
@@ -881,147 +759,20 @@ impl Store for PgStore {
         limit: i64,
     ) -> StoreResult<Vec<RevocationRecord>> {
         retry(Replay::Idempotent, move || {
-            sqlx::query_as(
-                "SELECT cursor, kind, session_id, user_id, not_before, revoked_at, kid FROM revocations
-                 WHERE cursor > $1 ORDER BY cursor LIMIT $2",
-            )
-            .bind(after)
-            .bind(sql_limit(limit))
-            .fetch_all(&self.pool)
+            sqlx::query_as(sql::REVOCATIONS_AFTER)
+                .bind(after)
+                .bind(sql_limit(limit))
+                .fetch_all(&self.pool)
         })
         .await
     }
 
     async fn oldest_revocation(&self) -> StoreResult<Option<i64>> {
         retry(Replay::Idempotent, move || {
-            sqlx::query_scalar("SELECT MIN(cursor) FROM revocations").fetch_one(&self.pool)
+            sqlx::query_scalar(sql::OLDEST_REVOCATION).fetch_one(&self.pool)
         })
         .await
     }
-}
-
-const INSERT_CLIENT: &str =
-    "INSERT INTO clients (id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4)";
-
-type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
-
-const LOAD_REVOCATION: &str =
-    "INSERT INTO revocations (cursor, kind, session_id, user_id, not_before, revoked_at, kid)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const LOAD_EVENT: &str =
-    "INSERT INTO events (id, user_id, session_id, kind, ip, user_agent, detail, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-const LOAD_THROTTLE: &str = concat!(
-    "INSERT INTO login_throttle (",
-    throttle_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-);
-/// A throttle row with nothing counted, unless the key has one already.
-const INSERT_THROTTLE: &str =
-    "INSERT INTO login_throttle (key, failures, blocked_until, updated_at)
-     VALUES ($1, 0, 0, 0) ON CONFLICT (key) DO NOTHING";
-const UPDATE_THROTTLE: &str =
-    "UPDATE login_throttle SET failures = $2, blocked_until = $3, updated_at = $4,
-     pending = $5, pending_until = $6, day_started_at = $7, day_failures = $8 WHERE key = $1";
-const LOAD_KEY: &str = "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at, activates_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-/// Loaded rows already moved the position past their cursors; pruned ones
-/// are only known from the snapshot's high-water mark.
-const RESET_REVOCATION_CURSOR: &str = "UPDATE feed_position SET last = GREATEST(last, $1)";
-const RESET_EVENT_ID: &str =
-    "SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE(MAX(id), 0) + 1, false)
-     FROM events";
-
-/// Every row a static query returns, inside a transaction.
-async fn all<T>(tx: &mut Tx, sql: &'static str) -> Result<Vec<T>, sqlx::Error>
-where
-    T: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    sqlx::query_as(sql).fetch_all(&mut **tx).await
-}
-
-/// Inserts every row of `snap` with its own ids and cursors, then moves the
-/// identity sequences past them so new rows never reuse a cursor a verifier holds.
-async fn load(tx: &mut Tx, snap: &Snapshot) -> Result<(), sqlx::Error> {
-    for u in &snap.users {
-        bind_user(sqlx::query(INSERT_USER), u)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for s in &snap.sessions {
-        bind_session(sqlx::query(INSERT_SESSION), s)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for r in &snap.revocations {
-        sqlx::query(LOAD_REVOCATION)
-            .bind(r.cursor)
-            .bind(&r.kind)
-            .bind(&r.session_id)
-            .bind(&r.user_id)
-            .bind(r.not_before)
-            .bind(r.revoked_at)
-            .bind(&r.kid)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for e in &snap.events {
-        sqlx::query(LOAD_EVENT)
-            .bind(e.id)
-            .bind(&e.user_id)
-            .bind(&e.session_id)
-            .bind(&e.kind)
-            .bind(&e.ip)
-            .bind(&e.user_agent)
-            .bind(&e.detail)
-            .bind(e.created_at)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for t in &snap.throttles {
-        bind_throttle(sqlx::query(LOAD_THROTTLE), t)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for k in &snap.signing_keys {
-        sqlx::query(LOAD_KEY)
-            .bind(&k.kid)
-            .bind(&k.alg)
-            .bind(&k.public_jwk)
-            .bind(&k.private_key)
-            .bind(k.created_at)
-            .bind(k.retired_at)
-            .bind(k.expires_at)
-            .bind(k.activates_at)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for c in &snap.clients {
-        sqlx::query(INSERT_CLIENT)
-            .bind(&c.id)
-            .bind(&c.name)
-            .bind(&c.secret_hash)
-            .bind(c.created_at)
-            .execute(&mut **tx)
-            .await?;
-    }
-    sqlx::query(RESET_REVOCATION_CURSOR)
-        .bind(snap.revocation_cursor)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(RESET_EVENT_ID).execute(&mut **tx).await?;
-    Ok(())
-}
-
-fn bind_throttle<'q>(q: Query<'q>, t: &'q ThrottleRecord) -> Query<'q> {
-    q.bind(&t.key)
-        .bind(t.failures)
-        .bind(t.blocked_until)
-        .bind(t.updated_at)
-        .bind(t.pending)
-        .bind(t.pending_until)
-        .bind(t.day_started_at)
-        .bind(t.day_failures)
 }
 
 /// Raises the user's credential version and `not_before` and records the
@@ -1032,22 +783,17 @@ async fn cut_user(
     not_before: i64,
     now: i64,
 ) -> Result<i64, sqlx::Error> {
-    let (version,): (i64,) = sqlx::query_as(
-        "UPDATE users SET credential_version = credential_version + 1, not_before = GREATEST(not_before, $2)
-         WHERE id = $1 RETURNING credential_version",
-    )
-    .bind(user_id)
-    .bind(not_before)
-    .fetch_one(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO revocations (kind, user_id, not_before, revoked_at) VALUES ('user', $1, $2, $3)",
-    )
-    .bind(user_id)
-    .bind(not_before)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let version: i64 = sqlx::query_scalar(sql::CUT_USER)
+        .bind(user_id)
+        .bind(not_before)
+        .fetch_one(&mut **tx)
+        .await?;
+    sqlx::query(sql::FEED_USER)
+        .bind(user_id)
+        .bind(not_before)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     Ok(version)
 }
 
@@ -1059,18 +805,12 @@ async fn revoke_sessions_of(
     reason: RevokeReason,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "WITH revoked AS (
-             UPDATE sessions SET revoked_at = $2, revoke_reason = $3
-             WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $4 RETURNING id)
-         INSERT INTO revocations (kind, session_id, user_id, revoked_at)
-         SELECT 'session', id, $1, $2 FROM revoked",
-    )
-    .bind(user_id)
-    .bind(now)
-    .bind(reason.as_str())
-    .bind(keep)
-    .execute(&mut **tx)
-    .await?;
+    let done = sqlx::query(END_SESSIONS_OF)
+        .bind(user_id)
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(keep)
+        .execute(&mut **tx)
+        .await?;
     Ok(done.rows_affected())
 }

@@ -16,26 +16,8 @@ use std::sync::{Mutex, PoisonError};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
+use super::sql::{ACCESS_STATE, CLIENT, SESSION, USER_BY_ID};
 use super::{AccessState, ClientRecord, SessionRecord, UserRecord};
-
-// The statements, shared with the sqlx path of `SqliteStore`, so both read
-// the same columns in the same order.
-pub(super) const ACCESS_STATE: &str = concat!(
-    "SELECT ",
-    prefixed_user_columns!(),
-    ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at,
-     EXISTS (SELECT 1 FROM revocations WHERE kid = ?3) AS key_withdrawn
-     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?2 AND u.id = ?1"
-);
-pub(super) const USER_BY_ID: &str =
-    concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
-pub(super) const SESSION: &str = concat!(
-    "SELECT ",
-    session_columns!(),
-    " FROM sessions WHERE id = ?1"
-);
-pub(super) const CLIENT: &str =
-    "SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?1";
 
 /// Connections kept for reuse; more are opened when needed and closed after.
 const KEPT: usize = 4;
@@ -61,7 +43,10 @@ impl QuickReads {
         session_id: &str,
         kid: &str,
     ) -> rusqlite::Result<Option<AccessState>> {
-        self.one(ACCESS_STATE, (user_id, session_id, kid), |row| {
+        // By name: SQLite numbers `$N` parameters in order of appearance.
+        let params: [(&str, &dyn rusqlite::ToSql); 3] =
+            [("$1", &user_id), ("$2", &session_id), ("$3", &kid)];
+        self.one(ACCESS_STATE, params.as_slice(), |row| {
             Ok(AccessState {
                 user: user_from(row)?,
                 session_revoked: row.get(10)?,
@@ -138,7 +123,7 @@ impl QuickReads {
     }
 }
 
-/// A user from the first nine columns, in `user_columns!()` order.
+/// A user from the first ten columns, in the order the statements name them.
 fn user_from(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
         id: row.get(0)?,

@@ -7,11 +7,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqlitePool};
 
-use super::quick_reads::{self, QuickReads};
+use super::quick_reads::QuickReads;
 use super::rotations::Rotations;
+use super::sql::{self, bind_session, bind_throttle};
 use super::*;
 
 /// Reads run on a pool of connections; writes on one writer connection, so
@@ -96,16 +97,49 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
 
 // Deadlines are judged at the later of the caller's time and the database's,
 // so an instance whose clock stepped back cannot revive an expired session.
-macro_rules! live {
-    () => {
-        "revoked_at IS NULL AND expires_at > MAX(?2, unixepoch()) AND idle_expires_at > MAX(?2, unixepoch())"
-    };
-}
+const LIVE_SESSIONS: &str = concat!(
+    "SELECT ",
+    sql::session_columns!(),
+    " FROM sessions WHERE user_id = $1 AND revoked_at IS NULL
+     AND expires_at > MAX($2, unixepoch()) AND idle_expires_at > MAX($2, unixepoch())
+     ORDER BY created_at DESC, id"
+);
+/// A new session, only while its user is enabled and at credential version $13.
+const START_SESSION: &str = concat!(
+    "INSERT INTO sessions (",
+    sql::session_columns!(),
+    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
+     WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND credential_version = $13 AND disabled = 0)"
+);
+const THROTTLE: &str = concat!(
+    "SELECT ",
+    sql::throttle_columns!(),
+    " FROM login_throttle WHERE key = $1"
+);
+/// SQLite has no data-modifying CTEs: the ended sessions are read back and
+/// fed one by one.
+const END_SESSION: &str = "UPDATE sessions SET revoked_at = $2, revoke_reason = $3
+     WHERE id = $1 AND revoked_at IS NULL RETURNING user_id";
+const END_SESSIONS_OF: &str = "UPDATE sessions SET revoked_at = $2, revoke_reason = $3
+     WHERE user_id = $1 AND revoked_at IS NULL AND id IS NOT $4 RETURNING id";
+const FEED_SESSION: &str = "INSERT INTO revocations (kind, session_id, user_id, revoked_at)
+     VALUES ('session', $1, $2, $3)";
+const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
+const REVOCATION_CURSOR: &str =
+    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'revocations'), 0)";
+/// AUTOINCREMENT continues above sqlite_sequence's value.
+const SET_REVOCATION_CURSOR: [&str; 2] = [
+    "UPDATE sqlite_sequence SET seq = MAX(seq, $1) WHERE name = 'revocations'",
+    "INSERT INTO sqlite_sequence (name, seq) SELECT 'revocations', $1
+     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'revocations')",
+];
+
+type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
+        sqlx::query(sql::PING)
             .execute(&self.writer)
             .await
             .map_err(map_err)?;
@@ -113,7 +147,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
-        bind_user(sqlx::query(INSERT_USER), u)
+        sql::bind_user(sqlx::query(sql::INSERT_USER), u)
             .execute(&self.writer)
             .await
             .map_err(map_err)?;
@@ -121,44 +155,31 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<UserRecord>> {
-        let sql = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE email_normalized = ?1"
-        );
-        let row: Option<UserRecord> = sqlx::query_as(sql)
+        sqlx::query_as(sql::USER_BY_EMAIL)
             .bind(email_normalized)
             .fetch_optional(&self.pool)
             .await
-            .map_err(map_err)?;
-        Ok(row)
+            .map_err(map_err)
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
         if let Some(found) = self.quick(|q| q.user_by_id(id)) {
             return Ok(found);
         }
-        let row: Option<UserRecord> = sqlx::query_as(quick_reads::USER_BY_ID)
+        sqlx::query_as(sql::USER_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(map_err)?;
-        Ok(row)
+            .map_err(map_err)
     }
 
     async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>> {
-        let sql = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users ORDER BY created_at, id LIMIT ?1 OFFSET ?2"
-        );
-        let rows: Vec<UserRecord> = sqlx::query_as(sql)
+        sqlx::query_as(sql::LIST_USERS)
             .bind(limit)
             .bind(offset)
             .fetch_all(&self.pool)
             .await
-            .map_err(map_err)?;
-        Ok(rows)
+            .map_err(map_err)
     }
 
     async fn replace_password_hash(
@@ -168,16 +189,14 @@ impl Store for SqliteStore {
         hash: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE id = ?1 AND password_hash = ?2",
-        )
-        .bind(user_id)
-        .bind(expected)
-        .bind(hash)
-        .bind(now)
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
+        let done = sqlx::query(sql::REPLACE_PASSWORD_HASH)
+            .bind(user_id)
+            .bind(expected)
+            .bind(hash)
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -189,18 +208,15 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<Option<i64>> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        let version: Option<(i64,)> = sqlx::query_as(
-            "UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE id = ?1 AND credential_version = ?2
-             RETURNING credential_version",
-        )
-        .bind(user_id)
-        .bind(expected)
-        .bind(hash)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if version.is_none() {
+        let changed = sqlx::query(sql::SET_PASSWORD)
+            .bind(user_id)
+            .bind(expected)
+            .bind(hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if changed.rows_affected() == 0 {
             return Ok(None);
         }
         let version = cut_user(&mut tx, user_id, now, now).await?;
@@ -215,7 +231,7 @@ impl Store for SqliteStore {
         disabled: bool,
         now: i64,
     ) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1")
+        let done = sqlx::query(sql::SET_USER_DISABLED)
             .bind(user_id)
             .bind(disabled)
             .bind(now)
@@ -227,20 +243,19 @@ impl Store for SqliteStore {
 
     async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        let done = sqlx::query("DELETE FROM users WHERE id = ?1")
+        let done = sqlx::query(DELETE_USER)
             .bind(user_id)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
         if done.rows_affected() > 0 {
-            sqlx::query(
-                "INSERT INTO revocations (kind, user_id, not_before, revoked_at) VALUES ('user', ?1, ?2, ?2)",
-            )
-            .bind(user_id)
-            .bind(now + 1)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            sqlx::query(sql::FEED_USER)
+                .bind(user_id)
+                .bind(now + 1)
+                .bind(now + 1)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)?;
         Ok(done.rows_affected() > 0)
@@ -263,12 +278,11 @@ impl Store for SqliteStore {
         if let Some(found) = self.quick(|q| q.session(id)) {
             return Ok(found);
         }
-        let row: Option<SessionRecord> = sqlx::query_as(quick_reads::SESSION)
+        sqlx::query_as(sql::SESSION)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(map_err)?;
-        Ok(row)
+            .map_err(map_err)
     }
 
     async fn advance_session(
@@ -283,25 +297,15 @@ impl Store for SqliteStore {
 
     async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        let user: Option<(String,)> = sqlx::query_as(
-            "UPDATE sessions SET revoked_at = ?2, revoke_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL RETURNING user_id",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(reason.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if let Some((user_id,)) = &user {
-            sqlx::query(
-                "INSERT INTO revocations (kind, session_id, user_id, revoked_at) VALUES ('session', ?1, ?2, ?3)",
-            )
+        let user: Option<(String,)> = sqlx::query_as(END_SESSION)
             .bind(id)
-            .bind(user_id)
             .bind(now)
-            .execute(&mut *tx)
+            .bind(reason.as_str())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(map_err)?;
+        if let Some((user_id,)) = &user {
+            feed_session(&mut tx, id, user_id, now).await?;
         }
         tx.commit().await.map_err(map_err)?;
         Ok(user.is_some())
@@ -325,20 +329,12 @@ impl Store for SqliteStore {
     }
 
     async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>> {
-        let sql = concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE user_id = ?1 AND ",
-            live!(),
-            " ORDER BY created_at DESC, id"
-        );
-        let rows: Vec<SessionRecord> = sqlx::query_as(sql)
+        sqlx::query_as(LIVE_SESSIONS)
             .bind(user_id)
             .bind(now)
             .fetch_all(&self.pool)
             .await
-            .map_err(map_err)?;
-        Ok(rows)
+            .map_err(map_err)
     }
 
     async fn access_state(
@@ -350,7 +346,7 @@ impl Store for SqliteStore {
         if let Some(found) = self.quick(|q| q.access_state(user_id, session_id, kid)) {
             return Ok(found);
         }
-        sqlx::query_as(quick_reads::ACCESS_STATE)
+        sqlx::query_as(sql::ACCESS_STATE)
             .bind(user_id)
             .bind(session_id)
             .bind(kid)
@@ -366,24 +362,20 @@ impl Store for SqliteStore {
     ) -> StoreResult<ThrottleRecord> {
         // Begins with a write, so the transaction holds the writer lock throughout.
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        sqlx::query(INSERT_THROTTLE)
+        sqlx::query(sql::INSERT_THROTTLE)
             .bind(key)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        let before: ThrottleRecord = sqlx::query_as(concat!(
-            "SELECT ",
-            throttle_columns!(),
-            " FROM login_throttle WHERE key = ?1"
-        ))
-        .bind(key)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let before: ThrottleRecord = sqlx::query_as(THROTTLE)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
         let next = step(&before);
         // A look that changes nothing writes nothing (waiting attempts look often).
         if next != before {
-            bind_throttle(sqlx::query(UPDATE_THROTTLE), &next)
+            bind_throttle(sqlx::query(sql::UPDATE_THROTTLE), &next)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
@@ -393,20 +385,10 @@ impl Store for SqliteStore {
     }
 
     async fn insert_event(&self, e: &NewEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO events (user_id, session_id, kind, ip, user_agent, detail, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(&e.user_id)
-        .bind(&e.session_id)
-        .bind(&e.kind)
-        .bind(&e.ip)
-        .bind(&e.user_agent)
-        .bind(&e.detail)
-        .bind(e.created_at)
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
+        sql::bind_new_event(sqlx::query(sql::INSERT_EVENT), e)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -416,102 +398,58 @@ impl Store for SqliteStore {
         before: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<EventRecord>> {
-        sqlx::query_as(
-            "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events
-             WHERE user_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(user_id)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)
+        sqlx::query_as(sql::USER_EVENTS)
+            .bind(user_id)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        sqlx::query_as(
-            "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)
+        sqlx::query_as(sql::SIGNING_KEYS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
     }
 
     async fn withdraw_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        let done = sqlx::query(WITHDRAW_KEY)
-            .bind(kid)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
+        for statement in [sql::WITHDRAW_KEY, sql::FEED_KEY] {
+            let done = sqlx::query(statement)
+                .bind(kid)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
         }
-        sqlx::query(
-            "INSERT INTO revocations (kind, user_id, revoked_at, kid) VALUES ('key', '', ?2, ?1)",
-        )
-        .bind(kid)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(true)
     }
 
     async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        sqlx::query(
-            "UPDATE signing_keys SET retired_at = ?1, expires_at = ?2 WHERE retired_at IS NULL",
-        )
-        .bind(key.activates_at)
-        .bind(retired_expire_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, activates_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.public_jwk)
-        .bind(&key.private_key)
-        .bind(key.created_at)
-        .bind(key.activates_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(())
+        sqlx::query(sql::RETIRE_KEYS)
+            .bind(key.activates_at)
+            .bind(retired_expire_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sql::bind_key(sqlx::query(sql::INSERT_KEY), key)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
     }
 
     async fn prune(&self, before: PruneBefore, batch: i64) -> StoreResult<u64> {
-        let statements = [
-            (
-                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ?1 OR idle_expires_at < ?1 OR revoked_at < ?1 LIMIT ?2)",
-                before.sessions,
-            ),
-            (
-                "DELETE FROM revocations WHERE cursor IN (SELECT cursor FROM revocations WHERE revoked_at < ?1 LIMIT ?2)",
-                before.revocations,
-            ),
-            (
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ?1 LIMIT ?2)",
-                before.events,
-            ),
-            (
-                "DELETE FROM login_throttle WHERE key IN (SELECT key FROM login_throttle WHERE updated_at < ?1 AND blocked_until < ?1 LIMIT ?2)",
-                before.throttles,
-            ),
-            (
-                "DELETE FROM signing_keys WHERE kid IN (SELECT kid FROM signing_keys WHERE expires_at < ?1 LIMIT ?2)",
-                before.keys,
-            ),
-        ];
         let mut total = 0;
-        for (sql, cutoff) in statements {
-            let done = sqlx::query(sql)
+        for (statement, cutoff) in sql::PRUNE.into_iter().zip(sql::prune_cutoffs(&before)) {
+            let done = sqlx::query(statement)
                 .bind(cutoff)
                 .bind(batch)
                 .execute(&self.writer)
@@ -521,89 +459,34 @@ impl Store for SqliteStore {
         }
         Ok(total)
     }
+
     async fn export(&self) -> StoreResult<Snapshot> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        let snapshot = Snapshot {
-            version: snapshot::SNAPSHOT_VERSION,
-            users: all(&mut tx, concat!("SELECT ", user_columns!(), " FROM users ORDER BY created_at, id")).await?,
-            sessions: all(&mut tx, concat!("SELECT ", session_columns!(), " FROM sessions ORDER BY created_at, id")).await?,
-            revocations: all(&mut tx, "SELECT cursor, kind, session_id, user_id, not_before, revoked_at, kid FROM revocations ORDER BY cursor").await?,
-            events: all(&mut tx, "SELECT id, user_id, session_id, kind, ip, user_agent, detail, created_at FROM events ORDER BY id").await?,
-            throttles: all(&mut tx, concat!("SELECT ", throttle_columns!(), " FROM login_throttle ORDER BY key")).await?,
-            signing_keys: all(&mut tx, "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, retired_at, expires_at FROM signing_keys ORDER BY activates_at, kid").await?,
-            clients: all(&mut tx, "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id").await?,
-            revocation_cursor: sqlx::query_scalar(
-                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'revocations'), 0)",
-            )
+        let mut snapshot = sql::read_all::<sqlx::Sqlite>(&mut tx)
+            .await
+            .map_err(map_err)?;
+        snapshot.revocation_cursor = sqlx::query_scalar(REVOCATION_CURSOR)
             .fetch_one(&mut *tx)
             .await
-            .map_err(map_err)?,
-        };
+            .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(snapshot)
     }
 
     async fn import(&self, snap: &Snapshot) -> StoreResult<()> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        let (existing,): (i64,) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM signing_keys)",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let existing: i64 = sqlx::query_scalar(sql::HOLDS_DATA)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
         if existing > 0 {
             return Err(StoreError::Conflict);
         }
-        for u in &snap.users {
-            bind_user(sqlx::query(INSERT_USER), u)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        for s in &snap.sessions {
-            bind_session(sqlx::query(INSERT_SESSION), s)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        for r in &snap.revocations {
-            sqlx::query("INSERT INTO revocations (cursor, kind, session_id, user_id, not_before, revoked_at, kid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                .bind(r.cursor).bind(&r.kind).bind(&r.session_id).bind(&r.user_id).bind(r.not_before).bind(r.revoked_at).bind(&r.kid)
-                .execute(&mut *tx).await.map_err(map_err)?;
-        }
-        for e in &snap.events {
-            sqlx::query("INSERT INTO events (id, user_id, session_id, kind, ip, user_agent, detail, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-                .bind(e.id).bind(&e.user_id).bind(&e.session_id).bind(&e.kind).bind(&e.ip).bind(&e.user_agent).bind(&e.detail).bind(e.created_at)
-                .execute(&mut *tx).await.map_err(map_err)?;
-        }
-        for t in &snap.throttles {
-            bind_throttle(sqlx::query(LOAD_THROTTLE), t)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        for k in &snap.signing_keys {
-            sqlx::query("INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retired_at, expires_at, activates_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-                .bind(&k.kid).bind(&k.alg).bind(&k.public_jwk).bind(&k.private_key).bind(k.created_at).bind(k.retired_at).bind(k.expires_at).bind(k.activates_at)
-                .execute(&mut *tx).await.map_err(map_err)?;
-        }
-        for c in &snap.clients {
-            sqlx::query(INSERT_CLIENT)
-                .bind(&c.id)
-                .bind(&c.name)
-                .bind(&c.secret_hash)
-                .bind(c.created_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        // AUTOINCREMENT continues above sqlite_sequence's value.
-        for sql in [
-            "UPDATE sqlite_sequence SET seq = MAX(seq, ?1) WHERE name = 'revocations'",
-            "INSERT INTO sqlite_sequence (name, seq) SELECT 'revocations', ?1
-             WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'revocations')",
-        ] {
-            sqlx::query(sql)
+        sql::load::<sqlx::Sqlite>(&mut tx, snap)
+            .await
+            .map_err(map_err)?;
+        for statement in SET_REVOCATION_CURSOR {
+            sqlx::query(statement)
                 .bind(snap.revocation_cursor)
                 .execute(&mut *tx)
                 .await
@@ -613,11 +496,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_client(&self, c: &ClientRecord) -> StoreResult<()> {
-        sqlx::query(INSERT_CLIENT)
-            .bind(&c.id)
-            .bind(&c.name)
-            .bind(&c.secret_hash)
-            .bind(c.created_at)
+        sql::bind_client(sqlx::query(sql::INSERT_CLIENT), c)
             .execute(&self.writer)
             .await
             .map_err(map_err)?;
@@ -628,7 +507,7 @@ impl Store for SqliteStore {
         if let Some(found) = self.quick(|q| q.client(id)) {
             return Ok(found);
         }
-        sqlx::query_as(quick_reads::CLIENT)
+        sqlx::query_as(sql::CLIENT)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -636,16 +515,14 @@ impl Store for SqliteStore {
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        sqlx::query_as(
-            "SELECT id, name, secret_hash, created_at FROM clients ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)
+        sqlx::query_as(sql::LIST_CLIENTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
     }
 
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM clients WHERE id = ?1")
+        let done = sqlx::query(sql::DELETE_CLIENT)
             .bind(id)
             .execute(&self.writer)
             .await
@@ -654,46 +531,41 @@ impl Store for SqliteStore {
     }
 
     async fn restore_guard(&self) -> StoreResult<(String, i64)> {
-        sqlx::query_as("SELECT database_id, counter FROM restore_guard")
+        sqlx::query_as(sql::RESTORE_GUARD)
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)
     }
 
     async fn advance_restore_guard(&self) -> StoreResult<(String, i64)> {
-        sqlx::query_as(
-            "UPDATE restore_guard SET counter = counter + 1 RETURNING database_id, counter",
-        )
-        .fetch_one(&self.writer)
-        .await
-        .map_err(map_err)
+        sqlx::query_as(sql::ADVANCE_RESTORE_GUARD)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(map_err)
     }
 
     async fn revoke_everything(&self, now: i64, database_id: &str) -> StoreResult<(u64, u64)> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        let users = sqlx::query(CUT_EVERY_USER)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-        sqlx::query(FEED_EVERY_USER)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let sessions = sqlx::query(END_EVERY_SESSION)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-        sqlx::query("UPDATE restore_guard SET database_id = ?1, counter = counter + 1")
+        let mut counts = [0; 3];
+        for (count, statement) in counts.iter_mut().zip([
+            sql::CUT_EVERY_USER,
+            sql::FEED_EVERY_USER,
+            sql::END_EVERY_SESSION,
+        ]) {
+            *count = sqlx::query(statement)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+        }
+        sqlx::query(sql::RENAME_DATABASE)
             .bind(database_id)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
+        let [users, _, sessions] = counts;
         Ok((sessions, users))
     }
 
@@ -702,176 +574,70 @@ impl Store for SqliteStore {
         after: i64,
         limit: i64,
     ) -> StoreResult<Vec<RevocationRecord>> {
-        sqlx::query_as(
-            "SELECT cursor, kind, session_id, user_id, not_before, revoked_at, kid FROM revocations
-             WHERE cursor > ?1 ORDER BY cursor LIMIT ?2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)
+        sqlx::query_as(sql::REVOCATIONS_AFTER)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
     }
 
     async fn oldest_revocation(&self) -> StoreResult<Option<i64>> {
-        sqlx::query_scalar("SELECT MIN(cursor) FROM revocations")
+        sqlx::query_scalar(sql::OLDEST_REVOCATION)
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)
     }
 }
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-
-const INSERT_USER: &str = "INSERT INTO users (id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, updated_at, credential_version)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)";
-const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-/// A new session, only while its user is enabled and at credential version ?13.
-const START_SESSION: &str = "INSERT INTO sessions (id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip)
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
-     WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 AND credential_version = ?13 AND disabled = 0)";
-
-fn bind_user<'q>(q: Query<'q>, u: &'q UserRecord) -> Query<'q> {
-    q.bind(&u.id)
-        .bind(&u.email)
-        .bind(&u.email_normalized)
-        .bind(&u.name)
-        .bind(&u.password_hash)
-        .bind(u.email_verified)
-        .bind(u.disabled)
-        .bind(u.not_before)
-        .bind(u.created_at)
-        .bind(u.credential_version)
-}
-
-fn bind_session<'q>(q: Query<'q>, s: &'q SessionRecord) -> Query<'q> {
-    q.bind(&s.id)
-        .bind(&s.user_id)
-        .bind(&s.salt)
-        .bind(s.generation)
-        .bind(s.rotated_at)
-        .bind(s.created_at)
-        .bind(s.last_used_at)
-        .bind(s.idle_expires_at)
-        .bind(s.expires_at)
-        .bind(s.revoked_at)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
-}
-
-const INSERT_CLIENT: &str =
-    "INSERT INTO clients (id, name, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)";
-
-/// Every row a static query returns, inside a transaction.
-async fn all<T>(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    sql: &'static str,
-) -> StoreResult<Vec<T>>
-where
-    T: for<'r> FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
-{
-    sqlx::query_as(sql)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(map_err)
-}
-
-/// A throttle row with nothing counted, unless the key has one already.
-const INSERT_THROTTLE: &str =
-    "INSERT INTO login_throttle (key, failures, blocked_until, updated_at)
-     VALUES (?1, 0, 0, 0) ON CONFLICT (key) DO NOTHING";
-const UPDATE_THROTTLE: &str =
-    "UPDATE login_throttle SET failures = ?2, blocked_until = ?3, updated_at = ?4,
-     pending = ?5, pending_until = ?6, day_started_at = ?7, day_failures = ?8 WHERE key = ?1";
-const LOAD_THROTTLE: &str = concat!(
-    "INSERT INTO login_throttle (",
-    throttle_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-);
-
-fn bind_throttle<'q>(q: Query<'q>, t: &'q ThrottleRecord) -> Query<'q> {
-    q.bind(&t.key)
-        .bind(t.failures)
-        .bind(t.blocked_until)
-        .bind(t.updated_at)
-        .bind(t.pending)
-        .bind(t.pending_until)
-        .bind(t.day_started_at)
-        .bind(t.day_failures)
-}
-
 /// Raises the user's credential version and `not_before` and records the
 /// user-wide revocation; returns the new version.
-async fn cut_user(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    user_id: &str,
-    not_before: i64,
-    now: i64,
-) -> StoreResult<i64> {
-    let (version,): (i64,) = sqlx::query_as(
-        "UPDATE users SET credential_version = credential_version + 1, not_before = MAX(not_before, ?2)
-         WHERE id = ?1 RETURNING credential_version",
-    )
-    .bind(user_id)
-    .bind(not_before)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    sqlx::query(
-        "INSERT INTO revocations (kind, user_id, not_before, revoked_at) VALUES ('user', ?1, ?2, ?3)",
-    )
-    .bind(user_id)
-    .bind(not_before)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
+async fn cut_user(tx: &mut Tx, user_id: &str, not_before: i64, now: i64) -> StoreResult<i64> {
+    let version: i64 = sqlx::query_scalar(sql::CUT_USER)
+        .bind(user_id)
+        .bind(not_before)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    sqlx::query(sql::FEED_USER)
+        .bind(user_id)
+        .bind(not_before)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
     Ok(version)
 }
 
 /// Revokes the user's live sessions but `keep`, each with its feed entry.
 async fn revoke_sessions_of(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx,
     user_id: &str,
     keep: Option<&str>,
     reason: RevokeReason,
     now: i64,
 ) -> StoreResult<u64> {
-    let revoked: Vec<(String,)> = sqlx::query_as(
-        "UPDATE sessions SET revoked_at = ?2, revoke_reason = ?3
-         WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?4 RETURNING id",
-    )
-    .bind(user_id)
-    .bind(now)
-    .bind(reason.as_str())
-    .bind(keep)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    for (sid,) in &revoked {
-        sqlx::query(
-            "INSERT INTO revocations (kind, session_id, user_id, revoked_at) VALUES ('session', ?1, ?2, ?3)",
-        )
-        .bind(sid)
+    let revoked: Vec<String> = sqlx::query_scalar(END_SESSIONS_OF)
+        .bind(user_id)
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(keep)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    for sid in &revoked {
+        feed_session(tx, sid, user_id, now).await?;
+    }
+    Ok(revoked.len() as u64)
+}
+
+async fn feed_session(tx: &mut Tx, session_id: &str, user_id: &str, now: i64) -> StoreResult<()> {
+    sqlx::query(FEED_SESSION)
+        .bind(session_id)
         .bind(user_id)
         .bind(now)
         .execute(&mut **tx)
         .await
         .map_err(map_err)?;
-    }
-    Ok(revoked.len() as u64)
+    Ok(())
 }
-
-/// The steps of `revoke_everything`, users first; each binds ?1 = now.
-const CUT_EVERY_USER: &str = "UPDATE users SET credential_version = credential_version + 1,
-     not_before = MAX(not_before, ?1 + 1)";
-const FEED_EVERY_USER: &str = "INSERT INTO revocations (kind, user_id, not_before, revoked_at)
-     SELECT 'user', id, ?1 + 1, ?1 FROM users";
-const END_EVERY_SESSION: &str =
-    "UPDATE sessions SET revoked_at = ?1, revoke_reason = 'admin' WHERE revoked_at IS NULL";
-
-/// A published key stops signing and leaves the JWKS now (?2).
-const WITHDRAW_KEY: &str =
-    "UPDATE signing_keys SET retired_at = MIN(COALESCE(retired_at, ?2), ?2), expires_at = ?2
-     WHERE kid = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
