@@ -1,12 +1,17 @@
 //! The integration suite: every test starts the real server on port 0 with
-//! its own database and talks to it over HTTP (or runs the real binary).
+//! its own database and talks to it over HTTP (or runs the real binary);
+//! `contract` holds the storage contract, run on both backends directly.
+//! The suite runs on SQLite; `LATCHKEY_TEST_BACKEND=postgres` runs it all
+//! again on PostgreSQL (CI does both).
 
 mod backend;
 mod helpers;
+mod tools;
 
 mod accounts;
 mod browser;
 mod cli;
+mod contract;
 mod cookies;
 mod feed;
 mod hardening;
@@ -14,7 +19,6 @@ mod interop;
 mod keys;
 mod lifecycle;
 mod lockout;
-mod postgres;
 mod races;
 mod resource_server;
 mod restore;

@@ -1,0 +1,444 @@
+//! The `Store` contract, run against both backends at the Store level: what
+//! the domain relies on from any database (compare-and-set rotation,
+//! serialised throttle steps, revocation counts and feed rows, import and
+//! prune boundaries), each proven on SQLite and on PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey::store::postgres::PgStore;
+use latchkey::store::sqlite::SqliteStore;
+use latchkey::store::{
+    PruneBefore, RevokeReason, SessionRecord, Store, StoreError, ThrottleRecord, UserRecord,
+};
+
+use crate::backend::{Backend, PgDatabase, require_postgres};
+
+/// A migrated store on `backend` and what keeps its database alive.
+struct Fixture {
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+async fn fixture(backend: Backend) -> Option<Fixture> {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    match backend {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}", dir.path().join("store.db").display());
+            let store = SqliteStore::connect(&url, 4).await.expect("open sqlite");
+            store.migrate().await.expect("migrate sqlite");
+            Some(Fixture {
+                store: Arc::new(store),
+                _dir: dir,
+                _pg: None,
+            })
+        }
+        Backend::Postgres => {
+            if !require_postgres("the Store contract on PostgreSQL") {
+                return None;
+            }
+            let pg = PgDatabase::create().await;
+            let store = PgStore::connect(&pg.url, 8, Duration::from_secs(10))
+                .await
+                .expect("open postgres");
+            store.migrate().await.expect("migrate postgres");
+            Some(Fixture {
+                store: Arc::new(store),
+                _dir: dir,
+                _pg: Some(pg),
+            })
+        }
+    }
+}
+
+/// One contract, as a test per backend.
+macro_rules! contract {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                if let Some(f) = fixture(Backend::Sqlite).await {
+                    super::$name(&f.store).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                if let Some(f) = fixture(Backend::Postgres).await {
+                    super::$name(&f.store).await;
+                }
+            }
+        }
+    };
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn user(id: &str) -> UserRecord {
+    UserRecord {
+        id: id.into(),
+        email: format!("{id}@example.com"),
+        email_normalized: format!("{id}@example.com"),
+        name: None,
+        password_hash: "hash-1".into(),
+        email_verified: false,
+        disabled: false,
+        not_before: 0,
+        created_at: now(),
+        credential_version: 0,
+    }
+}
+
+fn session(id: &str, user_id: &str) -> SessionRecord {
+    let t = now();
+    SessionRecord {
+        id: id.into(),
+        user_id: user_id.into(),
+        salt: vec![7; 16],
+        generation: 0,
+        rotated_at: None,
+        created_at: t,
+        last_used_at: t,
+        idle_expires_at: t + 3600,
+        expires_at: t + 86_400,
+        revoked_at: None,
+        user_agent: Some("test".into()),
+        ip: None,
+    }
+}
+
+/// A user with `sessions` live sessions named `{id}-s{n}`.
+async fn user_with_sessions(store: &dyn Store, id: &str, sessions: usize) {
+    store.insert_user(&user(id)).await.expect("insert user");
+    for n in 0..sessions {
+        let started = store
+            .insert_session(&session(&format!("{id}-s{n}"), id), 0)
+            .await
+            .expect("insert session");
+        assert!(started);
+    }
+}
+
+async fn feed(store: &dyn Store) -> Vec<(String, Option<String>, String)> {
+    store
+        .revocations_after(0, 1000)
+        .await
+        .expect("feed")
+        .into_iter()
+        .map(|r| (r.kind, r.session_id, r.user_id))
+        .collect()
+}
+
+contract!(one_rotation_wins_a_race_for_a_generation);
+async fn one_rotation_wins_a_race_for_a_generation(store: &Arc<dyn Store>) {
+    user_with_sessions(store.as_ref(), "ada", 1).await;
+    let t = now();
+    let attempts = (0..16).map(|_| {
+        let store = store.clone();
+        async move { store.advance_session("ada-s0", 0, t, t + 3600).await }
+    });
+    let won = tokio::task::JoinSet::from_iter(attempts).join_all().await;
+    let winners = won
+        .into_iter()
+        .filter(|r| *r.as_ref().expect("advance"))
+        .count();
+    assert_eq!(winners, 1, "exactly one compare-and-set succeeds");
+    let s = store
+        .session("ada-s0")
+        .await
+        .expect("read")
+        .expect("session");
+    assert_eq!(s.generation, 1);
+    assert!(
+        !store
+            .advance_session("ada-s0", 0, t, t + 3600)
+            .await
+            .expect("stale")
+    );
+    assert!(
+        store
+            .advance_session("ada-s0", 1, t, t + 3600)
+            .await
+            .expect("next")
+    );
+}
+
+contract!(a_revoked_or_expired_session_never_advances);
+async fn a_revoked_or_expired_session_never_advances(store: &Arc<dyn Store>) {
+    user_with_sessions(store.as_ref(), "bob", 2).await;
+    let t = now();
+    assert!(
+        store
+            .revoke_session("bob-s0", RevokeReason::Logout, t)
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        !store
+            .revoke_session("bob-s0", RevokeReason::Logout, t)
+            .await
+            .expect("again")
+    );
+    assert!(
+        !store
+            .advance_session("bob-s0", 0, t, t + 3600)
+            .await
+            .expect("revoked")
+    );
+    // The database's own clock counts too: a caller's time in the past
+    // cannot revive a session whose deadline has passed.
+    let mut old = session("bob-old", "bob");
+    old.expires_at = t - 10;
+    assert!(store.insert_session(&old, 0).await.expect("insert"));
+    assert!(
+        !store
+            .advance_session("bob-old", 0, t - 100, t + 3600)
+            .await
+            .expect("expired")
+    );
+    let live: Vec<String> = store
+        .live_sessions("bob", t - 100)
+        .await
+        .expect("live")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(live, ["bob-s1"]);
+}
+
+contract!(a_session_starts_only_at_the_current_credential_version);
+async fn a_session_starts_only_at_the_current_credential_version(store: &Arc<dyn Store>) {
+    user_with_sessions(store.as_ref(), "cy", 1).await;
+    let t = now();
+    let version = store
+        .change_password("cy", 0, "hash-2", t)
+        .await
+        .expect("change")
+        .expect("version was current");
+    assert_eq!(version, 1);
+    assert_eq!(
+        store
+            .change_password("cy", 0, "hash-3", t)
+            .await
+            .expect("stale"),
+        None
+    );
+    assert!(
+        !store
+            .insert_session(&session("cy-late", "cy"), 0)
+            .await
+            .expect("old version")
+    );
+    assert!(
+        store
+            .insert_session(&session("cy-new", "cy"), 1)
+            .await
+            .expect("new version")
+    );
+    // A rehash only replaces the hash it verified.
+    assert!(
+        !store
+            .replace_password_hash("cy", "hash-1", "rehash", t)
+            .await
+            .expect("old hash")
+    );
+    assert!(
+        store
+            .replace_password_hash("cy", "hash-2", "rehash", t)
+            .await
+            .expect("current")
+    );
+    store
+        .set_user_disabled("cy", true, t)
+        .await
+        .expect("disable");
+    assert!(
+        !store
+            .insert_session(&session("cy-off", "cy"), 1)
+            .await
+            .expect("disabled")
+    );
+    let old = store.session("cy-s0").await.expect("read").expect("kept");
+    assert!(
+        old.revoked_at.is_some(),
+        "the password change ended the old session"
+    );
+}
+
+contract!(bulk_revocations_count_and_feed_each_session);
+async fn bulk_revocations_count_and_feed_each_session(store: &Arc<dyn Store>) {
+    user_with_sessions(store.as_ref(), "dee", 3).await;
+    user_with_sessions(store.as_ref(), "eve", 2).await;
+    let t = now();
+    let revoked = store
+        .revoke_user_sessions("dee", Some("dee-s0"), RevokeReason::LogoutAll, t, Some(t))
+        .await
+        .expect("revoke others");
+    assert_eq!(revoked, 2);
+    let mut rows = feed(store.as_ref()).await;
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("session".into(), Some("dee-s1".into()), "dee".into()),
+            ("session".into(), Some("dee-s2".into()), "dee".into()),
+            ("user".into(), None, "dee".into()),
+        ]
+    );
+    let dee = store.user_by_id("dee").await.expect("read").expect("dee");
+    assert_eq!((dee.credential_version, dee.not_before), (1, t));
+
+    let (sessions, users) = store.revoke_everything(t, "renamed").await.expect("all");
+    assert_eq!((sessions, users), (3, 2), "dee-s0 and eve's two were live");
+    assert_eq!(store.restore_guard().await.expect("guard").0, "renamed");
+    let user_rows = feed(store.as_ref())
+        .await
+        .into_iter()
+        .filter(|r| r.0 == "user")
+        .count();
+    assert_eq!(user_rows, 3, "one entry per user, after dee's own");
+    for id in ["dee", "eve"] {
+        let u = store.user_by_id(id).await.expect("read").expect("user");
+        assert_eq!(
+            u.not_before,
+            t + 1,
+            "tokens of this very second are refused"
+        );
+    }
+    assert!(
+        store
+            .live_sessions("eve", t)
+            .await
+            .expect("live")
+            .is_empty()
+    );
+}
+
+contract!(throttle_steps_on_one_key_serialise);
+async fn throttle_steps_on_one_key_serialise(store: &Arc<dyn Store>) {
+    fn fail(r: &ThrottleRecord) -> ThrottleRecord {
+        ThrottleRecord {
+            failures: r.failures + 1,
+            blocked_until: if r.failures + 1 >= 5 { 1_000 } else { 0 },
+            updated_at: r.updated_at + 1,
+            ..r.clone()
+        }
+    }
+    let steps = (0..12).map(|_| {
+        let store = store.clone();
+        async move { store.step_throttle("acct:x", &fail).await }
+    });
+    let mut seen: Vec<i64> = tokio::task::JoinSet::from_iter(steps)
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.expect("step").failures)
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..12).collect::<Vec<_>>(), "no step lost or doubled");
+    let look = |r: &ThrottleRecord| r.clone();
+    let armed = store.step_throttle("acct:x", &look).await.expect("look");
+    assert_eq!((armed.failures, armed.blocked_until), (12, 1_000));
+    // A look changes nothing, and another key starts from zero.
+    assert_eq!(
+        store.step_throttle("acct:x", &look).await.expect("look"),
+        armed
+    );
+    let fresh = store.step_throttle("acct:y", &look).await.expect("fresh");
+    assert_eq!((fresh.failures, fresh.blocked_until), (0, 0));
+}
+
+contract!(import_refuses_a_database_that_holds_data);
+async fn import_refuses_a_database_that_holds_data(store: &Arc<dyn Store>) {
+    user_with_sessions(store.as_ref(), "fay", 1).await;
+    let snapshot = store.export().await.expect("export");
+    assert_eq!(snapshot.users.len(), 1);
+    assert!(matches!(
+        store.import(&snapshot).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.export().await.expect("export"),
+        snapshot,
+        "nothing changed"
+    );
+}
+
+contract!(cursors_continue_above_an_imported_snapshot);
+async fn cursors_continue_above_an_imported_snapshot(store: &Arc<dyn Store>) {
+    // The source: a SQLite store with revocations, the oldest pruned.
+    let source = fixture(Backend::Sqlite).await.expect("sqlite");
+    let src = source.store.as_ref();
+    user_with_sessions(src, "gus", 3).await;
+    let t = now();
+    for (n, at) in [(0, t - 100), (1, t - 50), (2, t)] {
+        src.revoke_session(&format!("gus-s{n}"), RevokeReason::Logout, at)
+            .await
+            .expect("revoke");
+    }
+    let everything = PruneBefore {
+        sessions: 0,
+        revocations: t - 60,
+        events: 0,
+        throttles: 0,
+        keys: 0,
+    };
+    assert_eq!(src.prune(everything, 100).await.expect("prune"), 1);
+    let snapshot = src.export().await.expect("export");
+    assert_eq!(snapshot.revocation_cursor, 3);
+    assert_eq!(snapshot.revocations.len(), 2);
+
+    store.import(&snapshot).await.expect("import");
+    assert_eq!(
+        store.export().await.expect("export"),
+        snapshot,
+        "a faithful copy"
+    );
+    assert_eq!(store.oldest_revocation().await.expect("oldest"), Some(2));
+    user_with_sessions(store.as_ref(), "hal", 1).await;
+    store
+        .revoke_session("hal-s0", RevokeReason::Logout, t)
+        .await
+        .expect("revoke");
+    let after = store.revocations_after(3, 10).await.expect("after");
+    assert_eq!(after.len(), 1);
+    assert!(after[0].cursor > 3, "no cursor a verifier holds is reused");
+}
+
+contract!(prune_deletes_only_what_is_older_than_each_cut_off);
+async fn prune_deletes_only_what_is_older_than_each_cut_off(store: &Arc<dyn Store>) {
+    user_with_sessions(store.as_ref(), "ida", 0).await;
+    let t = now();
+    for (id, expires_at) in [("ida-old", t - 10), ("ida-edge", t), ("ida-new", t + 10)] {
+        let mut s = session(id, "ida");
+        s.expires_at = expires_at;
+        assert!(store.insert_session(&s, 0).await.expect("insert"));
+    }
+    let cut = PruneBefore {
+        sessions: t,
+        revocations: 0,
+        events: 0,
+        throttles: 0,
+        keys: 0,
+    };
+    assert_eq!(store.prune(cut, 100).await.expect("prune"), 1);
+    assert!(store.session("ida-old").await.expect("read").is_none());
+    assert!(
+        store.session("ida-edge").await.expect("read").is_some(),
+        "the cut-off itself is kept"
+    );
+    // A batch bounds each kind.
+    for n in 0..5 {
+        let mut s = session(&format!("ida-b{n}"), "ida");
+        s.expires_at = t - 20;
+        assert!(store.insert_session(&s, 0).await.expect("insert"));
+    }
+    assert_eq!(store.prune(cut, 2).await.expect("batch"), 2);
+    assert_eq!(store.prune(cut, 100).await.expect("rest"), 3);
+    assert_eq!(store.prune(cut, 100).await.expect("none"), 0);
+}
