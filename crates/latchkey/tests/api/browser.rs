@@ -2,12 +2,13 @@
 //! (headless Chromium driven by playwright-core) against a real server, the
 //! example SPA on an allowed origin and the same files on a foreign one, and
 //! the client's unit tests (`clients/js/test/client.test.mjs`) with it. The
-//! browser and playwright-core come from `clients/js/setup.sh`; without them
-//! the test skips loudly, or fails under `LATCHKEY_REQUIRE_ALL=1`. It runs on
+//! browser and playwright-core are installed on first use by
+//! `clients/js/setup.sh`; should that fail, the test skips loudly, or fails
+//! under `LATCHKEY_REQUIRE_ALL=1`. It runs on
 //! the default backend only: the browser exercises HTTP, not the store.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::helpers::*;
+use crate::tools::{self, workspace};
 
 /// How long the whole browser suite may take (it aims at well under a minute).
 const SUITE_TIMEOUT: Duration = Duration::from_secs(150);
@@ -61,19 +63,39 @@ async fn the_example_spa_keeps_its_session_safe_in_a_real_browser() {
     println!("{report}\nartifacts: {}", artifacts.display());
 }
 
-fn workspace() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2);
-    root.expect("workspace root").to_path_buf()
-}
-
 fn chromium() -> PathBuf {
     std::env::var_os("LATCHKEY_CHROMIUM").map_or_else(|| DEFAULT_CHROMIUM.into(), PathBuf::from)
 }
 
-/// Whether node, playwright-core and Chromium are installed. When not, says
-/// so loudly (past the test harness's capture) — or panics under
+/// Whether node, playwright-core and Chromium are installed, installing them
+/// with `clients/js/setup.sh` when they are not. When that fails, says so
+/// loudly (past the test harness's capture) — or panics under
 /// `LATCHKEY_REQUIRE_ALL=1`.
 async fn browser_tools_ready() -> bool {
+    let mut missing = missing_browser_tools().await;
+    let mut setup = Ok(());
+    if !missing.is_empty() {
+        setup = tools::install("clients/js/setup.sh").await;
+        missing = missing_browser_tools().await;
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let mut what = format!("the browser test needs {}", missing.join(", "));
+    if let Err(e) = setup {
+        what.push_str(&format!(" ({e})"));
+    }
+    if std::env::var("LATCHKEY_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{what}");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: {what}.\n*** clients/js/setup.sh installs them (npm ci for playwright-core; apt-get install chromium).\n"
+    );
+    false
+}
+
+async fn missing_browser_tools() -> Vec<String> {
     let mut missing = Vec::new();
     let node = Command::new("node")
         .arg("--version")
@@ -90,18 +112,7 @@ async fn browser_tools_ready() -> bool {
     if !chromium().exists() {
         missing.push(chromium().display().to_string());
     }
-    if missing.is_empty() {
-        return true;
-    }
-    let what = format!("the browser test needs {}", missing.join(", "));
-    if std::env::var("LATCHKEY_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{what}; run clients/js/setup.sh");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: {what}.\n*** Run clients/js/setup.sh (npm ci for playwright-core; apt-get install chromium).\n"
-    );
-    false
+    missing
 }
 
 /// The app with the SPA's origin in its CORS list, and the SPA's server.

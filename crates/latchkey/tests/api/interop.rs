@@ -2,8 +2,9 @@
 //! (Python PyJWT and Node jose, driven by `interop/python/verify.py` and
 //! `interop/node/verify.mjs`, the snippets of docs/verifying.md) accept
 //! genuine access tokens and refuse forged ones, for EdDSA and ES256. The
-//! verifiers are installed by `interop/setup.sh`; without them these tests
-//! skip loudly, or fail under `LATCHKEY_REQUIRE_ALL=1`.
+//! verifiers are installed on first use by `interop/setup.sh`; should that
+//! fail (no registry in reach), these tests skip loudly, or fail under
+//! `LATCHKEY_REQUIRE_ALL=1`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::*;
+use crate::tools;
 
 /// How long one verifier may take over a whole job.
 const PEER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,7 +49,8 @@ async fn python_and_node_verifiers_accept_es256_tokens_and_refuse_forgeries() {
 
 async fn verifiers_agree_with_latchkey(alg: SigningAlg) {
     let what = format!("{alg} interop test against PyJWT and jose");
-    let peers: Vec<Peer> = [python().await, node().await]
+    let peers: Vec<Peer> = peers()
+        .await
         .into_iter()
         .filter_map(|found| available(found, &what))
         .collect();
@@ -305,8 +308,7 @@ struct Verdict {
 }
 
 fn interop_dir() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2);
-    workspace.expect("workspace root").join("interop")
+    tools::workspace().join("interop")
 }
 
 async fn python() -> Result<Peer, String> {
@@ -363,6 +365,18 @@ async fn probe(program: &Path, args: &[&str]) -> Result<(), String> {
     ))
 }
 
+/// Both verifiers, installed with `interop/setup.sh` first if one is missing.
+async fn peers() -> [Result<Peer, String>; 2] {
+    let found = [python().await, node().await];
+    if found.iter().all(Result::is_ok) {
+        return found;
+    }
+    match tools::install("interop/setup.sh").await {
+        Ok(()) => [python().await, node().await],
+        Err(e) => found.map(|f| f.map_err(|why| format!("{why} ({e})"))),
+    }
+}
+
 /// The peer, or a loud skip (a failure under `LATCHKEY_REQUIRE_ALL=1`).
 fn available(found: Result<Peer, String>, what: &str) -> Option<Peer> {
     let reason = match found {
@@ -370,11 +384,11 @@ fn available(found: Result<Peer, String>, what: &str) -> Option<Peer> {
         Err(reason) => reason,
     };
     if std::env::var("LATCHKEY_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{what}: verifier not installed: {reason}; run interop/setup.sh");
+        panic!("{what}: verifier not installed: {reason}");
     }
     let _ = writeln!(
         std::io::stderr(),
-        "\n*** SKIPPED in part: {what}: verifier not installed: {reason}.\n*** Run interop/setup.sh to install PyJWT and jose.\n"
+        "\n*** SKIPPED in part: {what}: verifier not installed: {reason}.\n*** interop/setup.sh installs PyJWT and jose.\n"
     );
     None
 }
