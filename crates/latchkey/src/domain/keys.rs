@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
@@ -20,8 +19,27 @@ use jsonwebtoken::jwk::{
 };
 use latchkey_verify::{Claims, KeySet, Rules, SigningAlg, VerifiedTokens, VerifyError, VerifyKey};
 
-use super::secrets::{MasterKey, random_b64};
-use crate::store::{KeyRecord, Store};
+use super::secrets::{MasterKey, SecretError, random_b64};
+use crate::store::{KeyRecord, Store, StoreError};
+
+/// What can go wrong with the signing keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("no active signing key")]
+    NoActiveKey,
+    #[error("signing key {kid}: {reason}")]
+    Unusable { kid: String, reason: String },
+    #[error("key generation failed: {0}")]
+    Generate(String),
+    #[error("signing an access token failed")]
+    Sign,
+    #[error("encoding a key or token as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
 
 /// Reloads triggered by unknown `kid`s happen at most this often.
 const UNKNOWN_KID_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
@@ -76,7 +94,7 @@ impl KeyRing {
         master: MasterKey,
         alg: SigningAlg,
         now: i64,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, KeyError> {
         if !store
             .signing_keys()
             .await?
@@ -102,7 +120,7 @@ impl KeyRing {
     }
 
     /// Re-reads the keys, picking up rotations made elsewhere.
-    pub async fn reload(&self, store: &dyn Store, now: i64) -> anyhow::Result<()> {
+    pub async fn reload(&self, store: &dyn Store, now: i64) -> Result<(), KeyError> {
         let records = store.signing_keys().await?;
         let fresh = Arc::new(build(&self.master, &records, now)?);
         self.verified.forget_unless_trusted(&fresh.trusted);
@@ -114,10 +132,10 @@ impl KeyRing {
     }
 
     /// Signs `claims` as an access token (a compact JWS) with the current key.
-    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+    pub fn sign(&self, claims: &Claims) -> Result<String, KeyError> {
         let loaded = self.current();
         let signer = &loaded.signer;
-        let payload = serde_json::to_vec(claims).context("encoding access-token claims")?;
+        let payload = serde_json::to_vec(claims)?;
         let mut token = String::with_capacity(signer.header.len() + payload.len() * 4 / 3 + 96);
         token.push_str(&signer.header);
         token.push('.');
@@ -126,7 +144,7 @@ impl KeyRing {
             SigningKey::Ed25519(pair) => pair.sign(token.as_bytes()),
             SigningKey::Es256(pair) => pair
                 .sign(&SystemRandom::new(), token.as_bytes())
-                .map_err(|_| anyhow::anyhow!("signing an access token failed"))?,
+                .map_err(|_| KeyError::Sign)?,
         };
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
@@ -196,7 +214,7 @@ impl KeyRing {
 }
 
 /// Lists every stored key.
-pub async fn list(store: &dyn Store) -> anyhow::Result<Vec<KeyInfo>> {
+pub async fn list(store: &dyn Store) -> Result<Vec<KeyInfo>, KeyError> {
     Ok(store
         .signing_keys()
         .await?
@@ -222,7 +240,7 @@ pub async fn add_key(
     now: i64,
     activates_at: i64,
     retired_expire_at: i64,
-) -> anyhow::Result<String> {
+) -> Result<String, KeyError> {
     let kid = random_b64(12)?;
     let (pkcs8, jwk) = generate(alg, &kid)?;
     let record = KeyRecord {
@@ -239,15 +257,15 @@ pub async fn add_key(
     Ok(kid)
 }
 
-fn generate(alg: SigningAlg, kid: &str) -> anyhow::Result<(Vec<u8>, Jwk)> {
+fn generate(alg: SigningAlg, kid: &str) -> Result<(Vec<u8>, Jwk), KeyError> {
     let rng = SystemRandom::new();
     let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
     let (pkcs8, params) = match alg {
         SigningAlg::EdDSA => {
             let doc = Ed25519KeyPair::generate_pkcs8v1(&rng)
-                .map_err(|_| anyhow::anyhow!("key generation failed"))?;
-            let pair =
-                Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
             let x = b64(pair.public_key().as_ref());
             let params = OctetKeyPairParameters {
                 key_type: OctetKeyPairType::OctetKeyPair,
@@ -261,9 +279,9 @@ fn generate(alg: SigningAlg, kid: &str) -> anyhow::Result<(Vec<u8>, Jwk)> {
         }
         SigningAlg::ES256 => {
             let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| anyhow::anyhow!("key generation failed"))?;
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
             let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
             // An uncompressed P-256 point: 0x04 ‖ x ‖ y.
             let point = pair.public_key().as_ref();
             let params = EllipticCurveKeyParameters {
@@ -296,7 +314,7 @@ fn generate(alg: SigningAlg, kid: &str) -> anyhow::Result<(Vec<u8>, Jwk)> {
     ))
 }
 
-fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<Loaded> {
+fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> Result<Loaded, KeyError> {
     let published: Vec<&KeyRecord> = records
         .iter()
         .filter(|k| k.expires_at.is_none_or(|e| e > now))
@@ -314,19 +332,21 @@ fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<
                 .filter(|k| k.retired_at.is_none())
                 .max_by_key(|k| k.activates_at)
         })
-        .context("no active signing key")?;
-    let alg: SigningAlg = current
-        .alg
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!(e))?;
+        .ok_or(KeyError::NoActiveKey)?;
+    let unusable = |kid: &str| {
+        let kid = kid.to_owned();
+        move |reason: String| KeyError::Unusable { kid, reason }
+    };
+    let alg: SigningAlg = current.alg.parse().map_err(unusable(&current.kid))?;
     let pkcs8 = master.open(&current.kid, &current.private_key)?;
     let key = match alg {
         SigningAlg::EdDSA => SigningKey::Ed25519(
-            Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("{e}"))?,
+            Ed25519KeyPair::from_pkcs8(&pkcs8)
+                .map_err(|e| unusable(&current.kid)(e.to_string()))?,
         ),
         SigningAlg::ES256 => SigningKey::Es256(
             EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+                .map_err(|e| unusable(&current.kid)(e.to_string()))?,
         ),
     };
     let header = serde_json::json!({
@@ -338,10 +358,11 @@ fn build(master: &MasterKey, records: &[KeyRecord], now: i64) -> anyhow::Result<
     let mut trusted = KeySet::new();
     let mut jwks = JwkSet { keys: Vec::new() };
     for record in &published {
-        let jwk: Jwk = serde_json::from_str(&record.public_jwk).context("stored JWK is invalid")?;
+        let jwk: Jwk = serde_json::from_str(&record.public_jwk)
+            .map_err(|e| unusable(&record.kid)(format!("stored JWK is invalid: {e}")))?;
         trusted.insert(
             record.kid.clone(),
-            VerifyKey::from_jwk(&jwk).map_err(|e| anyhow::anyhow!(e))?,
+            VerifyKey::from_jwk(&jwk).map_err(|e| unusable(&record.kid)(e.to_string()))?,
         );
         jwks.keys.push(jwk);
     }

@@ -84,8 +84,17 @@ impl From<password::HashError> for AuthError {
     }
 }
 
-impl From<anyhow::Error> for AuthError {
-    fn from(e: anyhow::Error) -> Self {
-        AuthError::Internal(format!("{e:#}"))
+impl From<secrets::SecretError> for AuthError {
+    fn from(e: secrets::SecretError) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
+impl From<keys::KeyError> for AuthError {
+    fn from(e: keys::KeyError) -> Self {
+        match e {
+            keys::KeyError::Store(e) => e.into(),
+            other => AuthError::Internal(other.to_string()),
+        }
     }
 }

@@ -22,8 +22,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::store::{Store, StoreError};
 
 /// The file, in the data directory, that holds what this instance saw.
@@ -54,8 +52,14 @@ pub enum GuardError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("recording the restore guard: {0:#}")]
-    File(anyhow::Error),
+    #[error("restore guard file {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("restore guard file {path}: unexpected line {line:?}")]
+    Unreadable { path: PathBuf, line: String },
 }
 
 /// What this instance saw of the database.
@@ -74,12 +78,15 @@ pub struct RestoreGuard {
 
 impl RestoreGuard {
     /// The guard of the instance whose data directory is `data_dir`.
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn open(data_dir: &Path) -> Result<Self, GuardError> {
         let path = data_dir.join(GUARD_FILE);
         let mark = match std::fs::read_to_string(&path) {
-            Ok(text) => parse(&text).with_context(|| format!("reading {}", path.display()))?,
+            Ok(text) => parse(&text).map_err(|line| GuardError::Unreadable {
+                path: path.clone(),
+                line,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Mark::default(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(source) => return Err(GuardError::File { path, source }),
         };
         Ok(Self {
             path,
@@ -123,7 +130,10 @@ impl RestoreGuard {
             next.database_id = Some(id);
         }
         next.counter = counter;
-        write_atomically(&self.path, &render(&next)).map_err(GuardError::File)?;
+        write_atomically(&self.path, &render(&next)).map_err(|source| GuardError::File {
+            path: self.path.clone(),
+            source,
+        })?;
         *mark = next;
         self.state.store(FINE, Ordering::Release);
         Ok(())
@@ -152,7 +162,8 @@ fn render(mark: &Mark) -> String {
     text
 }
 
-fn parse(text: &str) -> anyhow::Result<Mark> {
+/// The mark a guard file holds, or the first line it cannot read.
+fn parse(text: &str) -> Result<Mark, String> {
     let mut mark = Mark::default();
     for line in text
         .lines()
@@ -160,9 +171,9 @@ fn parse(text: &str) -> anyhow::Result<Mark> {
     {
         match line.split_once(' ') {
             Some(("database_id", id)) => mark.database_id = Some(id.to_string()),
-            Some(("counter", n)) => mark.counter = n.parse().context("a counter")?,
+            Some(("counter", n)) => mark.counter = n.parse().map_err(|_| line.to_string())?,
             Some(("retired", id)) => mark.retired.push(id.to_string()),
-            _ => anyhow::bail!("unexpected line {line:?}"),
+            _ => return Err(line.to_string()),
         }
     }
     Ok(mark)
@@ -170,18 +181,17 @@ fn parse(text: &str) -> anyhow::Result<Mark> {
 
 /// Writes `text` to `path` through a private temporary file and a rename,
 /// so a crash leaves the old file or the new one, never half of one.
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
+        .open(&tmp)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
