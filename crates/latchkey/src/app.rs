@@ -3,13 +3,10 @@
 //! the background tasks (key reload, pruning) alongside.
 
 use std::future::Future;
-use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
@@ -20,54 +17,24 @@ use crate::domain::password::{Argon2Params, Hasher, PasswordPolicy};
 use crate::domain::restore::{self, GuardError, RestoreGuard};
 use crate::domain::secrets::MasterKey;
 use crate::domain::{Auth, AuthConfig};
-use crate::error::ApiError;
+use crate::http::AppState;
+use crate::store::Store;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{PruneBefore, Store};
 
 /// How often each instance re-reads the signing keys.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-/// How often expired rows are pruned, and how many per kind at a time.
+/// How often expired rows are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
-const PRUNE_BATCH: i64 = 500;
-/// How long audit events are kept.
-const EVENT_RETENTION: i64 = 90 * 24 * 3600;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub auth: Arc<Auth>,
-    pub metrics: PrometheusHandle,
-    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
-    pub cors_origins: Arc<Vec<String>>,
-    pub request_timeout: Duration,
-    pub browser: Arc<crate::http::browser::BrowserPolicy>,
-    pub guard: Arc<RestoreGuard>,
-    limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
-}
-
-impl AppState {
-    /// Applies the per-IP limit on credential requests.
-    pub fn limit_ip(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        let (Some(limiter), Some(ip)) = (&self.limiter, ip) else {
-            return Ok(());
-        };
-        limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            ApiError::RateLimited {
-                retry_after: wait.as_secs().max(1),
-            }
-        })
-    }
-}
 
 /// A built application, ready to serve or to run admin commands.
 pub struct App {
     pub state: AppState,
     pub settings: Settings,
     pub master: MasterKey,
+    /// The database, for the admin commands that work below the domain
+    /// (export, import) and for tests that look at rows.
+    pub store: Arc<dyn Store>,
 }
 
 /// The process-wide Prometheus recorder (metrics macros use one global).
@@ -150,7 +117,7 @@ impl App {
             account_daily_failure_limit: settings.account_daily_failure_limit,
         };
         let auth = Auth::new(
-            store,
+            store.clone(),
             clock,
             Arc::new(keys),
             hasher,
@@ -158,25 +125,13 @@ impl App {
             &master,
             config,
         );
-        let limiter = NonZeroU32::new(settings.ip_rate_limit)
-            .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
-        let state = AppState {
-            auth: Arc::new(auth),
-            metrics,
-            trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
-            cors_origins: Arc::new(settings.cors_origins.clone()),
-            request_timeout: settings.request_timeout,
-            browser: Arc::new(crate::http::browser::BrowserPolicy::new(
-                &settings.issuer,
-                &settings.cors_origins,
-            )),
-            guard: Arc::new(RestoreGuard::open(&settings.data_dir)?),
-            limiter,
-        };
+        let guard = Arc::new(RestoreGuard::open(&settings.data_dir)?);
+        let state = AppState::new(Arc::new(auth), guard, metrics, &settings);
         Ok(App {
             state,
             settings,
             master,
+            store,
         })
     }
 
@@ -217,7 +172,7 @@ fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 
 /// Runs the restore guard's check, logging what it finds.
 async fn check_restore(state: &AppState) -> Result<(), GuardError> {
-    let result = state.guard.check(state.auth.store.as_ref()).await;
+    let result = state.auth.check_restore(&state.guard).await;
     match &result {
         Ok(()) => {}
         Err(e @ GuardError::Restored { .. }) => tracing::error!("{e}"),
@@ -241,34 +196,18 @@ async fn background_tasks(state: AppState) {
                 let _ = check_restore(&state).await;
             }
             _ = reload.tick() => {
-                let auth = &state.auth;
-                if let Err(e) = auth.keys.reload(auth.store.as_ref(), auth.now()).await {
+                if let Err(e) = state.auth.reload_keys().await {
                     tracing::warn!(error = %e, "reloading signing keys failed");
                 }
             }
             _ = prune.tick() => {
-                prune_once(&state.auth).await;
-                state.auth.hasher.release_idle_memory(PRUNE_INTERVAL);
+                match state.auth.prune_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(rows = n, "pruned expired rows"),
+                    Err(e) => tracing::warn!(error = %e, "pruning failed"),
+                }
+                state.auth.release_idle_memory(PRUNE_INTERVAL);
             }
         }
-    }
-}
-
-/// Deletes expired sessions, old revocations, events and throttles, and keys
-/// whose tokens can no longer be valid.
-pub async fn prune_once(auth: &Auth) {
-    let now = auth.now();
-    let keep_revocations = auth.revocation_retention();
-    let before = PruneBefore {
-        sessions: now - keep_revocations,
-        revocations: now - keep_revocations,
-        events: now - EVENT_RETENTION,
-        throttles: now - 24 * 3600,
-        keys: now,
-    };
-    match auth.store.prune(before, PRUNE_BATCH).await {
-        Ok(0) => {}
-        Ok(n) => tracing::debug!(rows = n, "pruned expired rows"),
-        Err(e) => tracing::warn!(error = %e, "pruning failed"),
     }
 }

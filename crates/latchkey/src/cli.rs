@@ -14,10 +14,11 @@ use crate::app::{App, open_store};
 use crate::config::{Settings, SettingsArgs};
 use crate::domain::AuthError;
 use crate::domain::clock::SystemClock;
+use crate::domain::clock::rfc3339;
 use crate::domain::secrets::MasterKey;
-use crate::http::wire::rfc3339;
+use crate::domain::{Session, User};
 use crate::store::snapshot::SNAPSHOT_VERSION;
-use crate::store::{SessionRecord, Snapshot, StoreError, UserRecord};
+use crate::store::{Snapshot, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -218,7 +219,7 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
         }
         UsersCommand::List { limit, offset } => {
             println!("{:<36}  {:<32}  {:<8}  CREATED", "ID", "EMAIL", "STATUS");
-            for u in auth.store.list_users(limit, offset).await? {
+            for u in auth.list_users(limit, offset).await.map_err(explain)? {
                 println!(
                     "{:<36}  {:<32}  {:<8}  {}",
                     u.id,
@@ -264,11 +265,11 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn status(u: &UserRecord) -> &'static str {
+fn status(u: &User) -> &'static str {
     if u.disabled { "disabled" } else { "active" }
 }
 
-fn print_user(u: &UserRecord, live_sessions: usize) {
+fn print_user(u: &User, live_sessions: usize) {
     println!("id:             {}", u.id);
     println!("email:          {}", u.email);
     println!("name:           {}", u.name.as_deref().unwrap_or("-"));
@@ -305,7 +306,7 @@ async fn sessions(cmd: SessionsCommand, app: &App) -> anyhow::Result<()> {
         SessionsCommand::Revoke { .. } => {
             let (sessions, users) = auth.revoke_everything().await.map_err(explain)?;
             // Adopts the database's new identity here, as every server will.
-            app.state.guard.check(auth.store.as_ref()).await?;
+            auth.check_restore(&app.state.guard).await?;
             println!(
                 "revoked {sessions} session(s) of {users} user(s); every access token issued so far is refused"
             );
@@ -314,7 +315,7 @@ async fn sessions(cmd: SessionsCommand, app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_session(s: &SessionRecord) {
+fn print_session(s: &Session) {
     println!(
         "{:<36}  {:<20}  {:<20}  {:<15}  {}",
         s.id,
@@ -329,12 +330,12 @@ async fn keys(cmd: KeysCommand, app: &App) -> anyhow::Result<()> {
     let auth = &app.state.auth;
     match cmd {
         KeysCommand::List => {
-            let (signing, now) = (auth.keys.signing_kid(), auth.now());
+            let (signing, now) = (auth.signing_kid(), auth.now());
             println!(
                 "{:<16}  {:<6}  {:<20}  {:<20}  {:<20}  STATE",
                 "KID", "ALG", "PUBLISHED", "SIGNS FROM", "PUBLISHED UNTIL"
             );
-            for k in crate::domain::keys::list(auth.store.as_ref()).await? {
+            for k in auth.list_keys().await.map_err(explain)? {
                 let state = match () {
                     _ if k.kid == signing => "signing",
                     _ if k.activates_at > now => "published, not yet signing",

@@ -5,7 +5,6 @@
 //! - [`telemetry`]: logging set-up.
 //! - [`app`]: assembly of store, keys, hasher and router.
 //! - [`serve`]: the HTTP listener with its connection limits and graceful shutdown.
-//! - [`error`]: the API's one error type and JSON shape.
 //! - [`http`]: the HTTP API, one module per resource.
 //! - [`domain`]: accounts, sessions, tokens, keys, throttles and revocation.
 //! - [`store`]: the storage trait and its SQL backends.
@@ -15,7 +14,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod http;
 pub mod serve;
 pub mod store;

@@ -10,7 +10,7 @@ use super::email::parse_email;
 use super::events::EventKind;
 use super::password::{PasswordError, normalize};
 use super::throttle::{account_key, device_key, session_key};
-use super::{Auth, AuthError, Authenticated, Client, TokenPair};
+use super::{Auth, AuthError, Authenticated, Client, TokenPair, User};
 use crate::store::{StoreError, UserRecord};
 
 const LOGIN_FAILED: &str = "invalid email or password";
@@ -25,7 +25,7 @@ impl Auth {
         password: &str,
         name: Option<&str>,
         client: &Client,
-    ) -> Result<(UserRecord, TokenPair), AuthError> {
+    ) -> Result<(User, TokenPair), AuthError> {
         let user = self.create_user(email, password, name).await?;
         let mut pair = self.start_session(&user, client).await?;
         pair.device_token = Some(self.device_key.mint(&user.id)?);
@@ -37,11 +37,11 @@ impl Auth {
         )
         .await;
         metrics::counter!("latchkey_registrations_total").increment(1);
-        Ok((user, pair))
+        Ok((User::from(&user), pair))
     }
 
     /// Validates, hashes and stores a new user (also used by the admin CLI).
-    pub async fn create_user(
+    pub(super) async fn create_user(
         &self,
         email: &str,
         password: &str,
@@ -163,7 +163,7 @@ impl Auth {
         new: &str,
         client: &Client,
     ) -> Result<TokenPair, AuthError> {
-        let user = &caller.user;
+        let user = &caller.record;
         let ticket = self.hasher.ticket()?;
         let new = self
             .check_new_password(new, &user.email_normalized, user.name.as_deref())

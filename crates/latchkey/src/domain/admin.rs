@@ -6,11 +6,27 @@ use super::events::EventKind;
 use super::keys;
 use super::secrets::MasterKey;
 use super::{Auth, AuthError, Client};
-use crate::store::{RevokeReason, SessionRecord, UserRecord};
+use super::{Session, User};
+use crate::store::{RevokeReason, UserRecord};
 
 impl Auth {
+    /// Users ordered by creation, `limit` of them after the first `offset`.
+    pub async fn list_users(&self, limit: i64, offset: i64) -> Result<Vec<User>, AuthError> {
+        let users = self.store.list_users(limit, offset).await?;
+        Ok(users.iter().map(User::from).collect())
+    }
+
     /// A user by id or by email (case-insensitive).
-    pub async fn find_user(&self, email_or_id: &str) -> Result<Option<UserRecord>, AuthError> {
+    pub async fn find_user(&self, email_or_id: &str) -> Result<Option<User>, AuthError> {
+        Ok(self
+            .find_record(email_or_id)
+            .await?
+            .as_ref()
+            .map(User::from))
+    }
+
+    /// A user by id or by email (case-insensitive), as stored.
+    async fn find_record(&self, email_or_id: &str) -> Result<Option<UserRecord>, AuthError> {
         if let Some(user) = self.store.user_by_id(email_or_id).await? {
             return Ok(Some(user));
         }
@@ -27,13 +43,13 @@ impl Auth {
     }
 
     async fn require_user(&self, email_or_id: &str) -> Result<UserRecord, AuthError> {
-        self.find_user(email_or_id)
+        self.find_record(email_or_id)
             .await?
             .ok_or(AuthError::NotFound)
     }
 
     /// Disables a user and ends all their sessions.
-    pub async fn disable_user(&self, email_or_id: &str) -> Result<UserRecord, AuthError> {
+    pub async fn disable_user(&self, email_or_id: &str) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
         let now = self.now();
         self.store.set_user_disabled(&user.id, true, now).await?;
@@ -46,17 +62,17 @@ impl Auth {
         metrics::counter!("latchkey_revocations_total").increment(revoked);
         self.audit_admin(EventKind::UserDisabled, Some(&user.id), None)
             .await;
-        Ok(user)
+        Ok(User::from(&user))
     }
 
-    pub async fn enable_user(&self, email_or_id: &str) -> Result<UserRecord, AuthError> {
+    pub async fn enable_user(&self, email_or_id: &str) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
         self.store
             .set_user_disabled(&user.id, false, self.now())
             .await?;
         self.audit_admin(EventKind::UserEnabled, Some(&user.id), None)
             .await;
-        Ok(user)
+        Ok(User::from(&user))
     }
 
     /// Creates a user on an operator's behalf (no session), audited.
@@ -65,24 +81,24 @@ impl Auth {
         email: &str,
         password: &str,
         name: Option<&str>,
-    ) -> Result<UserRecord, AuthError> {
+    ) -> Result<User, AuthError> {
         let user = self.create_user(email, password, name).await?;
         let detail = Some(format!("created by an administrator as {}", user.email));
         self.audit_admin(EventKind::UserCreated, Some(&user.id), detail)
             .await;
-        Ok(user)
+        Ok(User::from(&user))
     }
 
     /// Deletes a user with their sessions; their tokens stop working at once.
     /// Their events stay, under their id, for operators to read.
-    pub async fn delete_user(&self, email_or_id: &str) -> Result<UserRecord, AuthError> {
+    pub async fn delete_user(&self, email_or_id: &str) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
         self.store.delete_user(&user.id, self.now()).await?;
         metrics::counter!("latchkey_revocations_total").increment(1);
         let detail = Some(format!("deleted by an administrator; was {}", user.email));
         self.audit_admin(EventKind::UserDeleted, Some(&user.id), detail)
             .await;
-        Ok(user)
+        Ok(User::from(&user))
     }
 
     /// The security events of a user, newest first, by email or id; the id
@@ -92,7 +108,7 @@ impl Auth {
         email_or_id: &str,
         limit: i64,
     ) -> Result<Vec<crate::store::EventRecord>, AuthError> {
-        let id = match self.find_user(email_or_id).await? {
+        let id = match self.find_record(email_or_id).await? {
             Some(user) => user.id,
             None => email_or_id.to_string(),
         };
@@ -102,10 +118,13 @@ impl Auth {
     pub async fn user_sessions(
         &self,
         email_or_id: &str,
-    ) -> Result<(UserRecord, Vec<SessionRecord>), AuthError> {
+    ) -> Result<(User, Vec<Session>), AuthError> {
         let user = self.require_user(email_or_id).await?;
         let sessions = self.store.live_sessions(&user.id, self.now()).await?;
-        Ok((user, sessions))
+        Ok((
+            User::from(&user),
+            sessions.iter().map(Session::from).collect(),
+        ))
     }
 
     /// Revokes one session of a user, or all of them; returns how many ended.

@@ -8,7 +8,7 @@ use latchkey_verify::wire::{RevocationEntry, RevocationPage};
 use subtle::ConstantTimeEq;
 
 use super::secrets::random_b64;
-use super::{Auth, AuthError};
+use super::{Auth, AuthError, ResourceClient};
 use crate::store::{ClientRecord, RevocationRecord};
 
 /// Prefix of client secrets, so secret scanners can find leaked ones.
@@ -24,7 +24,7 @@ fn secret_hash(secret: &str) -> Vec<u8> {
 
 impl Auth {
     /// Creates a client; the secret is returned once and only its hash kept.
-    pub async fn add_client(&self, name: &str) -> Result<(ClientRecord, String), AuthError> {
+    pub async fn add_client(&self, name: &str) -> Result<(ResourceClient, String), AuthError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(AuthError::InvalidRequest(
@@ -39,11 +39,12 @@ impl Auth {
             created_at: self.now(),
         };
         self.store.insert_client(&client).await?;
-        Ok((client, secret))
+        Ok((ResourceClient::from(&client), secret))
     }
 
-    pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, AuthError> {
-        Ok(self.store.list_clients().await?)
+    pub async fn list_clients(&self) -> Result<Vec<ResourceClient>, AuthError> {
+        let clients = self.store.list_clients().await?;
+        Ok(clients.iter().map(ResourceClient::from).collect())
     }
 
     pub async fn remove_client(&self, id: &str) -> Result<(), AuthError> {
@@ -59,7 +60,7 @@ impl Auth {
         &self,
         id: &str,
         secret: &str,
-    ) -> Result<ClientRecord, AuthError> {
+    ) -> Result<ResourceClient, AuthError> {
         let client = self.store.client(id).await?;
         let presented = secret_hash(secret);
         let expected = client
@@ -67,7 +68,7 @@ impl Auth {
             .map_or(&[0u8; 32][..], |c| &c.secret_hash[..]);
         let matches: bool = presented.ct_eq(expected).into();
         match client {
-            Some(c) if matches => Ok(c),
+            Some(c) if matches => Ok(ResourceClient::from(&c)),
             _ => Err(AuthError::InvalidClient),
         }
     }

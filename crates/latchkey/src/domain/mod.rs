@@ -6,10 +6,12 @@
 //! - [`refresh`]: refresh-token format, minting and checking.
 //! - [`password`] and [`email`]: credential policies and Argon2id hashing.
 //! - [`service`]: the [`Auth`] service and its configuration.
+//! - [`model`]: users, sessions and clients as callers see them.
 //! - [`accounts`], [`sessions`], [`admin`]: the flows, as methods of [`Auth`].
 //! - [`clients`]: resource servers, introspection and the revocation feed.
 //! - [`events`]: the audit trail.
 //! - [`restore`]: noticing a database restored from a backup.
+//! - [`upkeep`]: readiness, key reloads and the retention rules.
 //! - [`throttle`] and [`devices`]: the login throttle and the device tokens
 //!   that keep strangers' failures apart from the owner's.
 
@@ -21,6 +23,7 @@ pub mod devices;
 pub mod email;
 pub mod events;
 pub mod keys;
+pub mod model;
 pub mod password;
 pub mod refresh;
 pub mod restore;
@@ -28,7 +31,9 @@ pub mod secrets;
 pub mod service;
 pub mod sessions;
 pub mod throttle;
+pub mod upkeep;
 
+pub use model::{ResourceClient, Session, User};
 pub use service::{Auth, AuthConfig, Authenticated, Client, TokenPair};
 
 use crate::store::StoreError;

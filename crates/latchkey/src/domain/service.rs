@@ -64,19 +64,29 @@ pub struct TokenPair {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub claims: Claims,
-    pub user: UserRecord,
+    /// The caller's account as stored; the domain's own.
+    pub(super) record: UserRecord,
 }
 
+impl Authenticated {
+    /// The caller's account.
+    pub fn user(&self) -> super::User {
+        super::User::from(&self.record)
+    }
+}
+
+/// The domain's one service. Its parts are the domain's own: callers above
+/// reach the store, keys and hasher only through its methods.
 pub struct Auth {
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
-    pub keys: Arc<KeyRing>,
-    pub hasher: Hasher,
-    pub policy: PasswordPolicy,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) keys: Arc<KeyRing>,
+    pub(super) hasher: Hasher,
+    pub(super) policy: PasswordPolicy,
     pub(super) refresh_key: RefreshKey,
     pub(super) device_key: DeviceKey,
     csrf_key: aws_lc_rs::hmac::Key,
-    pub config: AuthConfig,
+    pub(super) config: AuthConfig,
     pub(super) rules: Rules,
 }
 
@@ -114,6 +124,10 @@ impl Auth {
 
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
     }
 
     /// The CSRF token of a session: an HMAC of its id, so it cannot be
@@ -231,7 +245,7 @@ impl Auth {
         }
         Ok(Authenticated {
             claims,
-            user: state.user,
+            record: state.user,
         })
     }
 }

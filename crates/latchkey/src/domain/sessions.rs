@@ -9,7 +9,7 @@
 
 use super::events::EventKind;
 use super::refresh::{self, Presented};
-use super::{Auth, AuthError, Authenticated, Client, TokenPair};
+use super::{Auth, AuthError, Authenticated, Client, Session, TokenPair};
 use crate::store::{EventRecord, RevokeReason, SessionRecord};
 
 const BAD_REFRESH: &str = "the refresh token is invalid, expired or revoked";
@@ -116,7 +116,7 @@ impl Auth {
     /// Ends the caller's own session.
     pub async fn logout(&self, caller: &Authenticated, client: &Client) -> Result<(), AuthError> {
         self.end_session(
-            &caller.user.id,
+            &caller.record.id,
             &caller.claims.sid,
             RevokeReason::Logout,
             client,
@@ -155,7 +155,7 @@ impl Auth {
         let revoked = self
             .store
             .revoke_user_sessions(
-                &caller.user.id,
+                &caller.record.id,
                 None,
                 RevokeReason::LogoutAll,
                 now,
@@ -165,7 +165,7 @@ impl Auth {
         metrics::counter!("latchkey_revocations_total").increment(revoked);
         self.audit(
             EventKind::LogoutAll,
-            Some(&caller.user.id),
+            Some(&caller.record.id),
             Some(&caller.claims.sid),
             client,
         )
@@ -174,11 +174,12 @@ impl Auth {
     }
 
     /// The caller's live sessions, newest first.
-    pub async fn sessions(&self, caller: &Authenticated) -> Result<Vec<SessionRecord>, AuthError> {
-        Ok(self
+    pub async fn sessions(&self, caller: &Authenticated) -> Result<Vec<Session>, AuthError> {
+        let live = self
             .store
-            .live_sessions(&caller.user.id, self.now())
-            .await?)
+            .live_sessions(&caller.record.id, self.now())
+            .await?;
+        Ok(live.iter().map(Session::from).collect())
     }
 
     /// Revokes one of the caller's live sessions; anything else is not found.
@@ -192,7 +193,7 @@ impl Auth {
             .store
             .session(sid)
             .await?
-            .filter(|s| s.user_id == caller.user.id);
+            .filter(|s| s.user_id == caller.record.id);
         match session {
             Some(s) if is_live(&s, self.now()) => {
                 self.end_session(&s.user_id, &s.id, RevokeReason::SessionDeleted, client)
@@ -234,7 +235,7 @@ impl Auth {
     ) -> Result<Vec<EventRecord>, AuthError> {
         Ok(self
             .store
-            .user_events(&caller.user.id, before, limit)
+            .user_events(&caller.record.id, before, limit)
             .await?)
     }
 }

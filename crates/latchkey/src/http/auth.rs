@@ -10,12 +10,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::browser::wants_cookie;
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, AuthUser, ClientMeta, JsonOrForm, OptionalBody, bearer_token};
 use super::wire::TokenResponse;
-use crate::app::AppState;
-use crate::domain::{AuthError, TokenPair};
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::store::UserRecord;
+use crate::domain::{AuthError, TokenPair, User};
+use crate::http::AppState;
 use axum_extra::extract::cookie::CookieJar;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -111,7 +110,7 @@ fn respond(
     jar: CookieJar,
     browser: bool,
     pair: TokenPair,
-    user: Option<&UserRecord>,
+    user: Option<&User>,
     status: StatusCode,
 ) -> Response {
     if browser {

@@ -8,10 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
+use super::error::ApiError;
 use super::wire::TokenResponse;
-use crate::domain::TokenPair;
-use crate::error::ApiError;
-use crate::store::UserRecord;
+use crate::domain::{TokenPair, User};
 
 /// The header that carries the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -110,7 +109,7 @@ impl BrowserPolicy {
         &self,
         jar: CookieJar,
         pair: TokenPair,
-        user: Option<&UserRecord>,
+        user: Option<&User>,
         now: i64,
         status: StatusCode,
     ) -> Response {

@@ -10,9 +10,9 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, header, request::Parts};
 use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
+use super::error::ApiError;
 use crate::domain::{Authenticated, Client};
-use crate::error::ApiError;
+use crate::http::AppState;
 
 /// Longest user agent kept with sessions and events.
 const MAX_USER_AGENT: usize = 256;

@@ -9,10 +9,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, AuthUser, ClientMeta};
-use super::wire::{TokenResponse, UserView, rfc3339};
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use super::wire::{TokenResponse, UserView};
+use crate::domain::clock::rfc3339;
+use crate::http::AppState;
 
 /// Events returned per page unless `limit` says otherwise.
 const DEFAULT_EVENTS: i64 = 50;
@@ -29,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])), responses(
     (status = 200, body = UserView), (status = 401, body = ErrorBody)))]
 async fn me(AuthUser(caller): AuthUser) -> Json<UserView> {
-    Json(UserView::from(&caller.user))
+    Json(UserView::from(&caller.user()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -4,14 +4,18 @@
 
 pub mod auth;
 pub mod browser;
+pub mod error;
 pub mod extract;
 pub mod me;
 pub mod middleware;
 pub mod ops;
 pub mod resource;
 pub mod sessions;
+pub mod state;
 pub mod wellknown;
 pub mod wire;
+
+pub use state::AppState;
 
 use std::sync::Arc;
 
@@ -24,8 +28,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use self::error::ApiError;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -34,7 +37,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[openapi(
     info(title = "Latchkey", description = "Self-hosted token authentication server"),
     modifiers(&BearerScheme),
-    components(schemas(crate::error::ErrorBody))
+    components(schemas(error::ErrorBody))
 )]
 struct ApiDoc;
 

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult};
+use crate::http::AppState;
 
 /// Longest a readiness check waits for the database.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -32,7 +32,7 @@ async fn healthz() -> Json<Value> {
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "Database unreachable")))]
 async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     // Answer within a probe's usual timeout even when the database hangs.
-    match tokio::time::timeout(READY_TIMEOUT, state.auth.store.ping()).await {
+    match tokio::time::timeout(READY_TIMEOUT, state.auth.ping()).await {
         Ok(Ok(())) => Ok(Json(json!({"status": "ready"}))),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -13,10 +13,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::JsonOrForm;
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::store::ClientRecord;
+use crate::domain::ResourceClient;
+use crate::http::AppState;
 
 /// Feed entries per page unless `limit` says otherwise.
 const DEFAULT_PAGE: i64 = 1000;
@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// A resource server, authenticated by HTTP Basic client credentials.
-pub struct ClientAuth(pub ClientRecord);
+pub struct ClientAuth(pub ResourceClient);
 
 impl FromRequestParts<AppState> for ClientAuth {
     type Rejection = ApiError;

@@ -8,10 +8,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::{ApiResult, ErrorBody};
 use super::extract::{AuthUser, ClientMeta};
 use super::wire::SessionView;
-use crate::app::AppState;
-use crate::error::{ApiResult, ErrorBody};
+use crate::http::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

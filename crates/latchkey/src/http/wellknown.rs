@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::http::AppState;
 
 /// How long verifiers may cache the JWKS. Short, because a rotated key signs
 /// at once; verifiers refetch on an unknown `kid` anyway.
@@ -24,11 +24,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Public signing keys.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery", responses((status = 200, description = "JWK set")))]
 async fn jwks(State(state): State<AppState>) -> Response {
-    let auth = &state.auth;
     // Re-read (at most once a second) so a key rotated in or withdrawn from
     // any host is reflected now, not at the next periodic reload.
-    auth.keys.refresh_now(auth.store.as_ref(), auth.now()).await;
-    let body = auth.keys.jwks();
+    let body = state.auth.jwks().await;
     let mut response = (
         [(header::CONTENT_TYPE, "application/json")],
         body.as_str().to_owned(),
@@ -50,7 +48,7 @@ async fn jwks(State(state): State<AppState>) -> Response {
 /// OAuth 2.0 authorization server metadata.
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery", responses((status = 200, description = "RFC 8414 metadata")))]
 async fn metadata(State(state): State<AppState>) -> Response {
-    let issuer = &state.auth.config.issuer;
+    let issuer = &state.auth.config().issuer;
     let doc: Value = json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),

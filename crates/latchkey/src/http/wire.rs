@@ -4,20 +4,10 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
-use crate::domain::TokenPair;
-use crate::store::{SessionRecord, UserRecord};
-
-/// RFC 3339 form of a Unix time.
-pub fn rfc3339(ts: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(ts)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
+use crate::domain::clock::rfc3339;
+use crate::domain::{Session, TokenPair, User};
 
 /// A user as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -30,8 +20,8 @@ pub struct UserView {
     pub created_at: String,
 }
 
-impl From<&UserRecord> for UserView {
-    fn from(u: &UserRecord) -> Self {
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
         UserView {
             id: u.id.clone(),
             email: u.email.clone(),
@@ -67,7 +57,7 @@ pub struct TokenResponse {
 }
 
 impl TokenResponse {
-    pub fn new(pair: TokenPair, user: Option<&UserRecord>) -> Self {
+    pub fn new(pair: TokenPair, user: Option<&User>) -> Self {
         TokenResponse {
             access_token: pair.access_token,
             token_type: "Bearer",
@@ -81,7 +71,7 @@ impl TokenResponse {
     }
 
     /// The browser-mode body: no refresh token, the CSRF token instead.
-    pub fn for_browser(pair: TokenPair, user: Option<&UserRecord>) -> Self {
+    pub fn for_browser(pair: TokenPair, user: Option<&User>) -> Self {
         let csrf = pair.csrf_token.clone();
         TokenResponse {
             refresh_token: None,
@@ -115,7 +105,7 @@ pub struct SessionView {
 }
 
 impl SessionView {
-    pub fn new(s: &SessionRecord, current_sid: &str) -> Self {
+    pub fn new(s: &Session, current_sid: &str) -> Self {
         SessionView {
             id: s.id.clone(),
             created_at: rfc3339(s.created_at),

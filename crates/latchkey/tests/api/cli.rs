@@ -258,12 +258,7 @@ async fn a_rotated_key_is_published_before_it_signs_anything() {
     let list = stdout(&app.cli(&["keys", "list"], None));
     assert!(list.contains("published, not yet signing"), "{list}");
     app.clock.advance(latchkey::domain::admin::KEY_PUBLISH_LEAD);
-    let now = latchkey::domain::clock::Clock::now(app.clock.as_ref());
-    app.auth
-        .keys
-        .reload(app.auth.store.as_ref(), now)
-        .await
-        .expect("reload");
+    app.auth.reload_keys().await.expect("reload");
     let after = app.login_ok(&email, PASSWORD).await;
     assert_eq!(kid_of(&after.access), kid);
     assert_eq!(app.me(&pending.access).await.status(), StatusCode::OK);
@@ -289,14 +284,7 @@ async fn retired_keys_leave_the_jwks_once_their_tokens_have_expired() {
     app.clock.advance(
         app.settings.access_ttl.as_secs() as i64 + app.settings.clock_leeway.as_secs() as i64 + 1,
     );
-    app.auth
-        .keys
-        .reload(
-            app.auth.store.as_ref(),
-            latchkey::domain::clock::Clock::now(app.clock.as_ref()),
-        )
-        .await
-        .expect("reload");
+    app.auth.reload_keys().await.expect("reload");
     assert_eq!(jwks_kids(&app).await, vec![kid]);
 }
 

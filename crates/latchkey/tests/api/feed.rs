@@ -273,7 +273,7 @@ async fn a_cursor_older_than_the_kept_revocations_is_told_to_resynchronise() {
         app.post_auth("/v1/logout", &t.access, None).await;
     }
     app.clock.advance(app.auth.revocation_retention() + 60);
-    latchkey::app::prune_once(&app.auth).await;
+    app.auth.prune_expired().await.expect("prune");
     let (_, t) = app.new_user().await;
     app.post_auth("/v1/logout", &t.access, None).await;
     let (status, code, _) = error_of(feed(&app, &creds, "?after=1").await).await;
@@ -310,7 +310,7 @@ async fn cursors_continue_above_pruned_ones_after_an_export_and_import() {
         app.post_auth("/v1/logout", &t.access, None).await;
     }
     app.clock.advance(app.auth.revocation_retention() + 60);
-    latchkey::app::prune_once(&app.auth).await;
+    app.auth.prune_expired().await.expect("prune");
     let snapshot = app.rows().await;
     assert!(snapshot.revocations.is_empty(), "the feed should be pruned");
     assert!(

@@ -38,6 +38,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub dir: Arc<TestHome>,
     pub guard: Arc<latchkey::domain::restore::RestoreGuard>,
+    /// The app's database, for grey-box checks below the domain.
+    pub store: Arc<dyn latchkey::store::Store>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -111,6 +113,7 @@ pub async fn spawn_app_in(home: Arc<TestHome>, configure: impl FnOnce(&mut Setti
         .expect("build app");
     let auth = app.state.auth.clone();
     let guard = app.state.guard.clone();
+    let store = app.store.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.serve(listener, async move {
         let _ = rx.await;
@@ -124,6 +127,7 @@ pub async fn spawn_app_in(home: Arc<TestHome>, configure: impl FnOnce(&mut Setti
         settings,
         dir: home,
         guard,
+        store,
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -381,7 +385,7 @@ impl TestApp {
     /// The real signature over an arbitrary signing input, made with this
     /// deployment's current signing key (as an attacker holding it could).
     pub async fn sign_input(&self, input: &str) -> String {
-        let keys = self.auth.store.signing_keys().await.expect("keys");
+        let keys = self.store.signing_keys().await.expect("keys");
         let current = keys
             .iter()
             .rev()
@@ -423,7 +427,7 @@ impl TestApp {
 
     /// Every row of the app's database, whatever the backend, for grey-box checks.
     pub async fn rows(&self) -> latchkey::store::Snapshot {
-        self.auth.store.export().await.expect("export")
+        self.store.export().await.expect("export")
     }
 }
 

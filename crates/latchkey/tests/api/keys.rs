@@ -65,12 +65,7 @@ async fn a_revoked_key_is_refused_at_once_by_every_instance_and_leaves_the_jwks(
     drop(a);
     let again = spawn_app_in(home, |_| {}).await;
     again.clock.advance(1);
-    again
-        .auth
-        .keys
-        .reload(again.auth.store.as_ref(), again.auth.now())
-        .await
-        .expect("reload");
+    again.auth.reload_keys().await.expect("reload");
     assert!(!jwks_kids(&again).await.contains(&leaked));
 }
 

@@ -51,10 +51,10 @@ async fn expired_sessions_and_old_revocations_are_pruned() {
         ),
         (2, 1)
     );
-    latchkey::app::prune_once(&app.auth).await;
+    app.auth.prune_expired().await.expect("prune");
     assert_eq!(count(&app, "sessions").await, 2, "pruned too early");
     app.clock.advance(2 * 24 * 3600);
-    latchkey::app::prune_once(&app.auth).await;
+    app.auth.prune_expired().await.expect("prune");
     assert_eq!(
         (
             count(&app, "sessions").await,

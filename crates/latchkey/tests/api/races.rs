@@ -84,7 +84,7 @@ async fn no_login_racing_a_password_change_keeps_a_session() {
 async fn a_session_verified_before_logout_everywhere_is_not_started_after_it() {
     let app = spawn_app().await;
     let (email, first) = app.new_user().await;
-    let store = &app.auth.store;
+    let store = &app.store;
     let before = store
         .user_by_email(&email)
         .await

@@ -202,10 +202,7 @@ async fn revoking_every_session_ends_all_of_them_for_the_server_and_the_feed() {
         );
     }
     // The server kept serving: the new database identity is adopted, not refused.
-    app.guard
-        .check(app.auth.store.as_ref())
-        .await
-        .expect("adopted");
+    app.auth.check_restore(&app.guard).await.expect("adopted");
     app.catch_up_with_wall_clock();
     app.clock.advance(2);
     app.login_ok(&email_a, PASSWORD).await;
@@ -215,14 +212,11 @@ async fn revoking_every_session_ends_all_of_them_for_the_server_and_the_feed() {
 async fn a_database_that_goes_back_under_a_running_server_stops_it_serving() {
     let app = spawn_app().await;
     let (_, tokens) = app.new_user().await;
-    app.guard
-        .check(app.auth.store.as_ref())
-        .await
-        .expect("first");
+    app.auth.check_restore(&app.guard).await.expect("first");
     set_guard_counter_back(&app).await;
     let error = app
         .guard
-        .check(app.auth.store.as_ref())
+        .check(app.store.as_ref())
         .await
         .expect_err("went back");
     assert!(
@@ -231,7 +225,7 @@ async fn a_database_that_goes_back_under_a_running_server_stops_it_serving() {
     );
     for _ in 0..3 {
         // However often it is checked, the restored counter never creeps past the mark.
-        assert!(app.guard.check(app.auth.store.as_ref()).await.is_err());
+        assert!(app.auth.check_restore(&app.guard).await.is_err());
     }
     assert_eq!(
         app.me(&tokens.access).await.status(),
@@ -245,8 +239,8 @@ async fn a_database_that_goes_back_under_a_running_server_stops_it_serving() {
     assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
 
     stdout(&app.cli(&["sessions", "revoke", "--all"], None));
-    app.guard
-        .check(app.auth.store.as_ref())
+    app.auth
+        .check_restore(&app.guard)
         .await
         .expect("acknowledged");
     assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
