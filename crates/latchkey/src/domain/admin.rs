@@ -6,7 +6,7 @@ use super::events::EventKind;
 use super::keys;
 use super::secrets::MasterKey;
 use super::{Auth, AuthError, Client};
-use super::{Session, User};
+use super::{Event, Session, User};
 use crate::store::{RevokeReason, UserRecord};
 
 impl Auth {
@@ -107,12 +107,13 @@ impl Auth {
         &self,
         email_or_id: &str,
         limit: i64,
-    ) -> Result<Vec<crate::store::EventRecord>, AuthError> {
+    ) -> Result<Vec<Event>, AuthError> {
         let id = match self.find_record(email_or_id).await? {
             Some(user) => user.id,
             None => email_or_id.to_string(),
         };
-        Ok(self.store.user_events(&id, None, limit).await?)
+        let events = self.store.user_events(&id, None, limit).await?;
+        Ok(events.into_iter().map(Event::from).collect())
     }
 
     pub async fn user_sessions(

@@ -33,7 +33,7 @@ pub mod sessions;
 pub mod throttle;
 pub mod upkeep;
 
-pub use model::{ResourceClient, Session, User};
+pub use model::{Event, ResourceClient, Session, User};
 pub use service::{Auth, AuthConfig, Authenticated, Client, TokenPair};
 
 use crate::store::StoreError;

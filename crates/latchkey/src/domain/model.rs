@@ -1,7 +1,7 @@
 //! The domain's view of its records, as callers above it see them: no
 //! password hash, no refresh-token salt or generation, no client secret.
 
-use crate::store::{ClientRecord, SessionRecord, UserRecord};
+use crate::store::{ClientRecord, EventRecord, SessionRecord, UserRecord};
 
 /// An account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +73,32 @@ impl From<&ClientRecord> for ResourceClient {
             id: c.id.clone(),
             name: c.name.clone(),
             created_at: c.created_at,
+        }
+    }
+}
+
+/// One entry of a user's security trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: i64,
+    pub session_id: Option<String>,
+    pub kind: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: i64,
+}
+
+impl From<EventRecord> for Event {
+    fn from(e: EventRecord) -> Self {
+        Event {
+            id: e.id,
+            session_id: e.session_id,
+            kind: e.kind,
+            ip: e.ip,
+            user_agent: e.user_agent,
+            detail: e.detail,
+            created_at: e.created_at,
         }
     }
 }

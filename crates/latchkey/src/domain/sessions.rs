@@ -9,8 +9,8 @@
 
 use super::events::EventKind;
 use super::refresh::{self, Presented};
-use super::{Auth, AuthError, Authenticated, Client, Session, TokenPair};
-use crate::store::{EventRecord, RevokeReason, SessionRecord};
+use super::{Auth, AuthError, Authenticated, Client, Event, Session, TokenPair};
+use crate::store::{RevokeReason, SessionRecord};
 
 const BAD_REFRESH: &str = "the refresh token is invalid, expired or revoked";
 const REUSED: &str = "the refresh token was already used; the session has been revoked";
@@ -232,11 +232,12 @@ impl Auth {
         caller: &Authenticated,
         before: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<EventRecord>, AuthError> {
-        Ok(self
+    ) -> Result<Vec<Event>, AuthError> {
+        let events = self
             .store
             .user_events(&caller.record.id, before, limit)
-            .await?)
+            .await?;
+        Ok(events.into_iter().map(Event::from).collect())
     }
 }
 
