@@ -1,0 +1,359 @@
+//! Settings: turns built-in defaults, the TOML file, `LATCHKEY_*` environment
+//! variables and command-line flags into one validated [`Settings`].
+//!
+//! Every value is checked here, at start-up, so the rest of the server can
+//! trust its settings and a typo stops the process instead of being ignored.
+//! This module reads only the configuration file: it never opens the database,
+//! never touches the data directory (the generated master key is handled
+//! elsewhere) and logs nothing, since telemetry is not running yet. Secrets
+//! (the master key, the database password) never appear in its `Debug` output
+//! or error messages.
+
+//!
+//! - [`args`]: the command-line flags (with their environment variables).
+//! - [`file`]: the TOML layer, with a suggestion for a misspelt key.
+//! - [`validate`]: one parser per kind of value, each naming what it expects.
+//! - [`database_url`]: the database URL, which never shows its password.
+
+mod args;
+mod database_url;
+mod file;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::{net::SocketAddr, num::NonZeroUsize, path::PathBuf, str::FromStr, time::Duration};
+
+use ipnet::IpNet;
+use latchkey_verify::SigningAlg;
+use secrecy::SecretString;
+
+pub use self::args::SettingsArgs;
+pub use self::database_url::DatabaseUrl;
+use self::database_url::parse_database_url;
+use self::file::{Layer, Raw, Reader, did_you_mean, env_name, flag_name, read_file};
+pub use self::validate::parse_duration;
+use self::validate::*;
+
+const DEFAULT_DATA_DIR: &str = "./latchkey-data";
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+/// Settings that hold several values: comma-separated in env and flags, and
+/// also an array of strings in the TOML file.
+const LIST_SETTINGS: [&str; 2] = ["trusted_proxies", "cors_origins"];
+const DURATION_HINT: &str = "expected a duration such as 300, 300s, 5m, 2h or 7d";
+
+/// The validated settings the server runs with. Its `Debug` shows no
+/// secret: the master key and the database URL redact themselves.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// Where the embedded database and generated secrets live.
+    pub data_dir: PathBuf,
+    /// Base64 of the 32-byte master key; `None` means the generated key file
+    /// in the data dir is used.
+    pub master_key: Option<SecretString>,
+    /// Where the database is.
+    pub database_url: DatabaseUrl,
+    /// `iss` of tokens, compared exactly by verifiers.
+    pub issuer: String,
+    /// `aud` of access tokens.
+    pub audience: String,
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// A refresh token unused this long expires.
+    pub refresh_idle_ttl: Duration,
+    /// Absolute session lifetime; rotation never extends it.
+    pub session_ttl: Duration,
+    /// Window in which the previous refresh token gets the same successor.
+    pub refresh_reuse_grace: Duration,
+    /// Algorithm for newly generated signing keys.
+    pub signing_alg: SigningAlg,
+    /// Argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations.
+    pub argon2_iterations: u32,
+    /// Argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once.
+    pub hash_concurrency: usize,
+    /// Password hashes that may wait for a slot.
+    pub hash_queue: usize,
+    /// Tolerated clock skew when checking `exp`/`nbf`/`iat`.
+    pub clock_leeway: Duration,
+    /// Minimum password length in characters.
+    pub password_min_length: usize,
+    /// Credential requests per minute per client IP; 0 = off.
+    pub ip_rate_limit: u32,
+    /// Failed logins per account before throttling; 0 = off.
+    pub account_failure_limit: u32,
+    /// Failed logins evaluated per account, device or session per day; 0 = no ceiling.
+    pub account_daily_failure_limit: u32,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Browser origins (`scheme://host[:port]`, lower case) allowed with credentials.
+    pub cors_origins: Vec<String>,
+    /// `None` = pretty on a TTY, JSON otherwise.
+    pub log_format: Option<LogFormat>,
+    /// Time limit for one HTTP request.
+    pub request_timeout: Duration,
+    /// Size of the database connection pool.
+    pub db_max_connections: u32,
+    /// Time limit for one database statement (PostgreSQL).
+    pub db_statement_timeout: Duration,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Why the settings could not be loaded; every message names the setting or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--config` names a file that does not exist.
+    #[error("configuration file {} not found", .path.display())]
+    FileNotFound {
+        /// The configuration file.
+        path: PathBuf,
+    },
+    /// The file exists but cannot be read.
+    #[error("cannot read configuration file {}: {error}", .path.display())]
+    FileUnreadable {
+        /// The configuration file.
+        path: PathBuf,
+        /// Why it could not be read.
+        error: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("configuration file {} is not valid TOML: {detail}", .path.display())]
+    FileSyntax {
+        /// The configuration file.
+        path: PathBuf,
+        /// Line, column and parser message, never the offending text,
+        /// which could be a secret.
+        detail: String,
+    },
+    /// A key in the file is not a setting.
+    #[error("unknown setting `{key}` in {}{}", .path.display(), did_you_mean(*.suggestion))]
+    UnknownKey {
+        /// The configuration file.
+        path: PathBuf,
+        /// The key as written.
+        key: String,
+        /// The setting it was probably meant to be.
+        suggestion: Option<&'static str>,
+    },
+    /// A key in the file holds a TOML type the setting cannot take.
+    #[error("{setting} in {} must be {expected}", .path.display())]
+    WrongType {
+        /// The configuration file.
+        path: PathBuf,
+        /// The setting.
+        setting: &'static str,
+        /// The TOML types it takes.
+        expected: &'static str,
+    },
+    /// A value that does not parse or is out of range.
+    #[error(
+        "invalid value for {setting} ({}, {}): {value:?}: {reason}",
+        env_name(setting),
+        flag_name(setting)
+    )]
+    Invalid {
+        /// The setting, named as in the TOML file.
+        setting: &'static str,
+        /// The value as given, or `[redacted]` / the redacted URL for secrets.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// A refresh token would outlive the session it belongs to.
+    #[error(
+        "refresh_idle_ttl ({}) must not be longer than session_ttl ({}): \
+         a refresh token cannot outlive its session",
+        show_duration(*.idle),
+        show_duration(*.session)
+    )]
+    IdleLongerThanSession {
+        /// The configured `refresh_idle_ttl`.
+        idle: Duration,
+        /// The configured `session_ttl`.
+        session: Duration,
+    },
+}
+
+impl Settings {
+    /// Layers, in rising priority: built-in defaults, the TOML file
+    /// (`args.config`), then env/flags (already merged by clap: flag > env).
+    pub fn load(args: &SettingsArgs) -> Result<Settings, ConfigError> {
+        let mut layer = match &args.config {
+            Some(path) => read_file(path)?,
+            None => Layer::new(),
+        };
+        for (name, value) in args.values() {
+            if let Some(value) = value {
+                layer.insert(name, Raw::One(value.clone()));
+            }
+        }
+        Settings::from_layer(&Reader(&layer))
+    }
+
+    /// The built-in defaults, for a given data directory.
+    pub fn defaults_in(data_dir: PathBuf) -> Settings {
+        let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let issuer = format!("http://{listen}");
+        Settings {
+            listen,
+            database_url: DatabaseUrl::sqlite_in(&data_dir),
+            data_dir,
+            master_key: None,
+            audience: issuer.clone(),
+            issuer,
+            access_ttl: 5 * MINUTE,
+            refresh_idle_ttl: 7 * DAY,
+            session_ttl: 30 * DAY,
+            refresh_reuse_grace: 10 * SECOND,
+            signing_alg: SigningAlg::EdDSA,
+            // OWASP's minimum for Argon2id: 19 MiB, 2 iterations, 1 lane.
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hash_concurrency: std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            hash_queue: 128,
+            clock_leeway: 5 * SECOND,
+            password_min_length: 8,
+            ip_rate_limit: 60,
+            account_failure_limit: 5,
+            account_daily_failure_limit: 50,
+            trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
+            log_format: None,
+            request_timeout: 30 * SECOND,
+            db_max_connections: 10,
+            db_statement_timeout: 5 * SECOND,
+        }
+    }
+
+    /// Derived defaults (database from data dir, issuer from listen, audience
+    /// from issuer) are filled in after layering, so moving the data dir alone
+    /// moves the database, and setting the issuer alone moves the audience.
+    fn from_layer(r: &Reader<'_>) -> Result<Settings, ConfigError> {
+        let data_dir = r.opt("data_dir", parse_path)?;
+        let mut s = Settings::defaults_in(data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
+        r.set("listen", &mut s.listen, parse_listen)?;
+        s.master_key = r.opt("master_key", parse_master_key)?;
+        r.set("database_url", &mut s.database_url, parse_database_url)?;
+        s.issuer = r
+            .opt("issuer", parse_issuer)?
+            .unwrap_or_else(|| format!("http://{}", s.listen));
+        s.audience = r
+            .opt("audience", parse_audience)?
+            .unwrap_or_else(|| s.issuer.clone());
+        s.read_tokens(r)?;
+        s.read_hashing(r)?;
+        s.read_http(r)?;
+        if s.refresh_idle_ttl > s.session_ttl {
+            return Err(ConfigError::IdleLongerThanSession {
+                idle: s.refresh_idle_ttl,
+                session: s.session_ttl,
+            });
+        }
+        Ok(s)
+    }
+
+    fn read_tokens(&mut self, r: &Reader<'_>) -> Result<(), ConfigError> {
+        r.set(
+            "access_ttl",
+            &mut self.access_ttl,
+            seconds(SECOND, Some(HOUR)),
+        )?;
+        r.set(
+            "refresh_idle_ttl",
+            &mut self.refresh_idle_ttl,
+            seconds(SECOND, None),
+        )?;
+        r.set("session_ttl", &mut self.session_ttl, seconds(SECOND, None))?;
+        r.set(
+            "refresh_reuse_grace",
+            &mut self.refresh_reuse_grace,
+            seconds(Duration::ZERO, Some(5 * MINUTE)),
+        )?;
+        r.set(
+            "clock_leeway",
+            &mut self.clock_leeway,
+            seconds(Duration::ZERO, Some(MINUTE)),
+        )?;
+        r.set("signing_alg", &mut self.signing_alg, SigningAlg::from_str)
+    }
+
+    fn read_hashing(&mut self, r: &Reader<'_>) -> Result<(), ConfigError> {
+        // 1024 KiB is far above Argon2's own floor of 8 KiB per lane (16 lanes
+        // need 128 KiB), so the two limits never conflict.
+        r.set(
+            "argon2_memory_kib",
+            &mut self.argon2_memory_kib,
+            number(1024, None),
+        )?;
+        r.set(
+            "argon2_iterations",
+            &mut self.argon2_iterations,
+            number(1, None),
+        )?;
+        r.set(
+            "argon2_parallelism",
+            &mut self.argon2_parallelism,
+            number(1, Some(16)),
+        )?;
+        r.set(
+            "hash_concurrency",
+            &mut self.hash_concurrency,
+            number(1, None),
+        )?;
+        r.set("hash_queue", &mut self.hash_queue, number(0, None))?;
+        r.set(
+            "password_min_length",
+            &mut self.password_min_length,
+            number(1, Some(128)),
+        )
+    }
+
+    fn read_http(&mut self, r: &Reader<'_>) -> Result<(), ConfigError> {
+        r.set("ip_rate_limit", &mut self.ip_rate_limit, number(0, None))?;
+        r.set(
+            "account_failure_limit",
+            &mut self.account_failure_limit,
+            number(0, None),
+        )?;
+        r.set(
+            "account_daily_failure_limit",
+            &mut self.account_daily_failure_limit,
+            number(0, None),
+        )?;
+        self.trusted_proxies = r.list("trusted_proxies", parse_proxy)?;
+        self.cors_origins = r.list("cors_origins", parse_origin)?;
+        r.set("log_format", &mut self.log_format, parse_log_format)?;
+        r.set(
+            "request_timeout",
+            &mut self.request_timeout,
+            at_least(SECOND),
+        )?;
+        r.set(
+            "db_max_connections",
+            &mut self.db_max_connections,
+            number(1, None),
+        )?;
+        r.set(
+            "db_statement_timeout",
+            &mut self.db_statement_timeout,
+            at_least(SECOND),
+        )
+    }
+}
