@@ -96,24 +96,10 @@ pub(super) fn closest_setting(key: &str) -> Option<&'static str> {
     let lower = key.to_ascii_lowercase().replace('-', "_");
     let key = lower.strip_prefix("latchkey_").unwrap_or(&lower);
     setting_names()
-        .map(|name| (edit_distance(key, name), name))
+        .map(|name| (strsim::levenshtein(key, name), name))
         .filter(|(distance, _)| *distance <= 2)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, name)| name)
-}
-
-pub(super) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != *cb);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 pub(super) fn did_you_mean(suggestion: Option<&'static str>) -> String {

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ipnet::IpNet;
 use secrecy::{SecretString, zeroize::Zeroizing};
+use url::{Host, Url};
 
 use super::{DURATION_HINT, LogFormat};
 
@@ -118,8 +119,8 @@ pub(super) fn parse_master_key(s: &str) -> Result<SecretString, String> {
 }
 
 pub(super) fn parse_issuer(s: &str) -> Result<String, String> {
-    let (_, _, path) = split_http_url(s)?;
-    if path.ends_with('/') {
+    http_url(s)?;
+    if s.ends_with('/') {
         // Verifiers compare `iss` byte for byte, so one spelling must be chosen.
         return Err(
             "must not end with '/': iss is compared exactly, write it without the trailing slash"
@@ -143,60 +144,42 @@ pub(super) fn parse_origin(s: &str) -> Result<String, String> {
         return Err("\"*\" is not allowed with credentials: list each origin".to_owned());
     }
     let lower = s.to_ascii_lowercase();
-    let (scheme, authority, path) = split_http_url(&lower)?;
-    if !path.is_empty() {
+    let url = http_url(&lower)?;
+    if lower
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'))
+    {
         return Err("an origin is scheme://host[:port], with no path or trailing slash".to_owned());
     }
-    let default_port = if scheme == "https" { ":443" } else { ":80" };
-    let authority = authority.strip_suffix(default_port).unwrap_or(authority);
-    Ok(format!("{scheme}://{authority}"))
+    Ok(url.origin().ascii_serialization())
 }
 
-/// Splits an absolute http(s) URL into scheme, authority and path, refusing
-/// user info, queries, fragments and malformed hosts or ports.
-pub(super) fn split_http_url(s: &str) -> Result<(&str, &str, &str), String> {
-    let (scheme, rest) = s
-        .split_once("://")
-        .filter(|(scheme, _)| *scheme == "http" || *scheme == "https")
-        .ok_or("expected an http:// or https:// URL such as https://auth.example.com")?;
+/// An absolute http(s) URL, parsed by the url crate, whose host is a plain
+/// name or an IP address, with no user info, query or fragment. The checks
+/// before parsing refuse what the parser would quietly repair (an upper-case
+/// scheme, embedded spaces or tabs).
+fn http_url(s: &str) -> Result<Url, String> {
+    if !(s.starts_with("http://") || s.starts_with("https://")) {
+        return Err(
+            "expected an http:// or https:// URL such as https://auth.example.com".to_owned(),
+        );
+    }
     if s.contains(['?', '#', '@']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must not contain user info, a query, a fragment or spaces".to_owned());
     }
-    let end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    check_authority(authority)?;
-    Ok((scheme, authority, path))
-}
-
-pub(super) fn check_authority(authority: &str) -> Result<(), String> {
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let (addr, after) = v6.split_once(']').ok_or("unclosed '[' in host")?;
-            addr.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| "invalid IPv6 address")?;
-            let port = match after {
-                "" => None,
-                _ => Some(after.strip_prefix(':').ok_or("invalid port")?),
-            };
-            (addr, port)
-        }
-        None => match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        },
-    };
-    let host_ok = authority.starts_with('[')
-        || (!host.is_empty()
-            && host
+    let url = Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
+    match url.host() {
+        Some(Host::Ipv4(_) | Host::Ipv6(_)) => Ok(url),
+        Some(Host::Domain(name))
+            if name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)));
-    if !host_ok {
-        return Err(format!("invalid host {host:?}"));
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) =>
+        {
+            Ok(url)
+        }
+        Some(Host::Domain(name)) => Err(format!("invalid host {name:?}")),
+        None => Err("the URL names no host".to_owned()),
     }
-    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
-        return Err("invalid port".to_owned());
-    }
-    Ok(())
 }
 
 pub(super) fn parse_proxy(s: &str) -> Result<IpNet, String> {
