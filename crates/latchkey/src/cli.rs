@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use latchkey_verify::SigningAlg;
 
 use crate::app::{App, open_store};
-use crate::config::{Settings, SettingsArgs};
+use crate::config::{DeploymentArgs, ServerArgs, Settings, SettingsArgs};
 use crate::domain::AuthError;
 use crate::domain::clock::SystemClock;
 use crate::domain::clock::rfc3339;
@@ -28,15 +28,30 @@ use crate::store::{Snapshot, StoreError};
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub settings: SettingsArgs,
+    pub deployment: DeploymentArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The settings this command was given: the server's from `serve`'s
+    /// flags (or their variables), from the environment for other commands.
+    pub fn settings_args(&self) -> anyhow::Result<SettingsArgs> {
+        let server = match &self.command {
+            Command::Serve(server) => server.clone(),
+            _ => ServerArgs::from_env().context("reading LATCHKEY_* variables")?,
+        };
+        Ok(SettingsArgs {
+            deployment: self.deployment.clone(),
+            server,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (no configuration needed).
-    Serve,
+    Serve(ServerArgs),
     /// Apply database migrations and exit.
     Migrate,
     /// Manage users.
@@ -164,7 +179,7 @@ pub enum ClientsCommand {
 /// Runs a command other than `serve`.
 pub async fn run_admin(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Serve => bail!("serve is not an admin command"),
+        Command::Serve(_) => bail!("serve is not an admin command"),
         Command::Version => println!("latchkey {}", env!("CARGO_PKG_VERSION")),
         Command::Migrate => {
             open_store(&settings).await?;

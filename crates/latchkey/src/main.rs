@@ -24,10 +24,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(&cli.settings)?;
+    let settings = Settings::load(&cli.settings_args()?)?;
     latchkey::telemetry::init(settings.log_format);
     match cli.command {
-        Command::Serve => serve(settings).await,
+        Command::Serve(_) => serve(settings).await,
         other => run_admin(other, settings).await,
     }
 }

@@ -1,17 +1,22 @@
 //! The settings as command-line flags, each with its `LATCHKEY_*` variable.
+//! Every command reads where the deployment lives ([`DeploymentArgs`]);
+//! only `serve` takes the server's settings as flags ([`ServerArgs`]), which
+//! the other commands read from the environment and the file alone.
 
 use std::fmt;
 use std::path::PathBuf;
 
+use clap::{Args, FromArgMatches as _};
+
 use super::file::shown;
 
-/// Settings flags, flattened into the top-level parser and accepted by every
-/// subcommand. Each is optional so that an absent flag lets the environment,
-/// the file or the default decide; clap already gives a flag priority over its
-/// environment variable.
-#[derive(clap::Args, Default, Clone)]
-#[command(next_help_heading = "Settings")]
-pub struct SettingsArgs {
+/// Where a deployment's data and secrets are: flattened into the top-level
+/// parser and accepted by every subcommand. Each flag is optional, so that
+/// an absent one lets the environment, the file or the default decide; clap
+/// already gives a flag priority over its environment variable.
+#[derive(Args, Default, Clone)]
+#[command(next_help_heading = "Deployment")]
+pub struct DeploymentArgs {
     /// TOML configuration file
     #[arg(
         long = "config",
@@ -20,9 +25,6 @@ pub struct SettingsArgs {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
-    /// Address to serve on (default 127.0.0.1:8080)
-    #[arg(long, env = "LATCHKEY_LISTEN", global = true)]
-    pub listen: Option<String>,
     /// Directory for the embedded database and generated secrets (default ./latchkey-data)
     #[arg(long, env = "LATCHKEY_DATA_DIR", global = true)]
     pub data_dir: Option<String>,
@@ -42,122 +44,163 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+}
+
+/// The server's settings, as flags of `serve`.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Server settings")]
+pub struct ServerArgs {
+    /// Address to serve on (default 127.0.0.1:8080)
+    #[arg(long, env = "LATCHKEY_LISTEN")]
+    pub listen: Option<String>,
     /// `iss` of tokens and base of metadata URLs, no trailing slash (default http://LISTEN)
-    #[arg(long, env = "LATCHKEY_ISSUER", global = true)]
+    #[arg(long, env = "LATCHKEY_ISSUER")]
     pub issuer: Option<String>,
     /// `aud` of access tokens (default: the issuer)
-    #[arg(long, env = "LATCHKEY_AUDIENCE", global = true)]
+    #[arg(long, env = "LATCHKEY_AUDIENCE")]
     pub audience: Option<String>,
     /// Access token lifetime, 1s to 1h (default 5m)
-    #[arg(long, env = "LATCHKEY_ACCESS_TTL", global = true)]
+    #[arg(long, env = "LATCHKEY_ACCESS_TTL")]
     pub access_ttl: Option<String>,
     /// A refresh token unused this long expires (default 7d)
-    #[arg(long, env = "LATCHKEY_REFRESH_IDLE_TTL", global = true)]
+    #[arg(long, env = "LATCHKEY_REFRESH_IDLE_TTL")]
     pub refresh_idle_ttl: Option<String>,
     /// Absolute session lifetime (default 30d)
-    #[arg(long, env = "LATCHKEY_SESSION_TTL", global = true)]
+    #[arg(long, env = "LATCHKEY_SESSION_TTL")]
     pub session_ttl: Option<String>,
     /// Window in which the previous refresh token gets the same successor, 0 to 5m (default 10s)
-    #[arg(long, env = "LATCHKEY_REFRESH_REUSE_GRACE", global = true)]
+    #[arg(long, env = "LATCHKEY_REFRESH_REUSE_GRACE")]
     pub refresh_reuse_grace: Option<String>,
     /// Signing algorithm for new keys: EdDSA or ES256 (default EdDSA)
-    #[arg(long, env = "LATCHKEY_SIGNING_ALG", global = true)]
+    #[arg(long, env = "LATCHKEY_SIGNING_ALG")]
     pub signing_alg: Option<String>,
     /// Argon2id memory cost in KiB, at least 1024 (default 19456)
-    #[arg(long, env = "LATCHKEY_ARGON2_MEMORY_KIB", global = true)]
+    #[arg(long, env = "LATCHKEY_ARGON2_MEMORY_KIB")]
     pub argon2_memory_kib: Option<String>,
     /// Argon2id iterations, at least 1 (default 2)
-    #[arg(long, env = "LATCHKEY_ARGON2_ITERATIONS", global = true)]
+    #[arg(long, env = "LATCHKEY_ARGON2_ITERATIONS")]
     pub argon2_iterations: Option<String>,
     /// Argon2id parallelism, 1 to 16 (default 1)
-    #[arg(long, env = "LATCHKEY_ARGON2_PARALLELISM", global = true)]
+    #[arg(long, env = "LATCHKEY_ARGON2_PARALLELISM")]
     pub argon2_parallelism: Option<String>,
     /// Password hashes computed at once (default: number of cores)
-    #[arg(long, env = "LATCHKEY_HASH_CONCURRENCY", global = true)]
+    #[arg(long, env = "LATCHKEY_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<String>,
     /// Password hashes that may wait for a slot before requests are refused (default 128)
-    #[arg(long, env = "LATCHKEY_HASH_QUEUE", global = true)]
+    #[arg(long, env = "LATCHKEY_HASH_QUEUE")]
     pub hash_queue: Option<String>,
     /// Tolerated clock skew for exp/nbf/iat, at most 60s (default 5s)
-    #[arg(long, env = "LATCHKEY_CLOCK_LEEWAY", global = true)]
+    #[arg(long, env = "LATCHKEY_CLOCK_LEEWAY")]
     pub clock_leeway: Option<String>,
     /// Minimum password length in characters, 1 to 128 (default 8)
-    #[arg(long, env = "LATCHKEY_PASSWORD_MIN_LENGTH", global = true)]
+    #[arg(long, env = "LATCHKEY_PASSWORD_MIN_LENGTH")]
     pub password_min_length: Option<String>,
     /// Register/login requests per minute per client IP, 0 = off (default 60)
-    #[arg(long, env = "LATCHKEY_IP_RATE_LIMIT", global = true)]
+    #[arg(long, env = "LATCHKEY_IP_RATE_LIMIT")]
     pub ip_rate_limit: Option<String>,
     /// Failed logins per account before throttling, 0 = off (default 5)
-    #[arg(long, env = "LATCHKEY_ACCOUNT_FAILURE_LIMIT", global = true)]
+    #[arg(long, env = "LATCHKEY_ACCOUNT_FAILURE_LIMIT")]
     pub account_failure_limit: Option<String>,
     /// Failed logins evaluated per account (or known device) per day, 0 = no ceiling (default 50)
-    #[arg(long, env = "LATCHKEY_ACCOUNT_DAILY_FAILURE_LIMIT", global = true)]
+    #[arg(long, env = "LATCHKEY_ACCOUNT_DAILY_FAILURE_LIMIT")]
     pub account_daily_failure_limit: Option<String>,
     /// Comma-separated CIDRs or IPs whose X-Forwarded-For is believed (default none)
-    #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", global = true)]
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
     /// Comma-separated browser origins allowed with credentials (default none)
-    #[arg(long, env = "LATCHKEY_CORS_ORIGINS", global = true)]
+    #[arg(long, env = "LATCHKEY_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
     /// Log format: pretty, json or auto (default auto: pretty on a TTY, json otherwise)
-    #[arg(long, env = "LATCHKEY_LOG_FORMAT", global = true)]
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT")]
     pub log_format: Option<String>,
     /// Time limit for one HTTP request, at least 1s (default 30s)
-    #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", global = true)]
+    #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT")]
     pub request_timeout: Option<String>,
     /// Size of the database connection pool, at least 1 (default 10)
-    #[arg(long, env = "LATCHKEY_DB_MAX_CONNECTIONS", global = true)]
+    #[arg(long, env = "LATCHKEY_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<String>,
     /// Time limit for one database statement on PostgreSQL, at least 1s (default 5s)
-    #[arg(long, env = "LATCHKEY_DB_STATEMENT_TIMEOUT", global = true)]
+    #[arg(long, env = "LATCHKEY_DB_STATEMENT_TIMEOUT")]
     pub db_statement_timeout: Option<String>,
+}
+
+impl ServerArgs {
+    /// The server's settings from their environment variables alone, for
+    /// the commands that take no server flags.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        let command = Self::augment_args(clap::Command::new("latchkey"));
+        let matches = command.try_get_matches_from(["latchkey"])?;
+        Self::from_arg_matches(&matches)
+    }
+}
+
+/// Every settings flag and variable a command was given.
+#[derive(Args, Default, Clone)]
+pub struct SettingsArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
     pub(super) fn values(&self) -> [(&'static str, Option<&String>); 27] {
+        let (d, s) = (&self.deployment, &self.server);
         [
-            ("listen", self.listen.as_ref()),
-            ("data_dir", self.data_dir.as_ref()),
-            ("master_key", self.master_key.as_ref()),
-            ("database_url", self.database_url.as_ref()),
-            ("issuer", self.issuer.as_ref()),
-            ("audience", self.audience.as_ref()),
-            ("access_ttl", self.access_ttl.as_ref()),
-            ("refresh_idle_ttl", self.refresh_idle_ttl.as_ref()),
-            ("session_ttl", self.session_ttl.as_ref()),
-            ("refresh_reuse_grace", self.refresh_reuse_grace.as_ref()),
-            ("signing_alg", self.signing_alg.as_ref()),
-            ("argon2_memory_kib", self.argon2_memory_kib.as_ref()),
-            ("argon2_iterations", self.argon2_iterations.as_ref()),
-            ("argon2_parallelism", self.argon2_parallelism.as_ref()),
-            ("hash_concurrency", self.hash_concurrency.as_ref()),
-            ("hash_queue", self.hash_queue.as_ref()),
-            ("clock_leeway", self.clock_leeway.as_ref()),
-            ("password_min_length", self.password_min_length.as_ref()),
-            ("ip_rate_limit", self.ip_rate_limit.as_ref()),
-            ("account_failure_limit", self.account_failure_limit.as_ref()),
+            ("listen", s.listen.as_ref()),
+            ("data_dir", d.data_dir.as_ref()),
+            ("master_key", d.master_key.as_ref()),
+            ("database_url", d.database_url.as_ref()),
+            ("issuer", s.issuer.as_ref()),
+            ("audience", s.audience.as_ref()),
+            ("access_ttl", s.access_ttl.as_ref()),
+            ("refresh_idle_ttl", s.refresh_idle_ttl.as_ref()),
+            ("session_ttl", s.session_ttl.as_ref()),
+            ("refresh_reuse_grace", s.refresh_reuse_grace.as_ref()),
+            ("signing_alg", s.signing_alg.as_ref()),
+            ("argon2_memory_kib", s.argon2_memory_kib.as_ref()),
+            ("argon2_iterations", s.argon2_iterations.as_ref()),
+            ("argon2_parallelism", s.argon2_parallelism.as_ref()),
+            ("hash_concurrency", s.hash_concurrency.as_ref()),
+            ("hash_queue", s.hash_queue.as_ref()),
+            ("clock_leeway", s.clock_leeway.as_ref()),
+            ("password_min_length", s.password_min_length.as_ref()),
+            ("ip_rate_limit", s.ip_rate_limit.as_ref()),
+            ("account_failure_limit", s.account_failure_limit.as_ref()),
             (
                 "account_daily_failure_limit",
-                self.account_daily_failure_limit.as_ref(),
+                s.account_daily_failure_limit.as_ref(),
             ),
-            ("trusted_proxies", self.trusted_proxies.as_ref()),
-            ("cors_origins", self.cors_origins.as_ref()),
-            ("log_format", self.log_format.as_ref()),
-            ("request_timeout", self.request_timeout.as_ref()),
-            ("db_max_connections", self.db_max_connections.as_ref()),
-            ("db_statement_timeout", self.db_statement_timeout.as_ref()),
+            ("trusted_proxies", s.trusted_proxies.as_ref()),
+            ("cors_origins", s.cors_origins.as_ref()),
+            ("log_format", s.log_format.as_ref()),
+            ("request_timeout", s.request_timeout.as_ref()),
+            ("db_max_connections", s.db_max_connections.as_ref()),
+            ("db_statement_timeout", s.db_statement_timeout.as_ref()),
         ]
     }
 }
 
 /// Hand-written so that a logged CLI never shows the master key or the
 /// database password.
+impl fmt::Debug for DeploymentArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |name, value: &Option<String>| value.as_deref().map(|v| shown(name, v));
+        f.debug_struct("DeploymentArgs")
+            .field("config", &self.config)
+            .field("data_dir", &self.data_dir)
+            .field("master_key", &shown("master_key", &self.master_key))
+            .field("database_url", &shown("database_url", &self.database_url))
+            .finish()
+    }
+}
+
 impl fmt::Debug for SettingsArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("SettingsArgs");
-        out.field("config", &self.config);
+        out.field("config", &self.deployment.config);
         for (name, value) in self.values() {
             out.field(name, &value.map(|v| shown(name, v)));
         }

@@ -28,7 +28,7 @@ use ipnet::IpNet;
 use latchkey_verify::SigningAlg;
 use secrecy::SecretString;
 
-pub use self::args::SettingsArgs;
+pub use self::args::{DeploymentArgs, ServerArgs, SettingsArgs};
 pub use self::database_url::DatabaseUrl;
 use self::database_url::parse_database_url;
 use self::file::{Layer, Raw, Reader, did_you_mean, env_name, flag_name, read_file};
@@ -192,9 +192,9 @@ pub enum ConfigError {
 
 impl Settings {
     /// Layers, in rising priority: built-in defaults, the TOML file
-    /// (`args.config`), then env/flags (already merged by clap: flag > env).
+    /// (`config`), then env/flags (already merged by clap: flag > env).
     pub fn load(args: &SettingsArgs) -> Result<Settings, ConfigError> {
-        let mut layer = match &args.config {
+        let mut layer = match &args.deployment.config {
             Some(path) => read_file(path)?,
             None => Layer::new(),
         };

@@ -44,7 +44,7 @@ fn with_file(toml: &str, argv: &[&str]) -> (tempfile::NamedTempFile, SettingsArg
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     file.write_all(toml.as_bytes()).expect("write config");
     let mut args = flags(argv);
-    args.config = Some(file.path().to_owned());
+    args.deployment.config = Some(file.path().to_owned());
     (file, args)
 }
 
@@ -163,10 +163,8 @@ fn derived_defaults_follow_the_settings_they_come_from() {
 
 #[test]
 fn an_invalid_value_names_the_setting_its_env_var_and_flag() {
-    let args = SettingsArgs {
-        access_ttl: Some("abc".into()),
-        ..Default::default()
-    };
+    let mut args = SettingsArgs::default();
+    args.server.access_ttl = Some("abc".into());
     assert_eq!(
         load_err(&args),
         "invalid value for access_ttl (LATCHKEY_ACCESS_TTL, --access-ttl): \"abc\": \
@@ -533,7 +531,8 @@ fn every_setting_has_the_flag_and_env_var_its_name_implies() {
             arg.get_env().and_then(|e| e.to_str()),
             Some(env_name(name).as_str())
         );
-        assert!(arg.is_global_set(), "{name}");
+        let deployment = ["data_dir", "master_key", "database_url"].contains(&name);
+        assert_eq!(arg.is_global_set(), deployment, "{name}");
     }
     let hidden = |id: &str| {
         command
@@ -544,8 +543,37 @@ fn every_setting_has_the_flag_and_env_var_its_name_implies() {
 }
 
 #[test]
-fn settings_flags_are_accepted_after_a_subcommand() {
-    let cli = Cli::try_parse_from(["latchkey", "serve", "--access-ttl", "1m"]).expect("parses");
-    assert!(matches!(cli.command, Some(Command::Serve)));
-    assert_eq!(cli.settings.access_ttl.as_deref(), Some("1m"));
+fn serve_takes_every_setting_and_other_commands_only_where_the_deployment_is() {
+    use crate::cli::{Cli as Latchkey, Command as Sub};
+    let cli = Latchkey::try_parse_from(["latchkey", "serve", "--access-ttl", "1m"]).expect("serve");
+    let Sub::Serve(server) = &cli.command else {
+        panic!("not serve: {:?}", cli.command);
+    };
+    assert_eq!(server.access_ttl.as_deref(), Some("1m"));
+    let cli = Latchkey::try_parse_from(["latchkey", "users", "list", "--data-dir", "/srv/lk"])
+        .expect("a deployment flag after any subcommand");
+    assert_eq!(cli.deployment.data_dir.as_deref(), Some("/srv/lk"));
+    assert!(
+        Latchkey::try_parse_from(["latchkey", "users", "list", "--access-ttl", "1m"]).is_err(),
+        "server settings are not flags of admin commands"
+    );
+
+    let help = |path: &[&str]| {
+        let mut command = Latchkey::command();
+        command.build();
+        let mut sub = &mut command;
+        for name in path {
+            sub = sub.find_subcommand_mut(name).expect("subcommand");
+        }
+        sub.render_long_help().to_string()
+    };
+    let clients_add = help(&["clients", "add"]);
+    for shown in ["--data-dir", "--database-url", "--master-key", "--config"] {
+        assert!(clients_add.contains(shown), "{shown} in:\n{clients_add}");
+    }
+    assert!(!clients_add.contains("--access-ttl"), "{clients_add}");
+    let serve = help(&["serve"]);
+    for name in setting_names() {
+        assert!(serve.contains(&flag_name(name)), "{name} in:\n{serve}");
+    }
 }

@@ -305,7 +305,7 @@ async fn migrate_and_version_work_and_bad_settings_name_the_setting() {
     let app = spawn_app().await;
     assert!(stdout(&app.cli(&["migrate"], None)).contains("migrations applied"));
     assert!(stdout(&app.cli(&["version"], None)).contains(env!("CARGO_PKG_VERSION")));
-    let bad = app.cli(&["--access-ttl", "soon", "version"], None);
+    let bad = app.cli(&["serve", "--access-ttl", "soon"], None);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
@@ -325,6 +325,7 @@ fn start_server(
     let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["--data-dir"])
         .arg(dir)
+        .arg("serve")
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -335,7 +336,6 @@ fn start_server(
             "--argon2-iterations",
             "1",
         ])
-        .arg("serve")
         .env("RUST_LOG", "trace")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -137,9 +137,11 @@ pub async fn spawn_app_in(home: Arc<TestHome>, configure: impl FnOnce(&mut Setti
 pub fn cli_in(home: &TestHome, settings: &Settings, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
     cmd.arg("--data-dir").arg(home.path());
-    cmd.args(["--argon2-memory-kib", "1024", "--argon2-iterations", "1"]);
-    cmd.args(["--issuer", &settings.issuer]);
     cmd.args(["--database-url", settings.database_url.expose()]);
+    // Server settings reach admin commands through the environment.
+    cmd.env("LATCHKEY_ARGON2_MEMORY_KIB", "1024")
+        .env("LATCHKEY_ARGON2_ITERATIONS", "1")
+        .env("LATCHKEY_ISSUER", &settings.issuer);
     cmd.env("RUST_LOG", "warn").env_remove("LATCHKEY_CONFIG");
     cmd.args(args)
         .stdin(Stdio::piped())
