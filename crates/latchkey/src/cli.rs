@@ -38,7 +38,7 @@ impl Cli {
     /// flags (or their variables), from the environment for other commands.
     pub fn settings_args(&self) -> anyhow::Result<SettingsArgs> {
         let server = match &self.command {
-            Command::Serve(server) => server.clone(),
+            Command::Serve(server) => server.as_ref().clone(),
             _ => ServerArgs::from_env().context("reading LATCHKEY_* variables")?,
         };
         Ok(SettingsArgs {
@@ -51,7 +51,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (no configuration needed).
-    Serve(ServerArgs),
+    Serve(Box<ServerArgs>),
     /// Apply database migrations and exit.
     Migrate,
     /// Manage users.
