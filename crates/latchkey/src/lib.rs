@@ -5,9 +5,12 @@
 //! - [`telemetry`]: logging set-up.
 //! - [`app`]: assembly of store, keys, hasher and router.
 //! - [`serve`]: the HTTP listener with its connection limits and graceful shutdown.
-//! - [`http`]: the HTTP API, one module per resource.
+//! - [`http`]: the HTTP API, one module per resource, with its state and its
+//!   one error type.
 //! - [`domain`]: accounts, sessions, tokens, keys, throttles and revocation.
 //! - [`store`]: the storage trait and its SQL backends.
+//!
+//! Dependencies run one way: `app` → `http` → `domain` → `store`.
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -33,6 +33,9 @@ pub mod sessions;
 pub mod throttle;
 pub mod upkeep;
 
+#[cfg(test)]
+mod tests;
+
 pub use model::{Event, ResourceClient, Session, User};
 pub use service::{Auth, AuthConfig, Authenticated, Client, TokenPair};
 

@@ -1,6 +1,8 @@
 //! The HTTP API: one module per resource, each exposing `router()`, merged
 //! here with the OpenAPI description and the cross-cutting layers (security
 //! headers, body limit, timeout, request ids, tracing, metrics, panics).
+//! [`state`] holds what handlers reach and [`error`] the API's one error
+//! type; nothing here uses the store except through the domain.
 
 pub mod auth;
 pub mod browser;

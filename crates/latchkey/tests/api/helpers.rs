@@ -2,8 +2,6 @@
 //! manual clock, and offers typed request helpers. Every test gets a fresh
 //! app; nothing is shared between tests.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
@@ -20,8 +18,7 @@ use latchkey::domain::secrets::MasterKey;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-#[allow(unused_imports)]
-pub use crate::backend::{Backend, TestHome, backend, require_postgres};
+pub use crate::backend::{Backend, TestHome, backend};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
