@@ -477,3 +477,34 @@ where
     }
     Ok(())
 }
+
+/// Raises the user's credential version and `not_before` and records the
+/// user-wide revocation, on the transaction `conn` is in; returns the new
+/// version.
+pub async fn cut_user<DB>(
+    conn: &mut DB::Connection,
+    user_id: &str,
+    not_before: i64,
+    now: i64,
+) -> Result<i64, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+{
+    let version: i64 = sqlx::query_scalar(CUT_USER)
+        .bind(user_id)
+        .bind(not_before)
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query(FEED_USER)
+        .bind(user_id)
+        .bind(not_before)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(version)
+}

@@ -219,7 +219,9 @@ impl Store for SqliteStore {
         if changed.rows_affected() == 0 {
             return Ok(None);
         }
-        let version = cut_user(&mut tx, user_id, now, now).await?;
+        let version = sql::cut_user::<sqlx::Sqlite>(&mut tx, user_id, now, now)
+            .await
+            .map_err(map_err)?;
         revoke_sessions_of(&mut tx, user_id, None, RevokeReason::PasswordChanged, now).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Some(version))
@@ -321,7 +323,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<u64> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
         if let Some(nbf) = not_before {
-            cut_user(&mut tx, user_id, nbf, now).await?;
+            sql::cut_user::<sqlx::Sqlite>(&mut tx, user_id, nbf, now)
+                .await
+                .map_err(map_err)?;
         }
         let revoked = revoke_sessions_of(&mut tx, user_id, keep, reason, now).await?;
         tx.commit().await.map_err(map_err)?;
@@ -588,25 +592,6 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)
     }
-}
-
-/// Raises the user's credential version and `not_before` and records the
-/// user-wide revocation; returns the new version.
-async fn cut_user(tx: &mut Tx, user_id: &str, not_before: i64, now: i64) -> StoreResult<i64> {
-    let version: i64 = sqlx::query_scalar(sql::CUT_USER)
-        .bind(user_id)
-        .bind(not_before)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(map_err)?;
-    sqlx::query(sql::FEED_USER)
-        .bind(user_id)
-        .bind(not_before)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
-    Ok(version)
 }
 
 /// Revokes the user's live sessions but `keep`, each with its feed entry.

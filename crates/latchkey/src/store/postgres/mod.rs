@@ -246,7 +246,7 @@ impl Store for PgStore {
             if changed.rows_affected() == 0 {
                 return Ok(None);
             }
-            let version = cut_user(&mut tx, user_id, now, now).await?;
+            let version = sql::cut_user::<sqlx::Postgres>(&mut tx, user_id, now, now).await?;
             revoke_sessions_of(&mut tx, user_id, None, RevokeReason::PasswordChanged, now).await?;
             tx.commit().await?;
             Ok(Some(version))
@@ -370,7 +370,7 @@ impl Store for PgStore {
             let mut tx = self.pool.begin().await?;
             // The user row first: its lock orders this against session inserts.
             if let Some(nbf) = not_before {
-                cut_user(&mut tx, user_id, nbf, now).await?;
+                sql::cut_user::<sqlx::Postgres>(&mut tx, user_id, nbf, now).await?;
             }
             let revoked = revoke_sessions_of(&mut tx, user_id, keep, reason, now).await?;
             tx.commit().await?;
@@ -672,28 +672,6 @@ impl Store for PgStore {
         })
         .await
     }
-}
-
-/// Raises the user's credential version and `not_before` and records the
-/// user-wide revocation; returns the new version.
-async fn cut_user(
-    tx: &mut Tx,
-    user_id: &str,
-    not_before: i64,
-    now: i64,
-) -> Result<i64, sqlx::Error> {
-    let version: i64 = sqlx::query_scalar(sql::CUT_USER)
-        .bind(user_id)
-        .bind(not_before)
-        .fetch_one(&mut **tx)
-        .await?;
-    sqlx::query(sql::FEED_USER)
-        .bind(user_id)
-        .bind(not_before)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(version)
 }
 
 /// Revokes the user's live sessions but `keep`, each with its feed entry.
