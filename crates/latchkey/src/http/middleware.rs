@@ -52,13 +52,17 @@ pub fn wrap(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         ));
     }
     if let Some(cors) = cors(state) {
-        router = router.layer(cors);
+        // Outside the CORS layer, which adds its credentials header to every
+        // response, also to a public document's `*`.
+        router = router
+            .layer(cors)
+            .layer(middleware::map_response(never_any_origin_with_credentials));
     }
     router
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".into()).into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(SetSensitiveHeadersLayer::new([
@@ -66,6 +70,17 @@ pub fn wrap(router: Router<AppState>, state: &AppState) -> Router<AppState> {
             header::COOKIE,
             header::SET_COOKIE,
         ]))
+}
+
+/// The span of one request: its method and path, never the query string,
+/// where a client may have put a token.
+fn request_span(request: &Request) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        version = ?request.version(),
+    )
 }
 
 /// While the restore guard has not passed (a restored database, or none
@@ -77,6 +92,19 @@ async fn restore_gate(State(state): State<AppState>, request: Request, next: Nex
         return next.run(request).await;
     }
     ApiError::Unavailable { retry_after: 10 }.into_response()
+}
+
+/// A response open to any origin (the JWKS) is never one a browser may read
+/// with credentials: the two headers together are what CORS forbids.
+async fn never_any_origin_with_credentials(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    if headers
+        .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .is_some_and(|v| v == "*")
+    {
+        headers.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
+    }
+    response
 }
 
 fn cors(state: &AppState) -> Option<CorsLayer> {

@@ -417,6 +417,13 @@ async fn the_binary_shuts_down_gracefully_and_never_logs_secrets() {
         .await
         .expect("password");
     assert_eq!(changed.status(), StatusCode::OK);
+    // A token in a query string is never used, and never logged either.
+    let in_query = http
+        .get(format!("{base}/v1/me?access_token={at}&next=%2Fhome"))
+        .send()
+        .await
+        .expect("me with a query");
+    assert_eq!(in_query.status(), StatusCode::UNAUTHORIZED);
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -438,6 +445,8 @@ async fn the_binary_shuts_down_gracefully_and_never_logs_secrets() {
         rt_body,
         next["refresh_token"].as_str().expect("rt2"),
         "eyJ",
+        "access_token=",
+        "next=",
         "$argon2id$",
     ] {
         assert!(
