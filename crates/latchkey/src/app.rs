@@ -158,9 +158,17 @@ impl App {
     }
 }
 
+/// Creates the data directory, or makes an existing one private (0700): it
+/// holds the master key, and on SQLite every password hash.
 fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if dir.is_dir() {
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making data directory {} private", dir.display()))?;
+            tracing::info!(path = %dir.display(), "made the data directory private (0700)");
+        }
         return Ok(());
     }
     std::fs::DirBuilder::new()

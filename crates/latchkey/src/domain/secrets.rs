@@ -22,6 +22,10 @@ pub enum SecretError {
     NotBase64,
     #[error("master key must be 32 bytes")]
     WrongLength,
+    #[error(
+        "master key file {path} can be read by other users; make it private with `chmod 600 {path}`"
+    )]
+    Exposed { path: PathBuf },
     #[error("master key file {path}: {source}")]
     File {
         path: PathBuf,
@@ -86,6 +90,14 @@ impl MasterKey {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path)
+                    .map_err(io("reading", &path))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(SecretError::Exposed { path });
+                }
                 return Self::from_base64(&text).map_err(|e| SecretError::File {
                     path,
                     source: Box::new(e),

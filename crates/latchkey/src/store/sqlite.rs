@@ -43,9 +43,12 @@ impl SqliteStore {
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(options.clone())
         };
-        let writer = pool_of(1).await.map_err(map_err)?;
         // An in-memory database exists per connection: one pool must serve all.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            make_private(options.get_filename())?;
+        }
+        let writer = pool_of(1).await.map_err(map_err)?;
         let pool = if in_memory {
             writer.clone()
         } else {
@@ -80,6 +83,34 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
     }
+}
+
+/// Creates the database file private (0600), or makes an existing one and
+/// its WAL files so: they hold every password hash. SQLite creates its WAL
+/// and shared-memory files with the database file's own permissions.
+fn make_private(path: &std::path::Path) -> StoreResult<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let failed =
+        |e: std::io::Error| StoreError::Other(format!("making {} private: {e}", path.display()));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(failed)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn map_err(e: sqlx::Error) -> StoreError {

@@ -29,3 +29,53 @@ async fn the_jwks_is_public_but_never_offered_with_credentials() {
         );
     }
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    meta.permissions().mode() & 0o777
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[tokio::test]
+async fn the_data_directory_and_every_file_in_it_are_private() {
+    if backend() != Backend::Sqlite {
+        return;
+    }
+    let home = std::sync::Arc::new(TestHome::new(Backend::Sqlite).await);
+    // A directory made beforehand by an operator, with the usual umask.
+    set_mode(home.path(), 0o755);
+    let app = spawn_app_in(home.clone(), |_| {}).await;
+    app.new_user().await;
+    assert_eq!(mode(home.path()), 0o700, "the data directory");
+    for entry in std::fs::read_dir(home.path()).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+    assert!(
+        home.path().join("latchkey.db-wal").exists(),
+        "WAL checked too"
+    );
+}
+
+#[tokio::test]
+async fn a_master_key_others_can_read_stops_the_server_with_the_fix() {
+    let home = std::sync::Arc::new(TestHome::new(backend()).await);
+    drop(spawn_app_in(home.clone(), |_| {}).await.stop().await);
+    let key = home.path().join("master.key");
+    set_mode(&key, 0o644);
+    let settings = test_settings(&home);
+    let clock = std::sync::Arc::new(latchkey::domain::clock::SystemClock);
+    let refused = latchkey::app::App::build(settings, clock).await;
+    let message = format!("{:#}", refused.err().expect("refused to start"));
+    assert!(
+        message.contains(&key.display().to_string()) && message.contains("chmod 600"),
+        "{message}"
+    );
+}
