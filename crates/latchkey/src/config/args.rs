@@ -107,6 +107,9 @@ pub struct ServerArgs {
     /// Comma-separated CIDRs or IPs whose X-Forwarded-For is believed (default none)
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// Header the trusted proxies write the client's address into: x-forwarded-for or forwarded (default x-forwarded-for)
+    #[arg(long, env = "LATCHKEY_PROXY_HEADER")]
+    pub proxy_header: Option<String>,
     /// Comma-separated browser origins allowed with credentials (default none)
     #[arg(long, env = "LATCHKEY_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
@@ -146,7 +149,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 27] {
+    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 28] {
         let (d, s) = (&self.deployment, &self.server);
         [
             ("listen", s.listen.as_ref()),
@@ -174,6 +177,7 @@ impl SettingsArgs {
                 s.account_daily_failure_limit.as_ref(),
             ),
             ("trusted_proxies", s.trusted_proxies.as_ref()),
+            ("proxy_header", s.proxy_header.as_ref()),
             ("cors_origins", s.cors_origins.as_ref()),
             ("log_format", s.log_format.as_ref()),
             ("request_timeout", s.request_timeout.as_ref()),

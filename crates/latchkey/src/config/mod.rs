@@ -94,6 +94,8 @@ pub struct Settings {
     pub account_daily_failure_limit: u32,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The header the trusted proxies write the client's address into.
+    pub proxy_header: ProxyHeader,
     /// Browser origins (`scheme://host[:port]`, lower case) allowed with credentials.
     pub cors_origins: Vec<String>,
     /// `None` = pretty on a TTY, JSON otherwise.
@@ -104,6 +106,16 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// Time limit for one database statement (PostgreSQL).
     pub db_statement_timeout: Duration,
+}
+
+/// Where trusted proxies put the client's address. Only one is read: a
+/// header the proxies do not write could come straight from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, …`
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1, …`
+    Forwarded,
 }
 
 /// How log lines are written.
@@ -234,6 +246,7 @@ impl Settings {
             account_failure_limit: 5,
             account_daily_failure_limit: 50,
             trusted_proxies: Vec::new(),
+            proxy_header: ProxyHeader::XForwardedFor,
             cors_origins: Vec::new(),
             log_format: None,
             request_timeout: 30 * SECOND,
@@ -338,6 +351,7 @@ impl Settings {
             number(0, None),
         )?;
         self.trusted_proxies = r.list("trusted_proxies", parse_proxy)?;
+        r.set("proxy_header", &mut self.proxy_header, parse_proxy_header)?;
         self.cors_origins = r.list("cors_origins", parse_origin)?;
         r.set("log_format", &mut self.log_format, parse_log_format)?;
         r.set(

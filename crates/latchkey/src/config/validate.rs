@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use secrecy::{SecretString, zeroize::Zeroizing};
 use url::{Host, Url};
 
-use super::{DURATION_HINT, LogFormat};
+use super::{DURATION_HINT, LogFormat, ProxyHeader};
 
 /// Parses `300` (seconds), `300s`, `5m`, `2h`, `7d` and other humantime forms
 /// such as `1h 30m`; refuses empty, negative and malformed input.
@@ -187,6 +187,14 @@ pub(super) fn parse_proxy(s: &str) -> Result<IpNet, String> {
         .map(|net| net.trunc())
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| "expected a CIDR such as 10.0.0.0/8 or an IP address".to_owned())
+}
+
+pub(super) fn parse_proxy_header(s: &str) -> Result<ProxyHeader, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "x-forwarded-for" => Ok(ProxyHeader::XForwardedFor),
+        "forwarded" => Ok(ProxyHeader::Forwarded),
+        _ => Err("expected x-forwarded-for or forwarded".to_owned()),
+    }
 }
 
 pub(super) fn parse_log_format(s: &str) -> Result<Option<LogFormat>, String> {

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, header, request::Parts};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::config::ProxyHeader;
 use crate::domain::{Authenticated, Client};
 use crate::http::AppState;
 
@@ -176,7 +177,14 @@ impl FromRequestParts<AppState> for ClientMeta {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let ip = peer.map(|peer| client_ip(peer, &parts.headers, &state.trusted_proxies));
+        let ip = peer.map(|peer| {
+            client_ip(
+                peer,
+                &parts.headers,
+                &state.trusted_proxies,
+                state.proxy_header,
+            )
+        });
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -197,31 +205,71 @@ impl FromRequestParts<AppState> for ClientMeta {
     }
 }
 
-/// The address of the client: the peer, unless the peer is a trusted proxy,
-/// in which case the right-most `X-Forwarded-For` entry that is not itself a
-/// trusted proxy. Entries left of it could be forged by the client.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+/// The address of the client: the peer, unless the peer is a trusted proxy.
+/// Then the proxies' list is walked from the right (the end the trusted
+/// proxies append to): the first entry that is not a trusted proxy is the
+/// client, and entries left of it, which the client could have written, are
+/// never read. An entry that is not an address (`unknown`, garbage) stops the
+/// walk at the trusted hop that reported it. IPv4-mapped IPv6 addresses count
+/// as the IPv4 address they carry, also when matched against the proxies.
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+    source: ProxyHeader,
+) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
+    let mut client = peer.to_canonical();
+    if !is_trusted(&client) {
+        return client;
     }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
+    let (name, entry): (&str, fn(&str) -> Option<IpAddr>) = match source {
+        ProxyHeader::XForwardedFor => ("x-forwarded-for", address),
+        ProxyHeader::Forwarded => ("forwarded", forwarded_for),
+    };
+    let values: Vec<&str> = headers
+        .get_all(name)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().parse::<IpAddr>())
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
+        .map(|v| v.to_str().unwrap_or_default())
+        .collect();
+    let hops = values.iter().flat_map(|v| v.split(','));
+    for hop in hops.rev() {
+        let Some(ip) = entry(hop.trim()) else {
+            return client;
+        };
+        client = ip.to_canonical();
+        if !is_trusted(&client) {
+            return client;
+        }
+    }
+    client
+}
+
+/// An address as proxies write it: bare, or with a port (`[v6]:port`, `v4:port`).
+fn address(text: &str) -> Option<IpAddr> {
+    let text = text.trim_matches('"');
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| text.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+}
+
+/// The `for` parameter of one RFC 7239 element (`for=192.0.2.60;proto=http`).
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    element.split(';').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("for")
+            .then(|| address(value.trim()))
+            .flatten()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const XFF: ProxyHeader = ProxyHeader::XForwardedFor;
 
     fn headers(xff: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -232,15 +280,78 @@ mod tests {
     #[test]
     fn forwarded_for_is_ignored_from_untrusted_peers() {
         let peer: IpAddr = "203.0.113.9".parse().expect("ip");
-        assert_eq!(client_ip(peer, &headers("1.2.3.4"), &[]), peer);
+        assert_eq!(client_ip(peer, &headers("1.2.3.4"), &[], XFF), peer);
     }
 
     #[test]
     fn forwarded_for_is_read_right_to_left_through_trusted_proxies() {
         let trusted = vec!["10.0.0.0/8".parse().expect("cidr")];
         let peer: IpAddr = "10.0.0.1".parse().expect("ip");
-        let got = client_ip(peer, &headers("6.6.6.6, 198.51.100.7, 10.0.0.2"), &trusted);
-        assert_eq!(got, "198.51.100.7".parse::<IpAddr>().expect("ip"));
-        assert_eq!(client_ip(peer, &headers("garbage"), &trusted), peer);
+        let got = client_ip(
+            peer,
+            &headers("6.6.6.6, 198.51.100.7, 10.0.0.2"),
+            &trusted,
+            XFF,
+        );
+        assert_eq!(got, ip("198.51.100.7"));
+        // Nothing usable: the proxy that reported it is the best address known.
+        assert_eq!(client_ip(peer, &headers("garbage"), &trusted, XFF), peer);
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn a_bad_entry_left_of_the_client_does_not_hide_it() {
+        let trusted = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let peer = ip("10.0.0.1");
+        let got = client_ip(peer, &headers("garbage, 2.2.2.2"), &trusted, XFF);
+        assert_eq!(got, ip("2.2.2.2"));
+        let got = client_ip(peer, &headers("2.2.2.2, , 10.0.0.3"), &trusted, XFF);
+        assert_eq!(got, ip("10.0.0.3"), "the proxy that wrote the bad entry");
+        // Two headers count as one list, in order.
+        let mut two = headers("9.9.9.9");
+        two.append("x-forwarded-for", "3.3.3.3".parse().expect("header"));
+        assert_eq!(client_ip(peer, &two, &trusted, XFF), ip("3.3.3.3"));
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_plain_ipv4_everywhere() {
+        let trusted = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let mapped_proxy = ip("::ffff:10.0.0.1");
+        let got = client_ip(mapped_proxy, &headers("::ffff:2.2.2.2"), &trusted, XFF);
+        assert_eq!(got, ip("2.2.2.2"));
+        assert_eq!(
+            client_ip(ip("::ffff:7.7.7.7"), &HeaderMap::new(), &[], XFF),
+            ip("7.7.7.7")
+        );
+    }
+
+    #[test]
+    fn rfc_7239_forwarded_is_read_when_chosen_and_only_then() {
+        let trusted = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let peer = ip("10.0.0.1");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "forwarded",
+            "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https, For=10.0.0.2;by=10.0.0.1"
+                .parse()
+                .expect("header"),
+        );
+        h.insert("x-forwarded-for", "5.5.5.5".parse().expect("header"));
+        let forwarded = ProxyHeader::Forwarded;
+        assert_eq!(
+            client_ip(peer, &h, &trusted, forwarded),
+            ip("2001:db8:cafe::17")
+        );
+        assert_eq!(client_ip(peer, &h, &trusted, XFF), ip("5.5.5.5"));
+        h.insert(
+            "forwarded",
+            "for=unknown, for=10.0.0.2".parse().expect("header"),
+        );
+        assert_eq!(client_ip(peer, &h, &trusted, forwarded), ip("10.0.0.2"));
+        h.insert("forwarded", "for=192.0.2.60:80".parse().expect("header"));
+        assert_eq!(client_ip(peer, &h, &trusted, forwarded), ip("192.0.2.60"));
     }
 }

@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::browser::BrowserPolicy;
 use super::error::ApiError;
-use crate::config::Settings;
+use crate::config::{ProxyHeader, Settings};
 use crate::domain::Auth;
 use crate::domain::restore::RestoreGuard;
 
@@ -20,6 +20,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub metrics: PrometheusHandle,
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    pub proxy_header: ProxyHeader,
     pub cors_origins: Arc<Vec<String>>,
     pub request_timeout: Duration,
     pub browser: Arc<BrowserPolicy>,
@@ -40,6 +41,7 @@ impl AppState {
             auth,
             metrics,
             trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
+            proxy_header: settings.proxy_header,
             cors_origins: Arc::new(settings.cors_origins.clone()),
             request_timeout: settings.request_timeout,
             browser: Arc::new(BrowserPolicy::new(&settings.issuer, &settings.cors_origins)),

@@ -79,3 +79,28 @@ async fn a_master_key_others_can_read_stops_the_server_with_the_fix() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_bad_forwarded_entry_left_of_the_client_does_not_make_it_the_proxy() {
+    let app = spawn_app_with(|s| {
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+    })
+    .await;
+    let resp = app
+        .client
+        .post(app.url("/v1/register"))
+        .header("x-forwarded-for", "garbage, 2.2.2.2")
+        .json(&serde_json::json!({"email": unique_email(), "password": PASSWORD}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let tokens = Tokens::from_body(resp.json().await.expect("json"));
+    let events: serde_json::Value = app
+        .get("/v1/me/events", Some(&tokens.access))
+        .await
+        .json()
+        .await
+        .expect("events");
+    assert_eq!(events["events"][0]["ip"], "2.2.2.2", "{events}");
+}
