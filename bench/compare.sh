@@ -135,7 +135,7 @@ start_latchkey() {
     [[ -n $LATCHKEY_BENCH_CLIENT_ID && -n $LATCHKEY_BENCH_CLIENT_SECRET ]] ||
         die "could not read the client credentials from 'latchkey clients add'"
     target/release/latchkey --data-dir "$data" serve --listen "127.0.0.1:$LATCHKEY_PORT" \
-        --ip-rate-limit 0 --account-failure-limit 0 >"$log" 2>&1 &
+        --ip-rate-limit 0 --token-rate-limit 0 --account-failure-limit 0 >"$log" 2>&1 &
     LATCHKEY_PID=$!
     wait_for_port "$LATCHKEY_PORT" "$LATCHKEY_PID" "$log"
 }

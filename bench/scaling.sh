@@ -202,8 +202,8 @@ run_size() { # size
         die "seed$size@$DOMAIN does not have its session after the import"
 
     port_open "$SCALING_PORT" && die "port $SCALING_PORT is taken (--port)"
-    "$BIN/latchkey" --data-dir "$data" --listen "127.0.0.1:$SCALING_PORT" \
-        --ip-rate-limit 0 --account-failure-limit 0 serve >>"$log" 2>&1 &
+    "$BIN/latchkey" --data-dir "$data" serve --listen "127.0.0.1:$SCALING_PORT" \
+        --ip-rate-limit 0 --token-rate-limit 0 --account-failure-limit 0 >>"$log" 2>&1 &
     SERVER_PID=$!
     wait_for_port "$SCALING_PORT" "$SERVER_PID" "$log" 60
     check_server "$size" 2>>"$log" || { tail -20 "$log" >&2; die "the server on $size users does not log a seeded user in"; }

@@ -118,7 +118,7 @@ async fn retry<T>(outcome: &Result<T, Failure>, deadline: Instant) -> bool {
 
 fn explain(failure: Failure, doing: &str, email: &str) -> anyhow::Error {
     let hint = if failure.is_throttle() {
-        " — the server is throttling: start it with --ip-rate-limit 0 \
+        " — the server is throttling: start it with --ip-rate-limit 0 --token-rate-limit 0 \
          --account-failure-limit 0, or lower --concurrency"
     } else {
         ""

@@ -31,6 +31,7 @@ async fn spawn_server(dir: &Path) -> Server {
     settings.argon2_memory_kib = 1024;
     settings.argon2_iterations = 1;
     settings.ip_rate_limit = 0;
+    settings.token_rate_limit = 0;
     settings.account_failure_limit = 0;
     let app = App::build(settings, Arc::new(SystemClock))
         .await

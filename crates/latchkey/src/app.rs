@@ -215,6 +215,8 @@ async fn background_tasks(state: AppState) {
                     Err(e) => tracing::warn!(error = %e, "pruning failed"),
                 }
                 state.auth.release_idle_memory(PRUNE_INTERVAL);
+                state.password_limit.forget_idle();
+                state.token_limit.forget_idle();
             }
         }
     }

@@ -98,6 +98,9 @@ pub struct ServerArgs {
     /// Register/login requests per minute per client IP, 0 = off (default 60)
     #[arg(long, env = "LATCHKEY_IP_RATE_LIMIT")]
     pub ip_rate_limit: Option<String>,
+    /// Refresh, logout, revocation and failed introspection requests per minute per client IP, 0 = off (default 600)
+    #[arg(long, env = "LATCHKEY_TOKEN_RATE_LIMIT")]
+    pub token_rate_limit: Option<String>,
     /// Failed logins per account before throttling, 0 = off (default 5)
     #[arg(long, env = "LATCHKEY_ACCOUNT_FAILURE_LIMIT")]
     pub account_failure_limit: Option<String>,
@@ -149,7 +152,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 28] {
+    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 29] {
         let (d, s) = (&self.deployment, &self.server);
         [
             ("listen", s.listen.as_ref()),
@@ -171,6 +174,7 @@ impl SettingsArgs {
             ("clock_leeway", s.clock_leeway.as_ref()),
             ("password_min_length", s.password_min_length.as_ref()),
             ("ip_rate_limit", s.ip_rate_limit.as_ref()),
+            ("token_rate_limit", s.token_rate_limit.as_ref()),
             ("account_failure_limit", s.account_failure_limit.as_ref()),
             (
                 "account_daily_failure_limit",

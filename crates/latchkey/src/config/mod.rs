@@ -88,6 +88,8 @@ pub struct Settings {
     pub password_min_length: usize,
     /// Credential requests per minute per client IP; 0 = off.
     pub ip_rate_limit: u32,
+    /// Other credential requests per minute per client IP; 0 = off.
+    pub token_rate_limit: u32,
     /// Failed logins per account before throttling; 0 = off.
     pub account_failure_limit: u32,
     /// Failed logins evaluated per account, device or session per day; 0 = no ceiling.
@@ -243,6 +245,7 @@ impl Settings {
             clock_leeway: 5 * SECOND,
             password_min_length: 8,
             ip_rate_limit: 60,
+            token_rate_limit: 600,
             account_failure_limit: 5,
             account_daily_failure_limit: 50,
             trusted_proxies: Vec::new(),
@@ -340,6 +343,11 @@ impl Settings {
 
     fn read_http(&mut self, r: &Reader<'_>) -> Result<(), ConfigError> {
         r.set("ip_rate_limit", &mut self.ip_rate_limit, number(0, None))?;
+        r.set(
+            "token_rate_limit",
+            &mut self.token_rate_limit,
+            number(0, None),
+        )?;
         r.set(
             "account_failure_limit",
             &mut self.account_failure_limit,

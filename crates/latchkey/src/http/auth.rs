@@ -89,7 +89,7 @@ async fn register(
     if browser {
         state.browser.check_origin(&headers)?;
     }
-    state.limit_ip(meta.ip)?;
+    state.password_limit.check(meta.ip)?;
     let (user, pair) = state
         .auth
         .register(&req.email, &req.password, req.name.as_deref(), &meta.client)
@@ -139,7 +139,7 @@ async fn login(
     if browser {
         state.browser.check_origin(&headers)?;
     }
-    state.limit_ip(meta.ip)?;
+    state.password_limit.check(meta.ip)?;
     let pair = state
         .auth
         .login(
@@ -164,6 +164,7 @@ async fn token(
     jar: CookieJar,
     JsonOrForm(req): JsonOrForm<TokenRequest>,
 ) -> ApiResult<Response> {
+    state.token_limit.check(meta.ip)?;
     match req.grant_type.as_deref() {
         Some("refresh_token") => {}
         Some(_) => return Err(ApiError::UnsupportedGrantType),
@@ -200,6 +201,7 @@ async fn logout(
     jar: CookieJar,
     OptionalBody(body): OptionalBody<LogoutRequest>,
 ) -> ApiResult<Response> {
+    state.token_limit.check(meta.ip)?;
     let refresh = body.and_then(|b| b.refresh_token).filter(|t| !t.is_empty());
     match (bearer_token(&headers)?, refresh) {
         (Some(_), Some(_)) => {
@@ -244,6 +246,7 @@ async fn revoke(
     meta: ClientMeta,
     JsonOrForm(req): JsonOrForm<RevokeRequest>,
 ) -> ApiResult<Response> {
+    state.token_limit.check(meta.ip)?;
     let token = req
         .token
         .filter(|t| !t.is_empty())

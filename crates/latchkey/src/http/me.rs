@@ -125,7 +125,7 @@ async fn change_password(
     if browser {
         state.browser.check_origin(&headers)?;
     }
-    state.limit_ip(meta.ip)?;
+    state.password_limit.check(meta.ip)?;
     let pair = state
         .auth
         .change_password(

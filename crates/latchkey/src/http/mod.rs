@@ -8,6 +8,7 @@ pub mod auth;
 pub mod browser;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod me;
 pub mod middleware;
 pub mod ops;

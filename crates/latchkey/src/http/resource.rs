@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::JsonOrForm;
+use super::extract::{ClientMeta, JsonOrForm};
 use crate::domain::ResourceClient;
 use crate::http::AppState;
 
@@ -27,7 +27,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revocations))
 }
 
-/// A resource server, authenticated by HTTP Basic client credentials.
+/// A resource server, authenticated by HTTP Basic client credentials. A
+/// failed authentication counts against the caller's token rate limit (an
+/// authenticated resource server is not limited).
 pub struct ClientAuth(pub ResourceClient);
 
 impl FromRequestParts<AppState> for ClientAuth {
@@ -37,6 +39,19 @@ impl FromRequestParts<AppState> for ClientAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        match authenticate(parts, state).await {
+            Err(ApiError::InvalidClient) => {
+                let meta = ClientMeta::from_request_parts(parts, state).await?;
+                state.token_limit.check(meta.ip)?;
+                Err(ApiError::InvalidClient)
+            }
+            other => other.map(ClientAuth),
+        }
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<ResourceClient, ApiError> {
+    {
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -51,9 +66,7 @@ impl FromRequestParts<AppState> for ClientAuth {
             .map_err(|_| ApiError::InvalidClient)?;
         let text = String::from_utf8(decoded).map_err(|_| ApiError::InvalidClient)?;
         let (id, secret) = text.split_once(':').ok_or(ApiError::InvalidClient)?;
-        Ok(ClientAuth(
-            state.auth.authenticate_client(id, secret).await?,
-        ))
+        Ok(state.auth.authenticate_client(id, secret).await?)
     }
 }
 

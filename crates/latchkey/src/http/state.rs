@@ -1,16 +1,13 @@
 //! What every handler can reach: the domain service, the restore guard, the
-//! HTTP-level policies, and the per-IP limiter on credential requests.
+//! HTTP-level policies, and the per-IP limits on credential requests.
 
-use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::browser::BrowserPolicy;
-use super::error::ApiError;
+use super::limits::IpLimiter;
 use crate::config::{ProxyHeader, Settings};
 use crate::domain::Auth;
 use crate::domain::restore::RestoreGuard;
@@ -25,7 +22,11 @@ pub struct AppState {
     pub request_timeout: Duration,
     pub browser: Arc<BrowserPolicy>,
     pub guard: Arc<RestoreGuard>,
-    limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    /// Requests that check a password, per client.
+    pub password_limit: IpLimiter,
+    /// The other credential requests (refresh, logout, revocation, failed
+    /// client authentication), per client.
+    pub token_limit: IpLimiter,
 }
 
 impl AppState {
@@ -35,8 +36,6 @@ impl AppState {
         metrics: PrometheusHandle,
         settings: &Settings,
     ) -> Self {
-        let limiter = NonZeroU32::new(settings.ip_rate_limit)
-            .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
         AppState {
             auth,
             metrics,
@@ -46,22 +45,8 @@ impl AppState {
             request_timeout: settings.request_timeout,
             browser: Arc::new(BrowserPolicy::new(&settings.issuer, &settings.cors_origins)),
             guard,
-            limiter,
+            password_limit: IpLimiter::per_minute(settings.ip_rate_limit),
+            token_limit: IpLimiter::per_minute(settings.token_rate_limit),
         }
-    }
-
-    /// Applies the per-IP limit on credential requests.
-    pub fn limit_ip(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        let (Some(limiter), Some(ip)) = (&self.limiter, ip) else {
-            return Ok(());
-        };
-        limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            ApiError::RateLimited {
-                retry_after: wait.as_secs().max(1),
-            }
-        })
     }
 }

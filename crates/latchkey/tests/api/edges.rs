@@ -104,3 +104,39 @@ async fn a_bad_forwarded_entry_left_of_the_client_does_not_make_it_the_proxy() {
         .expect("events");
     assert_eq!(events["events"][0]["ip"], "2.2.2.2", "{events}");
 }
+
+#[tokio::test]
+async fn every_credential_endpoint_has_a_per_ip_limit() {
+    let app = spawn_app_with(|s| s.token_rate_limit = 5).await;
+    for _ in 0..5 {
+        let resp = app.refresh("lk_rt_garbage").await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+    let limited = app.refresh("lk_rt_garbage").await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key("retry-after"));
+    let (status, code, _) = error_of(limited).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    // The same bucket covers logout, revocation and failed client authentication.
+    let logout = app
+        .post_json(
+            "/v1/logout",
+            serde_json::json!({"refresh_token": "lk_rt_x"}),
+        )
+        .await;
+    assert_eq!(logout.status(), StatusCode::TOO_MANY_REQUESTS);
+    let revoke = app.post_form("/v1/revoke", &[("token", "x")]).await;
+    assert_eq!(revoke.status(), StatusCode::TOO_MANY_REQUESTS);
+    let introspect = app
+        .client
+        .post(app.url("/v1/introspect"))
+        .basic_auth("lk_client_nobody", Some("wrong"))
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .expect("introspect");
+    assert_eq!(introspect.status(), StatusCode::TOO_MANY_REQUESTS);
+}

@@ -78,6 +78,7 @@ pub fn test_settings(home: &TestHome) -> Settings {
     s.argon2_parallelism = 1;
     s.hash_concurrency = 2;
     s.ip_rate_limit = 0;
+    s.token_rate_limit = 0;
     s
 }
 
