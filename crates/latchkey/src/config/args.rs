@@ -119,6 +119,9 @@ pub struct ServerArgs {
     /// Log format: pretty, json or auto (default auto: pretty on a TTY, json otherwise)
     #[arg(long, env = "LATCHKEY_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Bearer token that `/metrics` requires, at least 16 characters (default: none, metrics are public)
+    #[arg(long, env = "LATCHKEY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Time limit for one HTTP request, at least 1s (default 30s)
     #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT")]
     pub request_timeout: Option<String>,
@@ -152,7 +155,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 29] {
+    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 30] {
         let (d, s) = (&self.deployment, &self.server);
         [
             ("listen", s.listen.as_ref()),
@@ -184,6 +187,7 @@ impl SettingsArgs {
             ("proxy_header", s.proxy_header.as_ref()),
             ("cors_origins", s.cors_origins.as_ref()),
             ("log_format", s.log_format.as_ref()),
+            ("metrics_token", s.metrics_token.as_ref()),
             ("request_timeout", s.request_timeout.as_ref()),
             ("db_max_connections", s.db_max_connections.as_ref()),
             ("db_statement_timeout", s.db_statement_timeout.as_ref()),

@@ -119,7 +119,7 @@ pub(super) fn flag_name(setting: &str) -> String {
 /// A value as it may be shown in errors and `Debug`.
 pub(super) fn shown(setting: &str, value: &str) -> String {
     match setting {
-        "master_key" => "[redacted]".to_owned(),
+        "master_key" | "metrics_token" => "[redacted]".to_owned(),
         "database_url" => redact_url(value),
         _ => value.to_owned(),
     }

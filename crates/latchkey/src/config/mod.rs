@@ -102,6 +102,8 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// `None` = pretty on a TTY, JSON otherwise.
     pub log_format: Option<LogFormat>,
+    /// The bearer token `/metrics` requires; `None` leaves it public.
+    pub metrics_token: Option<SecretString>,
     /// Time limit for one HTTP request.
     pub request_timeout: Duration,
     /// Size of the database connection pool.
@@ -252,6 +254,7 @@ impl Settings {
             proxy_header: ProxyHeader::XForwardedFor,
             cors_origins: Vec::new(),
             log_format: None,
+            metrics_token: None,
             request_timeout: 30 * SECOND,
             db_max_connections: 10,
             db_statement_timeout: 5 * SECOND,
@@ -362,6 +365,7 @@ impl Settings {
         r.set("proxy_header", &mut self.proxy_header, parse_proxy_header)?;
         self.cors_origins = r.list("cors_origins", parse_origin)?;
         r.set("log_format", &mut self.log_format, parse_log_format)?;
+        self.metrics_token = r.opt("metrics_token", parse_metrics_token)?;
         r.set(
             "request_timeout",
             &mut self.request_timeout,

@@ -197,6 +197,15 @@ pub(super) fn parse_proxy_header(s: &str) -> Result<ProxyHeader, String> {
     }
 }
 
+/// A token a scraper sends; long enough not to be guessed, and free of
+/// spaces (it travels in an `Authorization` header).
+pub(super) fn parse_metrics_token(s: &str) -> Result<SecretString, String> {
+    if s.chars().count() < 16 || !s.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("expected at least 16 printable characters without spaces".to_owned());
+    }
+    Ok(SecretString::from(s.to_owned()))
+}
+
 pub(super) fn parse_log_format(s: &str) -> Result<Option<LogFormat>, String> {
     match s.to_ascii_lowercase().as_str() {
         "auto" => Ok(None),

@@ -3,13 +3,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
+use super::extract::bearer_token;
 use crate::http::AppState;
 
 /// Longest a readiness check waits for the database.
@@ -45,11 +48,23 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     }
 }
 
-/// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
+/// Prometheus metrics in the text exposition format; with `metrics_token`
+/// set, only for a scraper presenting it as a bearer token.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format"), (status = 401, description = "metrics_token is set and was not presented")))]
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(expected) = &state.metrics_token {
+        let presented = bearer_token(&headers).ok().flatten().unwrap_or_default();
+        let matches: bool = presented
+            .as_bytes()
+            .ct_eq(expected.expose_secret().as_bytes())
+            .into();
+        if !matches {
+            return Err(ApiError::MissingToken);
+        }
+    }
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+        .into_response())
 }

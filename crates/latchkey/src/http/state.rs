@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
 
 use super::browser::BrowserPolicy;
 use super::limits::IpLimiter;
@@ -27,6 +28,8 @@ pub struct AppState {
     /// The other credential requests (refresh, logout, revocation, failed
     /// client authentication), per client.
     pub token_limit: IpLimiter,
+    /// The bearer token `/metrics` requires, if any.
+    pub metrics_token: Option<Arc<SecretString>>,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ impl AppState {
             guard,
             password_limit: IpLimiter::per_minute(settings.ip_rate_limit),
             token_limit: IpLimiter::per_minute(settings.token_rate_limit),
+            metrics_token: settings.metrics_token.clone().map(Arc::new),
         }
     }
 }

@@ -140,3 +140,53 @@ async fn every_credential_endpoint_has_a_per_ip_limit() {
         .expect("introspect");
     assert_eq!(introspect.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn metric_labels_come_from_closed_sets_whatever_the_requests() {
+    let app = spawn_app().await;
+    for n in 0..40 {
+        let method =
+            reqwest::Method::from_bytes(format!("INVENTED{n}").as_bytes()).expect("method");
+        let resp = app
+            .client
+            .request(method, app.url(&format!("/no/such/path/{n}")))
+            .send()
+            .await
+            .expect("request");
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+    }
+    let long = reqwest::Method::from_bytes("X".repeat(4096).as_bytes()).expect("method");
+    let resp = app
+        .client
+        .request(long, app.url("/v1/me"))
+        .send()
+        .await
+        .expect("request");
+    assert!(resp.status().is_client_error());
+    let text = app
+        .get("/metrics", None)
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    assert!(
+        !text.contains("INVENTED") && !text.contains("XXXX"),
+        "unbounded labels"
+    );
+    assert!(!text.contains("/no/such/path"), "raw paths as labels");
+    assert!(
+        text.contains("method=\"other\""),
+        "unknown methods are `other`"
+    );
+}
+
+#[tokio::test]
+async fn metrics_need_the_token_when_one_is_set() {
+    let app = spawn_app_with(|s| s.metrics_token = Some("scrape-secret-0123456789".into())).await;
+    let anonymous = app.get("/metrics", None).await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let wrong = app.get("/metrics", Some("nope")).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let scraper = app.get("/metrics", Some("scrape-secret-0123456789")).await;
+    assert_eq!(scraper.status(), StatusCode::OK);
+}
