@@ -150,7 +150,13 @@ impl App {
         let background = tokio::spawn(background_tasks(self.state.clone()));
         let router = crate::http::router(self.state.clone());
         tracing::info!(address = %listener.local_addr()?, issuer = %self.settings.issuer, "latchkey is serving");
-        let served = crate::serve::serve(listener, router, shutdown).await;
+        let limits = crate::serve::ConnectionLimits {
+            header_read_timeout: self.settings.header_read_timeout,
+            idle_timeout: self.settings.idle_timeout,
+            max_connections: self.settings.max_connections,
+            max_connections_per_ip: self.settings.max_connections_per_ip,
+        };
+        let served = crate::serve::serve(listener, router, limits, shutdown).await;
         background.abort();
         // Records what this instance last saw, for the next start to compare.
         let _ = check_restore(&self.state).await;

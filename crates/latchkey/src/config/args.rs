@@ -125,6 +125,18 @@ pub struct ServerArgs {
     /// Time limit for one HTTP request, at least 1s (default 30s)
     #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT")]
     pub request_timeout: Option<String>,
+    /// Time from accept to a complete first request head, and for every later head, at least 1s (default 10s)
+    #[arg(long, env = "LATCHKEY_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// Time a connection may stay open with no request in flight, at least 1s (default 60s)
+    #[arg(long, env = "LATCHKEY_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Open connections at most, at least 1 (default 10000)
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
+    /// Open connections per client IP (IPv6: per /64) at most, at least 1 (default 1000)
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<String>,
     /// Size of the database connection pool, at least 1 (default 10)
     #[arg(long, env = "LATCHKEY_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<String>,
@@ -155,7 +167,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 30] {
+    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 34] {
         let (d, s) = (&self.deployment, &self.server);
         [
             ("listen", s.listen.as_ref()),
@@ -189,6 +201,10 @@ impl SettingsArgs {
             ("log_format", s.log_format.as_ref()),
             ("metrics_token", s.metrics_token.as_ref()),
             ("request_timeout", s.request_timeout.as_ref()),
+            ("header_read_timeout", s.header_read_timeout.as_ref()),
+            ("idle_timeout", s.idle_timeout.as_ref()),
+            ("max_connections", s.max_connections.as_ref()),
+            ("max_connections_per_ip", s.max_connections_per_ip.as_ref()),
             ("db_max_connections", s.db_max_connections.as_ref()),
             ("db_statement_timeout", s.db_statement_timeout.as_ref()),
         ]

@@ -106,6 +106,14 @@ pub struct Settings {
     pub metrics_token: Option<SecretString>,
     /// Time limit for one HTTP request.
     pub request_timeout: Duration,
+    /// Time from accept to a complete first request head, and for every later head.
+    pub header_read_timeout: Duration,
+    /// Time a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Open connections per client address (IPv6: per /64) at most.
+    pub max_connections_per_ip: usize,
     /// Size of the database connection pool.
     pub db_max_connections: u32,
     /// Time limit for one database statement (PostgreSQL).
@@ -256,6 +264,10 @@ impl Settings {
             log_format: None,
             metrics_token: None,
             request_timeout: 30 * SECOND,
+            header_read_timeout: 10 * SECOND,
+            idle_timeout: MINUTE,
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
             db_max_connections: 10,
             db_statement_timeout: 5 * SECOND,
         }
@@ -370,6 +382,22 @@ impl Settings {
             "request_timeout",
             &mut self.request_timeout,
             at_least(SECOND),
+        )?;
+        r.set(
+            "header_read_timeout",
+            &mut self.header_read_timeout,
+            at_least(SECOND),
+        )?;
+        r.set("idle_timeout", &mut self.idle_timeout, at_least(SECOND))?;
+        r.set(
+            "max_connections",
+            &mut self.max_connections,
+            number(1, None),
+        )?;
+        r.set(
+            "max_connections_per_ip",
+            &mut self.max_connections_per_ip,
+            number(1, None),
         )?;
         r.set(
             "db_max_connections",

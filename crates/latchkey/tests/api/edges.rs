@@ -190,3 +190,67 @@ async fn metrics_need_the_token_when_one_is_set() {
     let scraper = app.get("/metrics", Some("scrape-secret-0123456789")).await;
     assert_eq!(scraper.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn silent_connections_are_capped_per_client_and_closed_by_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|s| {
+        s.header_read_timeout = std::time::Duration::from_secs(1);
+        s.max_connections_per_ip = 100;
+    })
+    .await;
+    // A thousand connections from one address that never finish a request
+    // head: half send nothing, half the start of an HTTP/2 preface.
+    let mut silent = Vec::new();
+    for n in 0..1000 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.2:0".parse().expect("addr"))
+            .expect("bind");
+        let mut stream = socket.connect(app.addr).await.expect("connect");
+        if n % 2 == 1 {
+            stream
+                .write_all(b"PRI * HTTP/2.0\r\n")
+                .await
+                .expect("preface");
+        }
+        silent.push(stream);
+    }
+    // Meanwhile another client is served as usual.
+    for _ in 0..20 {
+        let resp =
+            tokio::time::timeout(std::time::Duration::from_secs(5), app.get("/healthz", None))
+                .await
+                .expect("answered while the silent connections are open");
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    // Every silent connection is closed: those over the cap at once, the
+    // rest by the deadline.
+    let mut buf = [0u8; 64];
+    for (n, stream) in silent.iter_mut().enumerate() {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("connection {n} still open"));
+        assert!(matches!(read, Ok(0) | Err(_)), "connection {n}: {read:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_idle_too_long_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|s| s.idle_timeout = std::time::Duration::from_secs(1)).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.expect("response");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("closed after the idle timeout");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+}
