@@ -16,6 +16,7 @@ use crate::domain::AuthError;
 use crate::domain::clock::SystemClock;
 use crate::domain::clock::rfc3339;
 use crate::domain::secrets::MasterKey;
+use crate::domain::text::printable;
 use crate::domain::{Session, User};
 use crate::store::snapshot::SNAPSHOT_VERSION;
 use crate::store::{Snapshot, StoreError};
@@ -230,7 +231,7 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
                 .add_user(&email, password, name.as_deref())
                 .await
                 .map_err(explain)?;
-            println!("created user {} <{}>", user.id, user.email);
+            println!("created user {} <{}>", user.id, printable(&user.email));
         }
         UsersCommand::List { limit, offset } => {
             println!("{:<36}  {:<32}  {:<8}  CREATED", "ID", "EMAIL", "STATUS");
@@ -238,7 +239,7 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
                 println!(
                     "{:<36}  {:<32}  {:<8}  {}",
                     u.id,
-                    u.email,
+                    printable(&u.email),
                     status(&u),
                     rfc3339(u.created_at)
                 );
@@ -250,15 +251,23 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
         }
         UsersCommand::Disable { user } => {
             let u = auth.disable_user(&user).await.map_err(explain)?;
-            println!("disabled {} <{}>; all sessions revoked", u.id, u.email);
+            println!(
+                "disabled {} <{}>; all sessions revoked",
+                u.id,
+                printable(&u.email)
+            );
         }
         UsersCommand::Enable { user } => {
             let u = auth.enable_user(&user).await.map_err(explain)?;
-            println!("enabled {} <{}>", u.id, u.email);
+            println!("enabled {} <{}>", u.id, printable(&u.email));
         }
         UsersCommand::Delete { user } => {
             let u = auth.delete_user(&user).await.map_err(explain)?;
-            println!("deleted {} <{}>; all sessions revoked", u.id, u.email);
+            println!(
+                "deleted {} <{}>; all sessions revoked",
+                u.id,
+                printable(&u.email)
+            );
         }
         UsersCommand::Events { user, limit } => {
             let events = auth.user_events(&user, limit).await.map_err(explain)?;
@@ -272,7 +281,7 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
                     rfc3339(e.created_at),
                     e.kind,
                     e.ip.as_deref().unwrap_or("-"),
-                    e.detail.as_deref().unwrap_or("")
+                    printable(e.detail.as_deref().unwrap_or(""))
                 );
             }
         }
@@ -286,8 +295,11 @@ fn status(u: &User) -> &'static str {
 
 fn print_user(u: &User, live_sessions: usize) {
     println!("id:             {}", u.id);
-    println!("email:          {}", u.email);
-    println!("name:           {}", u.name.as_deref().unwrap_or("-"));
+    println!("email:          {}", printable(&u.email));
+    println!(
+        "name:           {}",
+        printable(u.name.as_deref().unwrap_or("-"))
+    );
     println!("status:         {}", status(u));
     println!("email_verified: {}", u.email_verified);
     println!("created_at:     {}", rfc3339(u.created_at));
@@ -337,7 +349,7 @@ fn print_session(s: &Session) {
         rfc3339(s.created_at),
         rfc3339(s.last_used_at),
         s.ip.as_deref().unwrap_or("-"),
-        s.user_agent.as_deref().unwrap_or("-")
+        printable(s.user_agent.as_deref().unwrap_or("-"))
     );
 }
 
@@ -468,7 +480,8 @@ async fn clients(cmd: ClientsCommand, app: &App) -> anyhow::Result<()> {
         ClientsCommand::List => {
             println!("{:<28}  {:<20}  NAME", "ID", "CREATED");
             for c in auth.list_clients().await.map_err(explain)? {
-                println!("{:<28}  {:<20}  {}", c.id, rfc3339(c.created_at), c.name);
+                let name = printable(&c.name);
+                println!("{:<28}  {:<20}  {name}", c.id, rfc3339(c.created_at));
             }
         }
         ClientsCommand::Remove { id } => {

@@ -250,9 +250,9 @@ fn clean_name(name: Option<&str>) -> Result<Option<String>, AuthError> {
             "name must be at most {MAX_NAME_CHARS} characters"
         )));
     }
-    if name.chars().any(char::is_control) {
+    if name.chars().any(super::text::is_hidden) {
         return Err(AuthError::InvalidRequest(
-            "name must not contain control characters".into(),
+            "name must not contain control, bidirectional or invisible characters".into(),
         ));
     }
     Ok(Some(name.to_string()))

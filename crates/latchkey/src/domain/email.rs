@@ -7,6 +7,7 @@
 
 use email_address::{EmailAddress, Options};
 use unicode_normalization::UnicodeNormalization;
+use unicode_security::{RestrictionLevel, RestrictionLevelDetection};
 
 /// RFC 5321 §4.5.3.1.3: a path is at most 256 octets including the angle
 /// brackets, so an address is at most 254 octets. Counted in bytes, which is
@@ -42,11 +43,38 @@ pub fn parse_email(raw: &str) -> Result<Email, String> {
         return Err("email must not contain spaces".to_owned());
     }
     check_plain_address(&display)?;
+    check_scripts(&display)?;
     let normalized = display.to_lowercase();
     Ok(Email {
         display,
         normalized,
     })
+}
+
+/// Refuses a local part, or a domain label, that mixes scripts beyond UTS #39
+/// "moderately restrictive" (Latin with one other script, but never with
+/// Cyrillic or Greek): a Cyrillic "е" in "examplе.com" would otherwise make
+/// a second account that reads exactly like the first. Each domain label is
+/// judged alone, so an internationalised name under `.com` stays accepted.
+fn check_scripts(address: &str) -> Result<(), String> {
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    let parts = std::iter::once(local).chain(domain.split('.'));
+    for part in parts {
+        // Dots, dashes, plus signs and digits belong to every script.
+        let letters: String = part
+            .chars()
+            .filter(|c| !c.is_ascii_punctuation() && !c.is_ascii_digit())
+            .collect();
+        if !letters.is_empty()
+            && letters.as_str().detect_restriction_level() > RestrictionLevel::ModeratelyRestrictive
+        {
+            return Err(
+                "email must not mix scripts (such as Latin and Cyrillic letters) in its name or in a domain label"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Accepts only a bare `local@domain`: no display name, no domain literal, and
@@ -187,5 +215,22 @@ mod tests {
                 "{raw:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_look_alike_letter_from_another_script_is_refused() {
+        // A Cyrillic "е" in an otherwise Latin domain, or local part.
+        for raw in ["alice@exampl\u{435}.com", "\u{430}lice@example.com"] {
+            let refused = parse_email(raw).expect_err(raw);
+            assert!(refused.contains("mix"), "{raw}: {refused}");
+        }
+    }
+
+    #[test]
+    fn one_script_per_part_is_accepted_whatever_the_script() {
+        ok("ivan.petrov@example.com");
+        ok("\u{438}\u{432}\u{430}\u{43d}@\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.com");
+        ok("\u{5c71}\u{7530}@example.jp");
+        ok("user+tag.2024@mail-1.example.org");
     }
 }

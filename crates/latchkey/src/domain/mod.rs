@@ -10,6 +10,7 @@
 //! - [`accounts`], [`sessions`], [`admin`]: the flows, as methods of [`Auth`].
 //! - [`clients`]: resource servers, introspection and the revocation feed.
 //! - [`events`]: the audit trail.
+//! - [`text`]: characters a reader cannot see, refused in names and escaped on terminals.
 //! - [`restore`]: noticing a database restored from a backup.
 //! - [`upkeep`]: readiness, key reloads and the retention rules.
 //! - [`throttle`] and [`devices`]: the login throttle and the device tokens
@@ -30,6 +31,7 @@ pub mod restore;
 pub mod secrets;
 pub mod service;
 pub mod sessions;
+pub mod text;
 pub mod throttle;
 pub mod upkeep;
 

@@ -254,3 +254,62 @@ async fn a_keep_alive_connection_idle_too_long_is_closed() {
         .expect("closed after the idle timeout");
     assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
 }
+
+#[tokio::test]
+async fn look_alike_emails_and_hidden_characters_in_names_are_refused() {
+    let app = spawn_app().await;
+    let cyrillic_e = "ada@exampl\u{435}.com";
+    let resp = app.register_raw(cyrillic_e, PASSWORD).await;
+    let (status, code, _) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    for name in ["Ada\u{202E}nimda", "Ada\u{200B}", "Ada\u{2066}x"] {
+        let resp = app
+            .post_json(
+                "/v1/register",
+                serde_json::json!({"email": unique_email(), "password": PASSWORD, "name": name}),
+            )
+            .await;
+        let (status, code, _) = error_of(resp).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{name:?}"
+        );
+    }
+    // Persian names need the zero-width non-joiner.
+    let resp = app
+        .post_json(
+            "/v1/register",
+            serde_json::json!({"email": unique_email(), "password": PASSWORD, "name": "\u{645}\u{6cc}\u{200c}\u{631}\u{648}\u{645}"}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn the_cli_never_prints_hidden_characters_raw() {
+    let app = spawn_app().await;
+    // A name stored before names were checked, as an old version could.
+    let (email, _) = app.new_user().await;
+    let rows = app.rows().await;
+    let mut user = rows
+        .users
+        .into_iter()
+        .find(|u| u.email == email)
+        .expect("user");
+    app.store.delete_user(&user.id, 0).await.expect("delete");
+    user.name = Some("Ada\u{202E}nimda\u{1b}[31m".into());
+    app.store.insert_user(&user).await.expect("insert");
+    let out = stdout(&app.cli(&["users", "show", &email], None));
+    assert!(
+        !out.contains('\u{202E}') && !out.contains('\u{1b}'),
+        "{out:?}"
+    );
+    assert!(
+        out.contains("\\u{202e}") && out.contains("\\u{1b}"),
+        "{out}"
+    );
+}
