@@ -4,6 +4,7 @@
 //! (no read-to-write upgrade that could fail with SQLITE_BUSY mid-transaction).
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +26,9 @@ pub struct SqliteStore {
     rotations: Rotations,
     /// None for an in-memory database, which only the sqlx pool can see.
     quick: Option<QuickReads>,
+    /// Set when a write failed because the disk is full, read-only or
+    /// failing: readiness then asks for a write that succeeds.
+    storage_failed: AtomicBool,
 }
 
 impl SqliteStore {
@@ -61,6 +65,7 @@ impl SqliteStore {
             writer,
             rotations,
             quick,
+            storage_failed: AtomicBool::new(false),
         })
     }
 
@@ -113,10 +118,40 @@ fn make_private(path: &std::path::Path) -> StoreResult<()> {
     Ok(())
 }
 
+/// SQLite's primary result codes (the low byte of an extended code) that
+/// mean the database cannot be used now but may be soon: busy or locked, and
+/// storage failures — read-only, I/O error, disk full, cannot open.
+const BUSY: [i64; 2] = [5, 6];
+const STORAGE: [i64; 4] = [8, 10, 13, 14];
+
+fn primary_code(e: &sqlx::Error) -> Option<i64> {
+    match e {
+        sqlx::Error::Database(db) => db.code()?.parse::<i64>().ok().map(|c| c & 0xff),
+        _ => None,
+    }
+}
+
+/// A write that leaves nothing behind but needs room on the disk.
+const PROBE_WRITE: [&str; 2] = [
+    "INSERT INTO storage_probe (id, filler) VALUES (1, zeroblob(262144))",
+    "DELETE FROM storage_probe",
+];
+
+impl SqliteStore {
+    /// Maps an error, noting a storage failure for the readiness probe.
+    fn fail(&self, e: sqlx::Error) -> StoreError {
+        if primary_code(&e).is_some_and(|c| STORAGE.contains(&c)) {
+            self.storage_failed.store(true, Ordering::Release);
+        }
+        map_err(e)
+    }
+}
+
 pub(super) fn map_err(e: sqlx::Error) -> StoreError {
+    let code = primary_code(&e);
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "6" | "517")) => {
+        _ if code.is_some_and(|c| BUSY.contains(&c) || STORAGE.contains(&c)) => {
             StoreError::Unavailable(e.to_string())
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
@@ -170,10 +205,24 @@ type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query(sql::PING)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
+        if !self.storage_failed.load(Ordering::Acquire) {
+            sqlx::query(sql::PING)
+                .execute(&self.writer)
+                .await
+                .map_err(|e| self.fail(e))?;
+            return Ok(());
+        }
+        // After a storage failure, ready again only once a write of a
+        // request's size reaches the disk.
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
+        for statement in PROBE_WRITE {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.fail(e))?;
+        }
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        self.storage_failed.store(false, Ordering::Release);
         Ok(())
     }
 
@@ -181,7 +230,7 @@ impl Store for SqliteStore {
         sql::bind_user(sqlx::query(sql::INSERT_USER), u)
             .execute(&self.writer)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -190,7 +239,7 @@ impl Store for SqliteStore {
             .bind(email_normalized)
             .fetch_optional(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
@@ -201,7 +250,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>> {
@@ -210,7 +259,7 @@ impl Store for SqliteStore {
             .bind(offset)
             .fetch_all(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn replace_password_hash(
@@ -227,7 +276,7 @@ impl Store for SqliteStore {
             .bind(now)
             .execute(&self.writer)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -238,7 +287,7 @@ impl Store for SqliteStore {
         hash: &str,
         now: i64,
     ) -> StoreResult<Option<i64>> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         let changed = sqlx::query(sql::SET_PASSWORD)
             .bind(user_id)
             .bind(expected)
@@ -246,15 +295,15 @@ impl Store for SqliteStore {
             .bind(now)
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         if changed.rows_affected() == 0 {
             return Ok(None);
         }
         let version = sql::cut_user::<sqlx::Sqlite>(&mut tx, user_id, now, now)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         revoke_sessions_of(&mut tx, user_id, None, RevokeReason::PasswordChanged, now).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(Some(version))
     }
 
@@ -270,17 +319,17 @@ impl Store for SqliteStore {
             .bind(now)
             .execute(&self.writer)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         let done = sqlx::query(DELETE_USER)
             .bind(user_id)
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         if done.rows_affected() > 0 {
             sqlx::query(sql::FEED_USER)
                 .bind(user_id)
@@ -288,9 +337,9 @@ impl Store for SqliteStore {
                 .bind(now + 1)
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?;
+                .map_err(|e| self.fail(e))?;
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -303,7 +352,7 @@ impl Store for SqliteStore {
             .bind(credential_version)
             .execute(&self.writer)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -315,7 +364,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn advance_session(
@@ -329,18 +378,18 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         let user: Option<(String,)> = sqlx::query_as(END_SESSION)
             .bind(id)
             .bind(now)
             .bind(reason.as_str())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         if let Some((user_id,)) = &user {
             feed_session(&mut tx, id, user_id, now).await?;
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(user.is_some())
     }
 
@@ -352,14 +401,14 @@ impl Store for SqliteStore {
         now: i64,
         not_before: Option<i64>,
     ) -> StoreResult<u64> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         if let Some(nbf) = not_before {
             sql::cut_user::<sqlx::Sqlite>(&mut tx, user_id, nbf, now)
                 .await
-                .map_err(map_err)?;
+                .map_err(|e| self.fail(e))?;
         }
         let revoked = revoke_sessions_of(&mut tx, user_id, keep, reason, now).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(revoked)
     }
 
@@ -369,7 +418,7 @@ impl Store for SqliteStore {
             .bind(now)
             .fetch_all(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn access_state(
@@ -387,7 +436,7 @@ impl Store for SqliteStore {
             .bind(kid)
             .fetch_optional(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn step_throttle(
@@ -396,26 +445,26 @@ impl Store for SqliteStore {
         step: ThrottleStep<'_>,
     ) -> StoreResult<ThrottleRecord> {
         // Begins with a write, so the transaction holds the writer lock throughout.
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         sqlx::query(sql::INSERT_THROTTLE)
             .bind(key)
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         let before: ThrottleRecord = sqlx::query_as(THROTTLE)
             .bind(key)
             .fetch_one(&mut *tx)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         let next = step(&before);
         // A look that changes nothing writes nothing (waiting attempts look often).
         if next != before {
             bind_throttle(sqlx::query(sql::UPDATE_THROTTLE), &next)
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?;
+                .map_err(|e| self.fail(e))?;
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(before)
     }
 
@@ -423,7 +472,7 @@ impl Store for SqliteStore {
         sql::bind_new_event(sqlx::query(sql::INSERT_EVENT), e)
             .execute(&self.writer)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -439,46 +488,46 @@ impl Store for SqliteStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>> {
         sqlx::query_as(sql::SIGNING_KEYS)
             .fetch_all(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn withdraw_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         for statement in [sql::WITHDRAW_KEY, sql::FEED_KEY] {
             let done = sqlx::query(statement)
                 .bind(kid)
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?;
+                .map_err(|e| self.fail(e))?;
             if done.rows_affected() == 0 {
                 return Ok(false);
             }
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(true)
     }
 
     async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         sqlx::query(sql::RETIRE_KEYS)
             .bind(key.activates_at)
             .bind(retired_expire_at)
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         sql::bind_key(sqlx::query(sql::INSERT_KEY), key)
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)
+            .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn prune(&self, before: PruneBefore, batch: i64) -> StoreResult<u64> {
@@ -489,52 +538,52 @@ impl Store for SqliteStore {
                 .bind(batch)
                 .execute(&self.writer)
                 .await
-                .map_err(map_err)?;
+                .map_err(|e| self.fail(e))?;
             total += done.rows_affected();
         }
         Ok(total)
     }
 
     async fn export(&self) -> StoreResult<Snapshot> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         let mut snapshot = sql::read_all::<sqlx::Sqlite>(&mut tx)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         snapshot.revocation_cursor = sqlx::query_scalar(REVOCATION_CURSOR)
             .fetch_one(&mut *tx)
             .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(snapshot)
     }
 
     async fn import(&self, snap: &Snapshot) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         let existing: i64 = sqlx::query_scalar(sql::HOLDS_DATA)
             .fetch_one(&mut *tx)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         if existing > 0 {
             return Err(StoreError::Conflict);
         }
         sql::load::<sqlx::Sqlite>(&mut tx, snap)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         for statement in SET_REVOCATION_CURSOR {
             sqlx::query(statement)
                 .bind(snap.revocation_cursor)
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?;
+                .map_err(|e| self.fail(e))?;
         }
-        tx.commit().await.map_err(map_err)
+        tx.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn insert_client(&self, c: &ClientRecord) -> StoreResult<()> {
         sql::bind_client(sqlx::query(sql::INSERT_CLIENT), c)
             .execute(&self.writer)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -546,14 +595,14 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
         sqlx::query_as(sql::LIST_CLIENTS)
             .fetch_all(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
@@ -561,7 +610,7 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&self.writer)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -569,18 +618,18 @@ impl Store for SqliteStore {
         sqlx::query_as(sql::RESTORE_GUARD)
             .fetch_one(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn advance_restore_guard(&self) -> StoreResult<(String, i64)> {
         sqlx::query_as(sql::ADVANCE_RESTORE_GUARD)
             .fetch_one(&self.writer)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn revoke_everything(&self, now: i64, database_id: &str) -> StoreResult<(u64, u64)> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         let mut counts = [0; 3];
         for (count, statement) in counts.iter_mut().zip([
             sql::CUT_EVERY_USER,
@@ -591,15 +640,15 @@ impl Store for SqliteStore {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?
+                .map_err(|e| self.fail(e))?
                 .rows_affected();
         }
         sqlx::query(sql::RENAME_DATABASE)
             .bind(database_id)
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
         let [users, _, sessions] = counts;
         Ok((sessions, users))
     }
@@ -614,14 +663,14 @@ impl Store for SqliteStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 
     async fn oldest_revocation(&self) -> StoreResult<Option<i64>> {
         sqlx::query_scalar(sql::OLDEST_REVOCATION)
             .fetch_one(&self.pool)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
     }
 }
 

@@ -313,3 +313,104 @@ async fn the_cli_never_prints_hidden_characters_raw() {
         "{out}"
     );
 }
+
+/// A small tmpfs of its own, unmounted on drop: a disk that can really fill.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    /// Mounts one, or says why it cannot (mounting needs root).
+    fn mount(size: &str) -> Result<SmallDisk, String> {
+        let dir = tempfile::TempDir::new().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(SmallDisk(dir))
+    }
+
+    /// Fills what is left with a file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let path = self.0.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let chunk = vec![0u8; 16 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.write_all(&[0u8; 512]);
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_an_outage_that_ends_by_itself() {
+    if backend() != Backend::Sqlite {
+        return;
+    }
+    let disk = match SmallDisk::mount("4m") {
+        Ok(disk) => disk,
+        Err(why) => {
+            let what = format!("the full-disk test needs a tmpfs mount (root): {why}");
+            if std::env::var("LATCHKEY_REQUIRE_ALL").as_deref() == Ok("1") {
+                panic!("{what}");
+            }
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {what}\n");
+            return;
+        }
+    };
+    let dir = disk.0.path().to_path_buf();
+    let app = spawn_app_with(|s| {
+        s.data_dir = dir.clone();
+        s.database_url = latchkey::config::DatabaseUrl::new(format!(
+            "sqlite://{}",
+            dir.join("latchkey.db").display()
+        ));
+    })
+    .await;
+    app.new_user().await;
+    let filler = disk.fill();
+    let mut outage = None;
+    for _ in 0..200 {
+        let resp = app.register_raw(&unique_email(), PASSWORD).await;
+        let status = resp.status();
+        assert!(
+            status != StatusCode::INTERNAL_SERVER_ERROR,
+            "a full disk answered 500"
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            outage = Some(resp);
+            break;
+        }
+    }
+    let resp = outage.expect("a full disk stopped registrations");
+    assert!(resp.headers().contains_key("retry-after"));
+    let (_, code, _) = error_of(resp).await;
+    assert_eq!(code, "temporarily_unavailable");
+    assert_eq!(
+        app.get("/readyz", None).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Space comes back: so does the service, with nothing restarted.
+    std::fs::remove_file(filler).expect("free the disk");
+    assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
+    let resp = app.register_raw(&unique_email(), PASSWORD).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
