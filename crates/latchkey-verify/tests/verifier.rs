@@ -1,10 +1,13 @@
 //! The verifier against a fake Latchkey on 127.0.0.1: discovery and keys
 //! here, the revocation feed in `cases/feed.rs`, the axum extractor and
-//! layer in `cases/web.rs`. One test binary for the crate.
+//! layer in `cases/web.rs`, property-based fuzzing of verification in
+//! `cases/fuzz.rs`. One test binary for the crate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "cases/feed.rs"]
 mod feed;
+#[path = "cases/fuzz.rs"]
+mod fuzz;
 mod support;
 #[path = "cases/web.rs"]
 mod web;

@@ -31,9 +31,14 @@ pub(super) fn read_file(path: &Path) -> Result<Layer, ConfigError> {
             error,
         },
     })?;
-    let table: toml::Table = toml::from_str(&text).map_err(|error| ConfigError::FileSyntax {
+    parse_file(path, &text)
+}
+
+/// The settings a file's text holds, by name; `path` names it in errors.
+pub(super) fn parse_file(path: &Path, text: &str) -> Result<Layer, ConfigError> {
+    let table: toml::Table = toml::from_str(text).map_err(|error| ConfigError::FileSyntax {
         path: path.to_owned(),
-        detail: syntax_detail(&text, &error),
+        detail: syntax_detail(text, &error),
     })?;
     table
         .into_iter()

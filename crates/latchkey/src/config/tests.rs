@@ -577,3 +577,68 @@ fn serve_takes_every_setting_and_other_commands_only_where_the_deployment_is() {
         assert!(serve.contains(&flag_name(name)), "{name} in:\n{serve}");
     }
 }
+
+/// What a file may hold: known and unknown keys with strings, numbers and
+/// arrays, or any text at all.
+fn config_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let key = prop_oneof![
+        proptest::sample::select(setting_names().collect::<Vec<_>>()).prop_map(str::to_owned),
+        "[a-z_]{1,24}",
+    ];
+    let value = prop_oneof![
+        "[ -~]{0,40}".prop_map(|s| format!("{s:?}")),
+        any::<i64>().prop_map(|n| n.to_string()),
+        proptest::collection::vec("[ -~]{0,20}", 0..4).prop_map(|v| format!("{v:?}")),
+        Just("true".to_owned()),
+    ];
+    prop_oneof![
+        proptest::collection::vec((key, value), 0..8).prop_map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| format!("{k} = {v}\n"))
+                .collect::<String>()
+        }),
+        any::<String>(),
+    ]
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_config_file_loads_or_names_its_problem_without_a_panic(text in config_text()) {
+        let path = std::path::Path::new("/etc/latchkey.toml");
+        let outcome = file::parse_file(path, &text)
+            .and_then(|layer| Settings::from_layer(&file::Reader(&layer)));
+        if let Err(e) = outcome {
+            proptest::prop_assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_database_password_never_shows(
+        user in "[a-z]{1,12}",
+        password in "[A-Za-z0-9!$%&*()+,;=._~-]{6,24}",
+        host in "[a-z]{1,12}(\\.[a-z]{2,6})?",
+        query in "(\\?sslmode=(require|disable))?",
+    ) {
+        proptest::prop_assume!(!user.contains(&password) && !host.contains(&password));
+        let url = format!("postgres://{user}:{password}@{host}:5432/db{query}");
+        let args = SettingsArgs {
+            deployment: DeploymentArgs {
+                database_url: Some(url.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let shown = format!("{args:?}");
+        proptest::prop_assert!(!shown.contains(&password), "{shown}");
+        match Settings::load(&args) {
+            Ok(settings) => {
+                let debug = format!("{settings:?}");
+                proptest::prop_assert!(!debug.contains(&password), "{debug}");
+                proptest::prop_assert!(!settings.database_url.redacted().contains(&password));
+            }
+            Err(e) => proptest::prop_assert!(!e.to_string().contains(&password), "{e}"),
+        }
+    }
+}

@@ -130,4 +130,31 @@ mod tests {
         let token = key().mint(&Uuid::new_v4().to_string(), b"s", 0);
         assert!(!format!("{token:?}").contains(PREFIX));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_without_a_panic_and_only_a_minted_token_checks(
+            text in "(lk_rt_)?[A-Za-z0-9_=+/-]{0,90}|\\PC{0,90}",
+        ) {
+            if let Some(presented) = parse(&text) {
+                proptest::prop_assert!(!key().check(&presented, b"salt"), "{text}");
+            }
+        }
+
+        #[test]
+        fn a_minted_token_round_trips(
+            sid in proptest::prelude::any::<u128>(),
+            generation in 0..i64::MAX,
+            salt in proptest::collection::vec(proptest::prelude::any::<u8>(), 16),
+        ) {
+            let session_id = Uuid::from_u128(sid).to_string();
+            let token = key().mint(&session_id, &salt, generation);
+            let presented = parse(token.expose()).expect("parses");
+            proptest::prop_assert_eq!(&presented.session_id, &session_id);
+            proptest::prop_assert_eq!(presented.generation, generation);
+            proptest::prop_assert!(key().check(&presented, &salt));
+            let other_salt: Vec<u8> = salt.iter().map(|b| b ^ 1).collect();
+            proptest::prop_assert!(!key().check(&presented, &other_salt));
+        }
+    }
 }

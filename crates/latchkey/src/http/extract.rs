@@ -354,4 +354,35 @@ mod tests {
         h.insert("forwarded", "for=192.0.2.60:80".parse().expect("header"));
         assert_eq!(client_ip(peer, &h, &trusted, forwarded), ip("192.0.2.60"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_forwarded_header_names_the_peer_or_one_of_its_entries(
+            value in "(([0-9]{1,3}\\.){3}[0-9]{1,3}|::ffff:10\\.0\\.0\\.[0-9]|10\\.0\\.0\\.[0-9]|for=[^,;]{0,20}|[ -~]{0,12})(, ?(([0-9]{1,3}\\.){3}[0-9]{1,3}|10\\.0\\.0\\.[0-9]|for=[^,;]{0,20}|[ -~]{0,12})){0,6}",
+            peer_trusted in proptest::prelude::any::<bool>(),
+            forwarded in proptest::prelude::any::<bool>(),
+        ) {
+            let Ok(header) = value.parse() else {
+                return Ok(());
+            };
+            let name = if forwarded { "forwarded" } else { "x-forwarded-for" };
+            let source = if forwarded { ProxyHeader::Forwarded } else { XFF };
+            let mut h = HeaderMap::new();
+            h.insert(name, header);
+            let trusted = vec!["10.0.0.0/8".parse().expect("cidr")];
+            let peer = if peer_trusted { ip("10.0.0.1") } else { ip("203.0.113.5") };
+            let client = client_ip(peer, &h, &trusted, source);
+            if !peer_trusted {
+                proptest::prop_assert_eq!(client, peer);
+            } else if client != peer {
+                let entry = if forwarded { forwarded_for } else { address };
+                let listed: Vec<IpAddr> = value
+                    .split(',')
+                    .filter_map(|e| entry(e.trim()))
+                    .map(|ip| ip.to_canonical())
+                    .collect();
+                proptest::prop_assert!(listed.contains(&client), "{client} is not in {value:?}");
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@ mod contract;
 mod cookies;
 mod edges;
 mod feed;
+mod fuzz;
 mod hardening;
 mod interop;
 mod keys;
