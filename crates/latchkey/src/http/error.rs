@@ -21,7 +21,6 @@ pub enum ApiError {
     InvalidToken(String),
     /// No bearer token at all: a bare challenge (RFC 6750 §3.1).
     MissingToken,
-    Forbidden(String),
     /// A cookie-mode request without a valid CSRF token or from a foreign origin.
     CsrfFailed(String),
     /// Resource-server credentials missing or wrong (RFC 6749 §5.2).
@@ -62,9 +61,7 @@ impl ApiError {
             ApiError::InvalidToken(_) | ApiError::MissingToken | ApiError::InvalidClient => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Forbidden(_) | ApiError::CsrfFailed(_) | ApiError::InvalidCredentials => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::CsrfFailed(_) | ApiError::InvalidCredentials => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::EmailTaken => StatusCode::CONFLICT,
@@ -84,7 +81,6 @@ impl ApiError {
             ApiError::InvalidGrant(_) => "invalid_grant",
             ApiError::UnsupportedGrantType => "unsupported_grant_type",
             ApiError::InvalidToken(_) | ApiError::MissingToken => "invalid_token",
-            ApiError::Forbidden(_) => "forbidden",
             ApiError::CsrfFailed(_) => "csrf_failed",
             ApiError::InvalidClient => "invalid_client",
             ApiError::CursorExpired => "cursor_expired",
@@ -106,7 +102,6 @@ impl ApiError {
             ApiError::InvalidRequest(m)
             | ApiError::InvalidGrant(m)
             | ApiError::InvalidToken(m)
-            | ApiError::Forbidden(m)
             | ApiError::CsrfFailed(m)
             | ApiError::WeakPassword(m) => m.clone(),
             ApiError::UnsupportedGrantType => "only the refresh_token grant is supported".into(),

@@ -11,12 +11,11 @@ use serde_json::Value;
 use crate::helpers::*;
 
 /// The error codes of docs/api.md.
-const DOCUMENTED: [&str; 17] = [
+const DOCUMENTED: [&str; 16] = [
     "invalid_request",
     "invalid_grant",
     "unsupported_grant_type",
     "invalid_token",
-    "forbidden",
     "csrf_failed",
     "invalid_client",
     "cursor_expired",
