@@ -350,6 +350,35 @@ impl SmallDisk {
     }
 }
 
+/// An app whose data directory and database are on a small disk of their
+/// own, or None (said loudly; a failure under `LATCHKEY_REQUIRE_ALL=1`)
+/// where mounting one is not allowed.
+async fn app_on_small_disk(what: &str) -> Option<(SmallDisk, TestApp)> {
+    let disk = match SmallDisk::mount("4m") {
+        Ok(disk) => disk,
+        Err(why) => {
+            let what = format!("{what} needs a tmpfs mount (root): {why}");
+            if std::env::var("LATCHKEY_REQUIRE_ALL").as_deref() == Ok("1") {
+                panic!("{what}");
+            }
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {what}\n");
+            return None;
+        }
+    };
+    let dir = disk.0.path().to_path_buf();
+    let app = spawn_app_with(|s| {
+        s.data_dir = dir.clone();
+        s.database_url = latchkey::config::DatabaseUrl::new(format!(
+            "sqlite://{}",
+            dir.join("latchkey.db").display()
+        ));
+    })
+    .await;
+    app.new_user().await;
+    Some((disk, app))
+}
+
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
@@ -364,28 +393,9 @@ async fn a_full_disk_is_an_outage_that_ends_by_itself() {
     if backend() != Backend::Sqlite {
         return;
     }
-    let disk = match SmallDisk::mount("4m") {
-        Ok(disk) => disk,
-        Err(why) => {
-            let what = format!("the full-disk test needs a tmpfs mount (root): {why}");
-            if std::env::var("LATCHKEY_REQUIRE_ALL").as_deref() == Ok("1") {
-                panic!("{what}");
-            }
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {what}\n");
-            return;
-        }
+    let Some((disk, app)) = app_on_small_disk("the full-disk test").await else {
+        return;
     };
-    let dir = disk.0.path().to_path_buf();
-    let app = spawn_app_with(|s| {
-        s.data_dir = dir.clone();
-        s.database_url = latchkey::config::DatabaseUrl::new(format!(
-            "sqlite://{}",
-            dir.join("latchkey.db").display()
-        ));
-    })
-    .await;
-    app.new_user().await;
     let filler = disk.fill();
     let mut outage = None;
     for _ in 0..200 {
