@@ -184,12 +184,15 @@ impl Activity {
             if self.in_flight.load(Ordering::Acquire) == 0 && idle_for >= allowed {
                 return;
             }
-            // Look again when the deadline would pass (or a little later,
-            // while a request runs).
+            // Look again when the deadline would pass, or as soon as a
+            // request starts or ends (which moves it).
             let wait = allowed
                 .saturating_sub(idle_for)
-                .max(Duration::from_millis(100));
-            tokio::time::sleep(wait).await;
+                .max(Duration::from_millis(10));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.changed.notified() => {}
+            }
         }
     }
 }

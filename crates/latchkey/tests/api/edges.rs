@@ -238,7 +238,13 @@ async fn silent_connections_are_capped_per_client_and_closed_by_the_deadline() {
 #[tokio::test]
 async fn a_keep_alive_connection_idle_too_long_is_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = spawn_app_with(|s| s.idle_timeout = std::time::Duration::from_secs(1)).await;
+    // Only the idle timeout may close it here: the header deadline is longer
+    // than the test waits.
+    let app = spawn_app_with(|s| {
+        s.idle_timeout = std::time::Duration::from_secs(1);
+        s.header_read_timeout = std::time::Duration::from_secs(60);
+    })
+    .await;
     let mut stream = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("connect");
