@@ -22,7 +22,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 use crate::http::limits::client_key;
@@ -140,8 +140,6 @@ struct Activity {
     last: AtomicU64,
     requests: AtomicU64,
     in_flight: AtomicUsize,
-    /// Wakes the watch when a request starts or ends.
-    changed: Notify,
 }
 
 impl Activity {
@@ -151,14 +149,12 @@ impl Activity {
             last: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
-            changed: Notify::new(),
         }
     }
 
     fn touch(&self) {
         let now = self.started.elapsed().as_millis() as u64;
         self.last.store(now, Ordering::Release);
-        self.changed.notify_one();
     }
 
     /// Marks a request in flight until the guard drops.
@@ -184,15 +180,17 @@ impl Activity {
             if self.in_flight.load(Ordering::Acquire) == 0 && idle_for >= allowed {
                 return;
             }
-            // Look again when the deadline would pass, or as soon as a
-            // request starts or ends (which moves it).
-            let wait = allowed
-                .saturating_sub(idle_for)
-                .max(Duration::from_millis(10));
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.changed.notified() => {}
-            }
+            // Look again when the deadline would pass, and at least every
+            // idle timeout: requests never wake the watch (that would cost
+            // every request a timer), so a request that came and went since
+            // the last look is seen at the next one.
+            let wait = if self.in_flight.load(Ordering::Acquire) > 0 {
+                allowed
+            } else {
+                allowed.saturating_sub(idle_for)
+            };
+            let wait = wait.min(limits.idle_timeout).max(Duration::from_millis(10));
+            tokio::time::sleep(wait).await;
         }
     }
 }
