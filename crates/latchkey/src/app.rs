@@ -11,11 +11,14 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::delivery::{Courier, Transport};
 use crate::domain::clock::Clock;
 use crate::domain::keys::KeyRing;
+use crate::domain::mail::{MailConfig, Mailer};
 use crate::domain::password::{Argon2Params, Hasher, PasswordPolicy};
 use crate::domain::restore::{self, GuardError, RestoreGuard};
 use crate::domain::secrets::MasterKey;
+use crate::domain::service::Parts;
 use crate::domain::{Auth, AuthConfig};
 use crate::http::AppState;
 use crate::store::Store;
@@ -24,6 +27,10 @@ use crate::store::sqlite::SqliteStore;
 
 /// How often each instance re-reads the signing keys.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a link to confirm a new address works.
+const EMAIL_CHANGE_TTL: i64 = 3600;
+/// How long the old address can undo an email change.
+const EMAIL_CHANGE_CANCEL_TTL: i64 = 7 * 24 * 3600;
 /// How often expired rows are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -35,6 +42,55 @@ pub struct App {
     /// The database, for the admin commands that work below the domain
     /// (export, import) and for tests that look at rows.
     pub store: Arc<dyn Store>,
+    /// The mail delivery worker (run by `serve`; `mail test` uses it once).
+    pub courier: Arc<Courier>,
+}
+
+/// The domain's mailer and the delivery worker, from the mail settings.
+fn mail_parts(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    master: &MasterKey,
+) -> anyhow::Result<(Mailer, Courier)> {
+    let m = &settings.mail;
+    let app_url = m.app_url.clone().unwrap_or_else(|| settings.issuer.clone());
+    let config = MailConfig {
+        app_url,
+        verification: m.verification,
+        notices: m.notices.clone(),
+        reset_ttl: m.reset_ttl.as_secs() as i64,
+        verify_ttl: m.verification_ttl.as_secs() as i64,
+        email_change_ttl: EMAIL_CHANGE_TTL,
+        cancel_ttl: EMAIL_CHANGE_CANCEL_TTL,
+    };
+    let mailer = Mailer::new(config, m.templates.as_deref(), master.clone())
+        .context("loading mail templates")?;
+    let from = match &m.mail_from {
+        Some(from) => from.parse().context("mail_from")?,
+        None => {
+            let host = url::Url::parse(&settings.issuer)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .filter(|h| h.contains('.') && h.parse::<std::net::IpAddr>().is_err())
+                .unwrap_or_else(|| "localhost.localdomain".to_string());
+            format!("no-reply@{host}")
+                .parse()
+                .context("the default mail_from")?
+        }
+    };
+    let transport = match &m.smtp {
+        Some(url) => Transport::smtp(url, m.smtp_timeout, from).map_err(anyhow::Error::msg)?,
+        None => Transport::folder(settings.data_dir.join("outbox"), from),
+    };
+    let courier = Courier::new(
+        store.clone(),
+        clock.clone(),
+        master.clone(),
+        transport,
+        mailer.waker(),
+    );
+    Ok((mailer, courier))
 }
 
 /// The process-wide Prometheus recorder (metrics macros use one global).
@@ -116,15 +172,16 @@ impl App {
             account_failure_limit: settings.account_failure_limit,
             account_daily_failure_limit: settings.account_daily_failure_limit,
         };
-        let auth = Auth::new(
-            store.clone(),
+        let (mailer, courier) = mail_parts(&settings, &store, &clock, &master)?;
+        let parts = Parts {
+            store: store.clone(),
             clock,
-            Arc::new(keys),
+            keys: Arc::new(keys),
             hasher,
             policy,
-            &master,
-            config,
-        );
+            mail: mailer,
+        };
+        let auth = Auth::new(parts, &master, config);
         let guard = Arc::new(RestoreGuard::open(&settings.data_dir)?);
         let state = AppState::new(Arc::new(auth), guard, metrics, &settings);
         Ok(App {
@@ -132,6 +189,7 @@ impl App {
             settings,
             master,
             store,
+            courier: Arc::new(courier),
         })
     }
 
@@ -148,6 +206,9 @@ impl App {
             return Err(e.into());
         }
         let background = tokio::spawn(background_tasks(self.state.clone()));
+        tracing::info!("mail goes to the {}", self.courier.transport().describe());
+        let courier = self.courier.clone();
+        let delivery = tokio::spawn(async move { courier.run().await });
         let router = crate::http::router(self.state.clone());
         tracing::info!(address = %listener.local_addr()?, issuer = %self.settings.issuer, "latchkey is serving");
         let limits = crate::serve::ConnectionLimits {
@@ -158,6 +219,7 @@ impl App {
         };
         let served = crate::serve::serve(listener, router, limits, shutdown).await;
         background.abort();
+        delivery.abort();
         // Records what this instance last saw, for the next start to compare.
         let _ = check_restore(&self.state).await;
         served.context("serving HTTP")

@@ -143,6 +143,33 @@ pub struct ServerArgs {
     /// Time limit for one database statement on PostgreSQL, at least 1s (default 5s)
     #[arg(long, env = "LATCHKEY_DB_STATEMENT_TIMEOUT")]
     pub db_statement_timeout: Option<String>,
+    /// Base URL of the front end that mailed links open, no trailing slash (default: the issuer)
+    #[arg(long, env = "LATCHKEY_APP_URL")]
+    pub app_url: Option<String>,
+    /// smtp://USER:PASSWORD@HOST:PORT (STARTTLS; ?tls=opportunistic|none) or smtps:// (TLS) (default: none, mail is written to DATA_DIR/outbox)
+    #[arg(long, env = "LATCHKEY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Time limit for each exchange with the SMTP server, at least 1s (default 10s)
+    #[arg(long, env = "LATCHKEY_SMTP_TIMEOUT")]
+    pub smtp_timeout: Option<String>,
+    /// Sender of mail: an address or `Name <address>` (default: no-reply@ the issuer's host)
+    #[arg(long, env = "LATCHKEY_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// Folder of mail templates over the built-in ones (default: none)
+    #[arg(long, env = "LATCHKEY_MAIL_TEMPLATES")]
+    pub mail_templates: Option<String>,
+    /// Email verification: off, optional or required before signing in (default optional)
+    #[arg(long, env = "LATCHKEY_EMAIL_VERIFICATION")]
+    pub email_verification: Option<String>,
+    /// How long a verification link works, 1m to 30d (default 24h)
+    #[arg(long, env = "LATCHKEY_EMAIL_VERIFICATION_TTL")]
+    pub email_verification_ttl: Option<String>,
+    /// How long a password reset link works, 1m to 1d (default 30m)
+    #[arg(long, env = "LATCHKEY_PASSWORD_RESET_TTL")]
+    pub password_reset_ttl: Option<String>,
+    /// Security notices mailed: all, none, or a comma-separated list of new_device, password_changed, email_changed, refresh_reuse, account_disabled (default all)
+    #[arg(long, env = "LATCHKEY_MAIL_NOTICES")]
+    pub mail_notices: Option<String>,
 }
 
 impl ServerArgs {
@@ -167,7 +194,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 34] {
+    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 43] {
         let (d, s) = (&self.deployment, &self.server);
         [
             ("listen", s.listen.as_ref()),
@@ -207,6 +234,15 @@ impl SettingsArgs {
             ("max_connections_per_ip", s.max_connections_per_ip.as_ref()),
             ("db_max_connections", s.db_max_connections.as_ref()),
             ("db_statement_timeout", s.db_statement_timeout.as_ref()),
+            ("app_url", s.app_url.as_ref()),
+            ("smtp_url", s.smtp_url.as_ref()),
+            ("smtp_timeout", s.smtp_timeout.as_ref()),
+            ("mail_from", s.mail_from.as_ref()),
+            ("mail_templates", s.mail_templates.as_ref()),
+            ("email_verification", s.email_verification.as_ref()),
+            ("email_verification_ttl", s.email_verification_ttl.as_ref()),
+            ("password_reset_ttl", s.password_reset_ttl.as_ref()),
+            ("mail_notices", s.mail_notices.as_ref()),
         ]
     }
 }

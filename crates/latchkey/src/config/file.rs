@@ -125,7 +125,7 @@ pub(super) fn flag_name(setting: &str) -> String {
 pub(super) fn shown(setting: &str, value: &str) -> String {
     match setting {
         "master_key" | "metrics_token" => "[redacted]".to_owned(),
-        "database_url" => redact_url(value),
+        "database_url" | "smtp_url" => redact_url(value),
         _ => value.to_owned(),
     }
 }

@@ -18,6 +18,7 @@
 mod args;
 mod database_url;
 mod file;
+mod mail;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -32,6 +33,8 @@ pub use self::args::{DeploymentArgs, ServerArgs, SettingsArgs};
 pub use self::database_url::DatabaseUrl;
 use self::database_url::parse_database_url;
 use self::file::{Layer, Raw, Reader, did_you_mean, env_name, flag_name, read_file};
+pub use self::mail::{MailSettings, SmtpTls, SmtpUrl};
+use self::mail::{parse_mailbox, parse_notice, parse_smtp_url, parse_verification};
 pub use self::validate::parse_duration;
 use self::validate::*;
 
@@ -42,7 +45,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 /// Settings that hold several values: comma-separated in env and flags, and
 /// also an array of strings in the TOML file.
-const LIST_SETTINGS: [&str; 2] = ["trusted_proxies", "cors_origins"];
+const LIST_SETTINGS: [&str; 3] = ["trusted_proxies", "cors_origins", "mail_notices"];
 const DURATION_HINT: &str = "expected a duration such as 300, 300s, 5m, 2h or 7d";
 
 /// The validated settings the server runs with. Its `Debug` shows no
@@ -118,6 +121,8 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// Time limit for one database statement (PostgreSQL).
     pub db_statement_timeout: Duration,
+    /// Mail and the flows over it.
+    pub mail: MailSettings,
 }
 
 /// Where trusted proxies put the client's address. Only one is read: a
@@ -270,6 +275,7 @@ impl Settings {
             max_connections_per_ip: 1_000,
             db_max_connections: 10,
             db_statement_timeout: 5 * SECOND,
+            mail: MailSettings::default(),
         }
     }
 
@@ -291,6 +297,7 @@ impl Settings {
         s.read_tokens(r)?;
         s.read_hashing(r)?;
         s.read_http(r)?;
+        s.read_mail(r)?;
         if s.refresh_idle_ttl > s.session_ttl {
             return Err(ConfigError::IdleLongerThanSession {
                 idle: s.refresh_idle_ttl,
@@ -354,6 +361,43 @@ impl Settings {
             &mut self.password_min_length,
             number(1, Some(128)),
         )
+    }
+
+    fn read_mail(&mut self, r: &Reader<'_>) -> Result<(), ConfigError> {
+        let m = &mut self.mail;
+        m.app_url = r.opt("app_url", parse_issuer)?;
+        m.smtp = r.opt("smtp_url", parse_smtp_url)?;
+        r.set("smtp_timeout", &mut m.smtp_timeout, at_least(SECOND))?;
+        m.mail_from = r.opt("mail_from", parse_mailbox)?;
+        m.templates = r.opt("mail_templates", parse_path)?;
+        r.set(
+            "email_verification",
+            &mut m.verification,
+            parse_verification,
+        )?;
+        r.set(
+            "email_verification_ttl",
+            &mut m.verification_ttl,
+            seconds(MINUTE, Some(30 * DAY)),
+        )?;
+        r.set(
+            "password_reset_ttl",
+            &mut m.reset_ttl,
+            seconds(MINUTE, Some(DAY)),
+        )?;
+        let notices = r.list("mail_notices", |s| Ok(s.to_ascii_lowercase()))?;
+        m.notices = match notices
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            [] => m.notices.clone(),
+            ["all"] => crate::domain::mail::Notice::ALL.to_vec(),
+            ["none"] => Vec::new(),
+            _ => r.list("mail_notices", parse_notice)?,
+        };
+        Ok(())
     }
 
     fn read_http(&mut self, r: &Reader<'_>) -> Result<(), ConfigError> {

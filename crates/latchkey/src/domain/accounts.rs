@@ -8,25 +8,43 @@ use uuid::Uuid;
 
 use super::email::parse_email;
 use super::events::EventKind;
+use super::mail::{MailKind, Notice, Verification};
 use super::password::{PasswordError, normalize};
 use super::throttle::{account_key, device_key, session_key};
 use super::{Auth, AuthError, Authenticated, Client, TokenPair, User};
-use crate::store::{StoreError, UserRecord};
+use crate::store::{Outgoing, StoreError, TokenPurpose, UserRecord};
 
 const LOGIN_FAILED: &str = "invalid email or password";
 /// Longest display name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
 
 impl Auth {
-    /// Creates an account and its first session.
+    /// Creates an account, mails the link that verifies its address and,
+    /// unless verification is required first, starts its first session.
     pub async fn register(
         &self,
         email: &str,
         password: &str,
         name: Option<&str>,
+        locale: Option<&str>,
         client: &Client,
-    ) -> Result<(User, TokenPair), AuthError> {
-        let user = self.create_user(email, password, name).await?;
+    ) -> Result<(User, Option<TokenPair>), AuthError> {
+        let locale = match locale {
+            Some(tag) => Some(clean_locale(tag)?),
+            None => client
+                .accept_language
+                .as_deref()
+                .and_then(|h| self.mail.templates().negotiate(h)),
+        };
+        let user = self
+            .create_user(email, password, name, locale, Some(client))
+            .await?;
+        metrics::counter!("latchkey_registrations_total").increment(1);
+        if self.verification() == Verification::Required {
+            self.audit(EventKind::Register, Some(&user.id), None, client)
+                .await;
+            return Ok((User::from(&user), None));
+        }
         let mut pair = self.start_session(&user, client).await?;
         pair.device_token = Some(self.device_key.mint(&user.id)?);
         self.audit(
@@ -36,16 +54,18 @@ impl Auth {
             client,
         )
         .await;
-        metrics::counter!("latchkey_registrations_total").increment(1);
-        Ok((User::from(&user), pair))
+        Ok((User::from(&user), Some(pair)))
     }
 
-    /// Validates, hashes and stores a new user (also used by the admin CLI).
+    /// Validates, hashes and stores a new user (also used by the admin
+    /// CLI); with the client who registered, with the verification mail.
     pub(super) async fn create_user(
         &self,
         email: &str,
         password: &str,
         name: Option<&str>,
+        locale: Option<String>,
+        registered_by: Option<&Client>,
     ) -> Result<UserRecord, AuthError> {
         let email = parse_email(email).map_err(AuthError::InvalidRequest)?;
         let name = clean_name(name)?;
@@ -66,8 +86,16 @@ impl Auth {
             not_before: 0,
             created_at: now,
             credential_version: 0,
+            locale,
         };
-        match self.store.insert_user(&user).await {
+        let outgoing = registered_by
+            .map(|client| self.welcome(&user, client))
+            .unwrap_or_default();
+        let inserted = self.store.insert_user(&user, &outgoing).await;
+        if inserted.is_ok() && !outgoing.mails.is_empty() {
+            self.mail.wake();
+        }
+        match inserted {
             Err(StoreError::Conflict) => Err(AuthError::EmailTaken),
             other => other.map(|()| user).map_err(Into::into),
         }
@@ -111,12 +139,33 @@ impl Auth {
             metrics::counter!("latchkey_logins_total", "result" => "failed").increment(1);
             return Err(AuthError::InvalidGrant(LOGIN_FAILED));
         };
+        if !user.email_verified && self.verification() == Verification::Required {
+            // Only after the password was right, so a guesser learns nothing.
+            return Err(AuthError::EmailNotVerified);
+        }
         self.rehash_if_needed(user, &password).await;
         let mut pair = self.start_session(user, client).await?;
         pair.device_token = match device {
             Some(_) => device_token.map(str::to_string),
             None => Some(self.device_key.mint(&user.id)?),
         };
+        // Signing in proves the password was not forgotten after all.
+        if let Err(e) = self
+            .store
+            .drop_email_tokens(&user.id, TokenPurpose::ResetPassword)
+            .await
+        {
+            tracing::warn!(error = %e, "dropping reset links at sign-in failed");
+        }
+        if device.is_none() {
+            self.send_notice(
+                user,
+                client,
+                (Notice::NewDevice, MailKind::NewDevice),
+                vec![],
+            )
+            .await;
+        }
         self.audit(
             EventKind::Login,
             Some(&user.id),
@@ -186,11 +235,24 @@ impl Auth {
         }
         let hash = self.hasher.hash(&new).await?;
         let now = self.now();
+        let notice = Outgoing {
+            tokens: vec![],
+            mails: self
+                .notice(
+                    user,
+                    client,
+                    (Notice::PasswordChanged, MailKind::PasswordChanged),
+                    vec![],
+                )
+                .into_iter()
+                .collect(),
+        };
         // Only over the credentials just verified: of two changes racing, one wins.
         let version = self
             .store
-            .change_password(&user.id, user.credential_version, &hash, now)
-            .await?
+            .change_password(&user.id, user.credential_version, &hash, now, &notice)
+            .await
+            .inspect(|_| self.mail.wake())?
             .ok_or(AuthError::InvalidCredentials)?;
         metrics::counter!("latchkey_revocations_total").increment(1);
         let changed = UserRecord {
@@ -214,7 +276,7 @@ impl Auth {
     /// Applies the password policy off the async runtime (judging
     /// guessability can take milliseconds), with the account's own email, its
     /// local part and name counted as guessable words.
-    async fn check_new_password(
+    pub(super) async fn check_new_password(
         &self,
         raw: &str,
         email: &str,
@@ -239,6 +301,22 @@ impl Auth {
         .map_err(|e| AuthError::Internal(format!("password check failed: {e}")))?
         .map_err(|e: PasswordError| AuthError::WeakPassword(e.to_string()))
     }
+}
+
+/// A language tag as given at registration (BCP 47's characters and length).
+fn clean_locale(tag: &str) -> Result<String, AuthError> {
+    let tag = tag.trim();
+    let well_formed = !tag.is_empty()
+        && tag.len() <= 35
+        && tag.split('-').all(|part| {
+            (1..=8).contains(&part.len()) && part.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+    if !well_formed {
+        return Err(AuthError::InvalidRequest(
+            "locale must be a language tag such as en, fr or pt-BR".into(),
+        ));
+    }
+    Ok(tag.to_string())
 }
 
 fn clean_name(name: Option<&str>) -> Result<Option<String>, AuthError> {

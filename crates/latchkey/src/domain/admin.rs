@@ -4,10 +4,11 @@
 
 use super::events::EventKind;
 use super::keys;
+use super::mail::{MailKind, Notice};
 use super::secrets::MasterKey;
 use super::{Auth, AuthError, Client};
 use super::{Event, Session, User};
-use crate::store::{RevokeReason, UserRecord};
+use crate::store::{MailRecord, Outgoing, RevokeReason, UserRecord};
 
 impl Auth {
     /// Users ordered by creation, `limit` of them after the first `offset`.
@@ -62,6 +63,9 @@ impl Auth {
         metrics::counter!("latchkey_revocations_total").increment(revoked);
         self.audit_admin(EventKind::UserDisabled, Some(&user.id), None)
             .await;
+        let notice = (Notice::AccountDisabled, MailKind::AccountDisabled);
+        self.send_notice(&user, &Client::default(), notice, vec![])
+            .await;
         Ok(User::from(&user))
     }
 
@@ -82,11 +86,73 @@ impl Auth {
         password: &str,
         name: Option<&str>,
     ) -> Result<User, AuthError> {
-        let user = self.create_user(email, password, name).await?;
+        let user = self.create_user(email, password, name, None, None).await?;
         let detail = Some(format!("created by an administrator as {}", user.email));
         self.audit_admin(EventKind::UserCreated, Some(&user.id), detail)
             .await;
         Ok(User::from(&user))
+    }
+
+    /// Sets a user's password on an operator's behalf, under the password
+    /// policy; every session of the user ends, as with a change.
+    pub async fn set_password(&self, email_or_id: &str, password: &str) -> Result<User, AuthError> {
+        let user = self.require_user(email_or_id).await?;
+        let ticket = self.hasher.ticket()?;
+        let password = self
+            .check_new_password(password, &user.email_normalized, user.name.as_deref())
+            .await?;
+        let hash = ticket.hash(&password).await?;
+        let notice = Outgoing {
+            tokens: vec![],
+            mails: self
+                .notice(
+                    &user,
+                    &Client::default(),
+                    (Notice::PasswordChanged, MailKind::PasswordChanged),
+                    vec![],
+                )
+                .into_iter()
+                .collect(),
+        };
+        self.store
+            .change_password(
+                &user.id,
+                user.credential_version,
+                &hash,
+                self.now(),
+                &notice,
+            )
+            .await
+            .inspect(|_| self.mail.wake())?
+            .ok_or_else(|| {
+                AuthError::Unavailable("the account changed meanwhile; try again".into())
+            })?;
+        metrics::counter!("latchkey_revocations_total").increment(1);
+        let detail = Some("password set by an administrator".to_string());
+        self.audit_admin(EventKind::PasswordChanged, Some(&user.id), detail)
+            .await;
+        Ok(User::from(&user))
+    }
+
+    /// Marks a user's address verified on an operator's behalf.
+    pub async fn verify_email(&self, email_or_id: &str) -> Result<User, AuthError> {
+        let user = self.require_user(email_or_id).await?;
+        self.store.set_email_verified(&user.id, self.now()).await?;
+        let detail = Some("verified by an administrator".to_string());
+        self.audit_admin(EventKind::EmailVerified, Some(&user.id), detail)
+            .await;
+        let user = self.require_user(&user.id).await?;
+        Ok(User::from(&user))
+    }
+
+    /// Mail not sent yet: waiting and given up, oldest first.
+    pub async fn unsent_mail(&self, limit: i64) -> Result<Vec<MailRecord>, AuthError> {
+        Ok(self.store.unsent_mail(limit).await?)
+    }
+
+    /// Makes every message given up due again; returns how many.
+    pub async fn retry_failed_mail(&self) -> Result<u64, AuthError> {
+        Ok(self.store.retry_failed_mail(self.now()).await?)
     }
 
     /// Deletes a user with their sessions; their tokens stop working at once.

@@ -24,6 +24,13 @@ pub enum EventKind {
     UserDeleted,
     KeyRotated,
     KeyRevoked,
+    EmailVerified,
+    PasswordResetRequested,
+    PasswordReset,
+    EmailChangeRequested,
+    EmailChangeFailed,
+    EmailChanged,
+    EmailChangeCancelled,
 }
 
 impl EventKind {
@@ -45,6 +52,13 @@ impl EventKind {
             EventKind::UserDeleted => "user_deleted",
             EventKind::KeyRotated => "key_rotated",
             EventKind::KeyRevoked => "key_revoked",
+            EventKind::EmailVerified => "email_verified",
+            EventKind::PasswordResetRequested => "password_reset_requested",
+            EventKind::PasswordReset => "password_reset",
+            EventKind::EmailChangeRequested => "email_change_requested",
+            EventKind::EmailChangeFailed => "email_change_failed",
+            EventKind::EmailChanged => "email_changed",
+            EventKind::EmailChangeCancelled => "email_change_cancelled",
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`accounts`], [`sessions`], [`admin`]: the flows, as methods of [`Auth`].
 //! - [`clients`]: resource servers, introspection and the revocation feed.
 //! - [`events`]: the audit trail.
+//! - [`mail`] and [`recovery`]: what is mailed, and the flows over email
+//!   (verification, password reset, email change, security notices).
 //! - [`text`]: characters a reader cannot see, refused in names and escaped on terminals.
 //! - [`restore`]: noticing a database restored from a backup.
 //! - [`upkeep`]: readiness, key reloads and the retention rules.
@@ -24,8 +26,10 @@ pub mod devices;
 pub mod email;
 pub mod events;
 pub mod keys;
+pub mod mail;
 pub mod model;
 pub mod password;
+pub mod recovery;
 pub mod refresh;
 pub mod restore;
 pub mod secrets;
@@ -57,6 +61,10 @@ pub enum AuthError {
     WeakPassword(String),
     #[error("the current password is wrong")]
     InvalidCredentials,
+    #[error("this link is invalid, has expired or was already used; ask for a new one")]
+    InvalidLink,
+    #[error("the email address is not verified yet; follow the link in the verification mail")]
+    EmailNotVerified,
     #[error("{0}")]
     InvalidToken(&'static str),
     #[error("not found")]

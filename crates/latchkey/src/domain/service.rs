@@ -11,6 +11,7 @@ use super::AuthError;
 use super::clock::Clock;
 use super::devices::DeviceKey;
 use super::keys::KeyRing;
+use super::mail::Mailer;
 use super::password::{Hasher, PasswordPolicy};
 use super::refresh::{RefreshKey, RefreshToken};
 use super::secrets::{MasterKey, random};
@@ -42,6 +43,8 @@ pub struct AuthConfig {
 pub struct Client {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The request's `Accept-Language`, for mail to users with no stored locale.
+    pub accept_language: Option<String>,
 }
 
 /// A fresh access token and refresh token for one session.
@@ -88,18 +91,30 @@ pub struct Auth {
     csrf_key: aws_lc_rs::hmac::Key,
     pub(super) config: AuthConfig,
     pub(super) rules: Rules,
+    pub(super) mail: Mailer,
+}
+
+/// What the service is built from, besides its configuration and the
+/// master key its own keys derive from.
+pub struct Parts {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub keys: Arc<KeyRing>,
+    pub hasher: Hasher,
+    pub policy: PasswordPolicy,
+    pub mail: Mailer,
 }
 
 impl Auth {
-    pub fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        keys: Arc<KeyRing>,
-        hasher: Hasher,
-        policy: PasswordPolicy,
-        master: &MasterKey,
-        config: AuthConfig,
-    ) -> Self {
+    pub fn new(parts: Parts, master: &MasterKey, config: AuthConfig) -> Self {
+        let Parts {
+            store,
+            clock,
+            keys,
+            hasher,
+            policy,
+            mail,
+        } = parts;
         let rules = Rules {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
@@ -119,6 +134,7 @@ impl Auth {
             ),
             config,
             rules,
+            mail,
         }
     }
 

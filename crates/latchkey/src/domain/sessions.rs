@@ -8,6 +8,7 @@
 //! generation is theft and revokes the session.
 
 use super::events::EventKind;
+use super::mail::{MailKind, Notice};
 use super::refresh::{self, Presented};
 use super::{Auth, AuthError, Authenticated, Client, Event, Session, TokenPair};
 use crate::store::{RevokeReason, SessionRecord};
@@ -99,6 +100,17 @@ impl Auth {
                 client,
             )
             .await;
+            // The notice names the session that was ended: its device and
+            // address, not those of whoever presented the old token.
+            if let Some(user) = self.store.user_by_id(&session.user_id).await? {
+                let ended = Client {
+                    ip: session.ip.clone(),
+                    user_agent: session.user_agent.clone(),
+                    accept_language: client.accept_language.clone(),
+                };
+                let notice = (Notice::RefreshReuse, MailKind::RefreshReuse);
+                self.send_notice(&user, &ended, notice, vec![]).await;
+            }
         }
         Ok(())
     }

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use super::clock::{Clock, ManualClock, SystemClock};
 use super::keys::KeyRing;
+use super::mail::{MailConfig, MailKind, Mailer, Message, Notice, Templates, Verification};
 use super::password::{Argon2Params, Hasher, PasswordPolicy};
 use super::secrets::MasterKey;
+use super::service::Parts;
 use super::{Auth, AuthConfig, AuthError, Client, TokenPair};
 use crate::store::sqlite::SqliteStore;
 use latchkey_verify::SigningAlg;
@@ -65,17 +67,17 @@ async fn world_with(configure: impl FnOnce(&mut AuthConfig)) -> World {
         account_daily_failure_limit: 50,
     };
     configure(&mut config);
-    let auth = Auth::new(
+    let parts = Parts {
         store,
-        clock.clone(),
-        Arc::new(keys),
-        Hasher::new(cheap, 2, 8).expect("hasher"),
-        PasswordPolicy { min_length: 8 },
-        &master,
-        config,
-    );
+        clock: clock.clone(),
+        keys: Arc::new(keys),
+        hasher: Hasher::new(cheap, 2, 8).expect("hasher"),
+        policy: PasswordPolicy { min_length: 8 },
+        mail: mailer(&master),
+    };
+    let auth = Auth::new(parts, &master, config);
     let client = Client::default();
-    auth.register(EMAIL, PASSWORD, None, &client)
+    auth.register(EMAIL, PASSWORD, None, None, &client)
         .await
         .expect("register");
     World {
@@ -286,4 +288,79 @@ async fn a_wrong_current_password_changes_nothing() {
     assert!(matches!(refused, Err(AuthError::InvalidCredentials)));
     assert!(w.access_works(&pair).await);
     w.login(PASSWORD).await.expect("the password is unchanged");
+}
+
+/// A mailer with the built-in templates and every notice on.
+fn mailer(master: &MasterKey) -> Mailer {
+    let config = MailConfig {
+        app_url: "https://app.example.com".into(),
+        verification: Verification::Optional,
+        notices: Notice::ALL.to_vec(),
+        reset_ttl: 1800,
+        verify_ttl: 86_400,
+        email_change_ttl: 3600,
+        cancel_ttl: 7 * 86_400,
+    };
+    Mailer::new(config, None, master.clone()).expect("built-in templates")
+}
+
+#[test]
+fn the_language_of_mail_is_the_stored_locale_then_accept_language_then_english() {
+    let templates = Templates::load(None).expect("templates");
+    assert_eq!(templates.pick(Some("fr-CA"), Some("en")), "fr");
+    assert_eq!(
+        templates.pick(Some("xx"), Some("de, fr;q=0.8, en;q=0.5")),
+        "fr"
+    );
+    assert_eq!(templates.pick(None, Some("en;q=0.2, fr;q=0.9")), "fr");
+    assert_eq!(templates.pick(None, Some("fr;q=0, de")), "en");
+    assert_eq!(templates.pick(None, Some("*")), "en");
+    assert_eq!(templates.pick(None, None), "en");
+}
+
+#[test]
+fn every_message_renders_in_every_built_in_language_with_html_escaped() {
+    let templates = Templates::load(None).expect("templates");
+    for lang in ["en", "fr"] {
+        for kind in MailKind::ALL {
+            let context = [
+                ("site", "app.example.com"),
+                ("name", "<b>Ann & Bob</b>"),
+                ("email", "ann@example.com"),
+                ("new_email", "new@example.com"),
+                ("link", "https://app.example.com/x#token=abc"),
+                ("cancel_link", "https://app.example.com/c#token=def"),
+                ("reset_link", "https://app.example.com/forgot-password"),
+                ("time", "2026-12-04 05:00 UTC"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k, minijinja::Value::from(v)))
+            .chain([("valid_minutes", 30.into()), ("valid_hours", 24.into())])
+            .collect();
+            let m = templates.render(kind, lang, context).expect("render");
+            assert!(
+                !m.subject.is_empty() && !m.subject.contains('\n'),
+                "{lang}/{kind:?}"
+            );
+            assert!(m.text.contains("app.example.com"), "{lang}/{kind:?}");
+            assert!(
+                !m.html.contains("<b>Ann"),
+                "{lang}/{kind:?}: the name is escaped"
+            );
+            assert!(m.html.contains(&format!("lang=\"{lang}\"")));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sealed_message_opens_only_under_its_master_key() {
+    let master = MasterKey::from_base64(&"A".repeat(43)).expect("master key");
+    let other = MasterKey::from_base64(&format!("{}A", "B".repeat(42))).expect("master key");
+    let mail = mailer(&master)
+        .compose(MailKind::Test, "ann@example.com", "en", vec![], 0)
+        .expect("compose");
+    assert!(!String::from_utf8_lossy(&mail.sealed).contains("Test message"));
+    let message = Message::open(&master, &mail.sealed).expect("open");
+    assert_eq!(message.to, "ann@example.com");
+    assert!(Message::open(&other, &mail.sealed).is_err());
 }

@@ -66,6 +66,8 @@ impl Auth {
             events: now - EVENT_RETENTION,
             throttles: now - THROTTLE_RETENTION,
             keys: now,
+            mail: now - EVENT_RETENTION,
+            tokens: now,
         };
         Ok(self.store.prune(before, PRUNE_BATCH).await?)
     }

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use super::browser::wants_cookie;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, AuthUser, ClientMeta, JsonOrForm, OptionalBody, bearer_token};
-use super::wire::TokenResponse;
+use super::wire::{TokenResponse, UserView};
 use crate::domain::{AuthError, TokenPair, User};
 use crate::http::AppState;
 use axum_extra::extract::cookie::CookieJar;
@@ -34,9 +34,22 @@ pub struct RegisterRequest {
     pub password: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// The language of the user's mail, a BCP 47 tag such as `fr` or
+    /// `pt-BR` (default: the request's `Accept-Language`).
+    #[serde(default)]
+    pub locale: Option<String>,
     /// Browser mode: the refresh token is set as an HttpOnly cookie instead.
     #[serde(default)]
     pub cookie: Option<bool>,
+}
+
+/// The answer to a registration when the address must be verified before
+/// signing in: the account, and no tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingVerification {
+    pub user: UserView,
+    /// Always `true`: a link was mailed to the address.
+    pub verification_required: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -73,9 +86,11 @@ pub struct RevokeRequest {
     pub token_type_hint: Option<String>,
 }
 
-/// Create an account and its first session.
+/// Create an account and its first session (with `email_verification =
+/// required`: the account only, until its address is verified).
 #[utoipa::path(post, path = "/v1/register", tag = "auth", request_body = RegisterRequest, responses(
     (status = 201, description = "Account created", body = TokenResponse),
+    (status = 202, description = "Account created; sign in once the mailed link is followed", body = PendingVerification),
     (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
     (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn register(
@@ -92,8 +107,21 @@ async fn register(
     state.password_limit.check(meta.ip)?;
     let (user, pair) = state
         .auth
-        .register(&req.email, &req.password, req.name.as_deref(), &meta.client)
+        .register(
+            &req.email,
+            &req.password,
+            req.name.as_deref(),
+            req.locale.as_deref(),
+            &meta.client,
+        )
         .await?;
+    let Some(pair) = pair else {
+        let body = PendingVerification {
+            user: UserView::from(&user),
+            verification_required: true,
+        };
+        return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
+    };
     Ok(respond(
         &state,
         jar,

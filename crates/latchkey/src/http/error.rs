@@ -26,6 +26,10 @@ pub enum ApiError {
     /// Resource-server credentials missing or wrong (RFC 6749 §5.2).
     InvalidClient,
     InvalidCredentials,
+    /// A mailed link's token that is unknown, expired or used.
+    InvalidLink,
+    /// The password was right; the address still has to be verified.
+    EmailNotVerified,
     NotFound,
     MethodNotAllowed,
     EmailTaken,
@@ -57,11 +61,14 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_)
             | ApiError::InvalidGrant(_)
-            | ApiError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+            | ApiError::UnsupportedGrantType
+            | ApiError::InvalidLink => StatusCode::BAD_REQUEST,
             ApiError::InvalidToken(_) | ApiError::MissingToken | ApiError::InvalidClient => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::CsrfFailed(_) | ApiError::InvalidCredentials => StatusCode::FORBIDDEN,
+            ApiError::CsrfFailed(_) | ApiError::InvalidCredentials | ApiError::EmailNotVerified => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::EmailTaken => StatusCode::CONFLICT,
@@ -85,6 +92,8 @@ impl ApiError {
             ApiError::InvalidClient => "invalid_client",
             ApiError::CursorExpired => "cursor_expired",
             ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::InvalidLink => "invalid_link",
+            ApiError::EmailNotVerified => "email_not_verified",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::EmailTaken => "email_taken",
@@ -107,6 +116,8 @@ impl ApiError {
             ApiError::UnsupportedGrantType => "only the refresh_token grant is supported".into(),
             ApiError::MissingToken => "a bearer access token is required".into(),
             ApiError::InvalidCredentials => "the current password is wrong".into(),
+            ApiError::InvalidLink => AuthError::InvalidLink.to_string(),
+            ApiError::EmailNotVerified => AuthError::EmailNotVerified.to_string(),
             ApiError::InvalidClient => "client authentication failed".into(),
             ApiError::CursorExpired => {
                 "the cursor is older than the revocations kept; drop local state and read again from after=0".into()
@@ -135,6 +146,8 @@ impl From<AuthError> for ApiError {
             AuthError::EmailTaken => ApiError::EmailTaken,
             AuthError::WeakPassword(m) => ApiError::WeakPassword(m),
             AuthError::InvalidCredentials => ApiError::InvalidCredentials,
+            AuthError::InvalidLink => ApiError::InvalidLink,
+            AuthError::EmailNotVerified => ApiError::EmailNotVerified,
             AuthError::InvalidToken(m) => ApiError::InvalidToken(m.into()),
             AuthError::NotFound => ApiError::NotFound,
             AuthError::InvalidClient => ApiError::InvalidClient,

@@ -17,6 +17,8 @@ use crate::http::AppState;
 
 /// Longest user agent kept with sessions and events.
 const MAX_USER_AGENT: usize = 256;
+/// Longer `Accept-Language` values are cut (a real one is a few tags).
+const MAX_ACCEPT_LANGUAGE: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyKind {
@@ -195,11 +197,17 @@ impl FromRequestParts<AppState> for ClientMeta {
                     .take(MAX_USER_AGENT)
                     .collect()
             });
+        let accept_language = parts
+            .headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(MAX_ACCEPT_LANGUAGE).collect());
         Ok(ClientMeta {
             ip,
             client: Client {
                 ip: ip.map(|i| i.to_string()),
                 user_agent,
+                accept_language,
             },
         })
     }

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod me;
 pub mod middleware;
 pub mod ops;
+pub mod recovery;
 pub mod resource;
 pub mod sessions;
 pub mod state;
@@ -75,6 +76,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(me::router())
+        .merge(recovery::router())
         .merge(sessions::router())
         .merge(wellknown::router())
         .merge(ops::router())

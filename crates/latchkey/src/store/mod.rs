@@ -2,6 +2,7 @@
 //! implements it with its own SQL and migrations; nothing above this module
 //! sees SQL, and nothing here knows about HTTP.
 
+mod outbox;
 pub mod postgres;
 mod quick_reads;
 mod rotations;
@@ -34,6 +35,9 @@ pub struct UserRecord {
     /// login verified is still current.
     #[serde(default)]
     pub credential_version: i64,
+    /// The language the user's mail is written in (a BCP 47 tag), if known.
+    #[serde(default)]
+    pub locale: Option<String>,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -118,6 +122,131 @@ pub struct KeyRecord {
     pub expires_at: Option<i64>,
 }
 
+/// What a token sent by mail lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// Prove that the user receives mail at `email`.
+    VerifyEmail,
+    /// Set a new password.
+    ResetPassword,
+    /// Move the account to `email`.
+    ChangeEmail,
+    /// Undo an email change, restoring `email`, and end every session.
+    CancelEmailChange,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::VerifyEmail => "verify_email",
+            TokenPurpose::ResetPassword => "reset_password",
+            TokenPurpose::ChangeEmail => "change_email",
+            TokenPurpose::CancelEmailChange => "cancel_email_change",
+        }
+    }
+}
+
+/// A single-use token carried by a mail, known only by its SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EmailTokenRecord {
+    /// Hex SHA-256 of the token.
+    pub digest: String,
+    pub user_id: String,
+    pub purpose: String,
+    /// The address the token proves or moves to (display form); for a
+    /// cancellation, the address to restore.
+    pub email: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A message to send; its content (which may hold a token) is sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMail {
+    pub recipient: String,
+    pub kind: String,
+    pub sealed: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// A message in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MailRecord {
+    pub id: i64,
+    pub recipient: String,
+    pub kind: String,
+    /// Erased once the message is sent.
+    pub sealed: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+    pub attempts: i64,
+    pub sent_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// What a change sends, written in the change's own transaction: tokens
+/// (each replacing the user's earlier tokens of its purpose) and messages.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    pub tokens: Vec<EmailTokenRecord>,
+    pub mails: Vec<NewMail>,
+}
+
+/// What redeeming a token changes, besides using the token up.
+#[derive(Debug, Clone, Copy)]
+pub enum Redeem<'a> {
+    /// Marks the address verified, if it is still the user's.
+    VerifyEmail,
+    /// Sets the password (verifying the address the mail went to), drops
+    /// the user's other reset tokens and ends every session.
+    ResetPassword { hash: &'a str },
+    /// Moves the account to the token's address, verified; `Conflict` when
+    /// another account took it meanwhile.
+    ChangeEmail { email_normalized: &'a str },
+    /// Drops pending changes, puts the token's address back (when it is
+    /// not the user's any more) and ends every session.
+    CancelEmailChange { email_normalized: &'a str },
+}
+
+impl Redeem<'_> {
+    pub fn purpose(&self) -> TokenPurpose {
+        match self {
+            Redeem::VerifyEmail => TokenPurpose::VerifyEmail,
+            Redeem::ResetPassword { .. } => TokenPurpose::ResetPassword,
+            Redeem::ChangeEmail { .. } => TokenPurpose::ChangeEmail,
+            Redeem::CancelEmailChange { .. } => TokenPurpose::CancelEmailChange,
+        }
+    }
+
+    /// Why the change ends every session of the user, if it does.
+    pub fn ends_sessions(&self) -> Option<RevokeReason> {
+        match self {
+            Redeem::ResetPassword { .. } => Some(RevokeReason::PasswordReset),
+            Redeem::CancelEmailChange { .. } => Some(RevokeReason::EmailChangeCancelled),
+            _ => None,
+        }
+    }
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    Sent {
+        at: i64,
+    },
+    /// Try again at `at`.
+    Retry {
+        at: i64,
+        error: String,
+    },
+    /// Given up at `at`.
+    Failed {
+        at: i64,
+        error: String,
+    },
+}
+
 /// What the background pruner may delete: rows older than each cut-off.
 #[derive(Debug, Clone, Copy)]
 pub struct PruneBefore {
@@ -126,6 +255,10 @@ pub struct PruneBefore {
     pub events: i64,
     pub throttles: i64,
     pub keys: i64,
+    /// Sent or abandoned mail.
+    pub mail: i64,
+    /// Mailed tokens that expired.
+    pub tokens: i64,
 }
 
 /// Reasons recorded when a session ends.
@@ -138,6 +271,8 @@ pub enum RevokeReason {
     RefreshReuse,
     UserDisabled,
     Admin,
+    PasswordReset,
+    EmailChangeCancelled,
 }
 
 impl RevokeReason {
@@ -150,6 +285,8 @@ impl RevokeReason {
             RevokeReason::RefreshReuse => "refresh_reuse",
             RevokeReason::UserDisabled => "user_disabled",
             RevokeReason::Admin => "admin",
+            RevokeReason::PasswordReset => "password_reset",
+            RevokeReason::EmailChangeCancelled => "email_change_cancelled",
         }
     }
 }
@@ -174,7 +311,8 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
-    async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Inserts the user and what the registration sends, in one transaction.
+    async fn insert_user(&self, user: &UserRecord, outgoing: &Outgoing) -> StoreResult<()>;
     async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<UserRecord>>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>>;
     /// Users ordered by creation, `limit` of them after the first `offset`.
@@ -192,15 +330,58 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a new password, only while the user is still at credential
     /// version `expected` (a rehash keeps the version, so it does not get in
     /// the way), and in the same transaction revokes every session of the
-    /// user as [`Store::revoke_user_sessions`] does with `not_before = now`.
-    /// Returns the new version, or None when the version had moved on.
+    /// user as [`Store::revoke_user_sessions`] does with `not_before = now`,
+    /// drops their reset links and writes `outgoing`. Returns the new version, or None when the version had moved on.
     async fn change_password(
         &self,
         user_id: &str,
         expected: i64,
         hash: &str,
         now: i64,
+        outgoing: &Outgoing,
     ) -> StoreResult<Option<i64>>;
+    /// Marks the user's address verified.
+    async fn set_email_verified(&self, user_id: &str, now: i64) -> StoreResult<()>;
+    /// Writes tokens and messages in one transaction.
+    async fn send(&self, outgoing: &Outgoing) -> StoreResult<()>;
+    /// A token that is live at `now`, by its digest and purpose.
+    async fn email_token(
+        &self,
+        digest: &str,
+        purpose: TokenPurpose,
+        now: i64,
+    ) -> StoreResult<Option<EmailTokenRecord>>;
+    /// Deletes a user's tokens of one purpose; returns how many there were.
+    async fn drop_email_tokens(&self, user_id: &str, purpose: TokenPurpose) -> StoreResult<u64>;
+    /// Uses a live token of `user_id` up, applies `redeem` (ending the
+    /// user's sessions when it says so) and writes `outgoing`, all in one
+    /// transaction. Returns false, changing nothing, when no live token of
+    /// that purpose and user has the digest.
+    async fn redeem_email_token(
+        &self,
+        digest: &str,
+        user_id: &str,
+        redeem: Redeem<'_>,
+        now: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<bool>;
+
+    /// Takes up to `limit` messages due at `now` for sending, each counted
+    /// as an attempt and hidden from other takers until `lease_until` (so
+    /// one instance sends it; should that one die, another takes it then).
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<MailRecord>>;
+    /// Records how an attempt ended; a sent message loses its content.
+    async fn finish_mail(&self, id: i64, delivery: &Delivery) -> StoreResult<()>;
+    /// Messages not sent yet (waiting or given up), oldest first.
+    async fn unsent_mail(&self, limit: i64) -> StoreResult<Vec<MailRecord>>;
+    /// Makes every message given up due again at `now`; returns the count.
+    async fn retry_failed_mail(&self, now: i64) -> StoreResult<u64>;
+
     /// Returns false when no such user exists.
     async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64)
     -> StoreResult<bool>;

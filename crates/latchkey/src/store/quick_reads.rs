@@ -49,9 +49,9 @@ impl QuickReads {
         self.one(ACCESS_STATE, params.as_slice(), |row| {
             Ok(AccessState {
                 user: user_from(row)?,
-                session_revoked: row.get(10)?,
-                session_expires_at: row.get(11)?,
-                key_withdrawn: row.get(12)?,
+                session_revoked: row.get(11)?,
+                session_expires_at: row.get(12)?,
+                key_withdrawn: row.get(13)?,
             })
         })
     }
@@ -123,7 +123,7 @@ impl QuickReads {
     }
 }
 
-/// A user from the first ten columns, in the order the statements name them.
+/// A user from the first eleven columns, in the order the statements name them.
 fn user_from(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
         id: row.get(0)?,
@@ -136,6 +136,7 @@ fn user_from(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         not_before: row.get(7)?,
         created_at: row.get(8)?,
         credential_version: row.get(9)?,
+        locale: row.get(10)?,
     })
 }
 

@@ -12,12 +12,12 @@ use super::{RevocationRecord, Snapshot, ThrottleRecord};
 // Column lists as macros, so that statements built from them stay static.
 macro_rules! user_columns {
     () => {
-        "id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, credential_version"
+        "id, email, email_normalized, name, password_hash, email_verified, disabled, not_before, created_at, credential_version, locale"
     };
 }
 macro_rules! prefixed_user_columns {
     () => {
-        "u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, u.disabled, u.not_before, u.created_at, u.credential_version"
+        "u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, u.disabled, u.not_before, u.created_at, u.credential_version, u.locale"
     };
 }
 macro_rules! session_columns {
@@ -65,7 +65,7 @@ pub const PING: &str = "SELECT 1";
 pub const INSERT_USER: &str = concat!(
     "INSERT INTO users (",
     user_columns!(),
-    ", updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9)"
+    ", updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9)"
 );
 pub const USER_BY_EMAIL: &str = concat!(
     "SELECT ",
@@ -212,12 +212,14 @@ pub const LOAD_REVOCATION: &str = concat!(
 /// The pruner's statements, each deleting at most $2 rows older than $1.
 /// Key-based sub-selects: DELETE has no LIMIT on PostgreSQL, and
 /// CockroachDB has no ctid.
-pub const PRUNE: [&str; 5] = [
+pub const PRUNE: [&str; 7] = [
     "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1 OR revoked_at < $1 LIMIT $2)",
     "DELETE FROM revocations WHERE cursor IN (SELECT cursor FROM revocations WHERE revoked_at < $1 LIMIT $2)",
     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < $1 LIMIT $2)",
     "DELETE FROM login_throttle WHERE key IN (SELECT key FROM login_throttle WHERE updated_at < $1 AND blocked_until < $1 LIMIT $2)",
     "DELETE FROM signing_keys WHERE kid IN (SELECT kid FROM signing_keys WHERE expires_at < $1 LIMIT $2)",
+    "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox WHERE (sent_at < $1 OR failed_at < $1) LIMIT $2)",
+    "DELETE FROM email_tokens WHERE digest IN (SELECT digest FROM email_tokens WHERE expires_at < $1 LIMIT $2)",
 ];
 
 /// Whether the database holds a deployment already (users or keys).
@@ -250,13 +252,15 @@ pub const ALL_KEYS: &str = SIGNING_KEYS;
 pub const ALL_CLIENTS: &str = LIST_CLIENTS;
 
 /// The prune cut-offs in the order of [`PRUNE`].
-pub fn prune_cutoffs(before: &super::PruneBefore) -> [i64; 5] {
+pub fn prune_cutoffs(before: &super::PruneBefore) -> [i64; 7] {
     [
         before.sessions,
         before.revocations,
         before.events,
         before.throttles,
         before.keys,
+        before.mail,
+        before.tokens,
     ]
 }
 
@@ -296,6 +300,7 @@ binder! {
             .bind(u.not_before)
             .bind(u.created_at)
             .bind(u.credential_version)
+            .bind(&u.locale)
     }
 }
 

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::outbox;
 use super::quick_reads::QuickReads;
 use super::rotations::Rotations;
 use super::sql::{self, bind_session, bind_throttle};
@@ -202,6 +203,17 @@ const SET_REVOCATION_CURSOR: [&str; 2] = [
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
+/// Takes due mail: $1 now, $2 lease end, $3 limit. SQLite's one writer
+/// serialises takers.
+const CLAIM_MAIL: &str = concat!(
+    "UPDATE mail_outbox SET next_attempt_at = $2, attempts = attempts + 1
+     WHERE id IN (SELECT id FROM mail_outbox
+                  WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1
+                  ORDER BY next_attempt_at, id LIMIT $3)
+     RETURNING ",
+    outbox::mail_columns!()
+);
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -226,12 +238,128 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
+    async fn insert_user(&self, u: &UserRecord, outgoing: &Outgoing) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         sql::bind_user(sqlx::query(sql::INSERT_USER), u)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.fail(e))?;
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing)
+            .await
+            .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))
+    }
+
+    async fn set_email_verified(&self, user_id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query(outbox::SET_VERIFIED)
+            .bind(user_id)
+            .bind(true)
+            .bind(now)
             .execute(&self.writer)
             .await
             .map_err(|e| self.fail(e))?;
         Ok(())
+    }
+
+    async fn send(&self, outgoing: &Outgoing) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing)
+            .await
+            .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))
+    }
+
+    async fn email_token(
+        &self,
+        digest: &str,
+        purpose: TokenPurpose,
+        now: i64,
+    ) -> StoreResult<Option<EmailTokenRecord>> {
+        sqlx::query_as(outbox::LIVE_TOKEN)
+            .bind(digest)
+            .bind(purpose.as_str())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn drop_email_tokens(&self, user_id: &str, purpose: TokenPurpose) -> StoreResult<u64> {
+        let done = sqlx::query(outbox::DROP_TOKENS)
+            .bind(user_id)
+            .bind(purpose.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn redeem_email_token(
+        &self,
+        digest: &str,
+        user_id: &str,
+        redeem: Redeem<'_>,
+        now: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
+        if !outbox::redeem::<sqlx::Sqlite>(&mut tx, digest, user_id, redeem, now)
+            .await
+            .map_err(|e| self.fail(e))?
+        {
+            return Ok(false);
+        }
+        if let Some(reason) = redeem.ends_sessions() {
+            sql::cut_user::<sqlx::Sqlite>(&mut tx, user_id, now, now)
+                .await
+                .map_err(|e| self.fail(e))?;
+            revoke_sessions_of(&mut tx, user_id, None, reason, now).await?;
+        }
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing)
+            .await
+            .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(true)
+    }
+
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<MailRecord>> {
+        sqlx::query_as(CLAIM_MAIL)
+            .bind(now)
+            .bind(lease_until)
+            .bind(limit)
+            .fetch_all(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn finish_mail(&self, id: i64, delivery: &Delivery) -> StoreResult<()> {
+        outbox::bind_delivery(id, delivery)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn unsent_mail(&self, limit: i64) -> StoreResult<Vec<MailRecord>> {
+        sqlx::query_as(outbox::UNSENT_MAIL)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn retry_failed_mail(&self, now: i64) -> StoreResult<u64> {
+        let done = sqlx::query(outbox::RETRY_FAILED_MAIL)
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(done.rows_affected())
     }
 
     async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<UserRecord>> {
@@ -286,6 +414,7 @@ impl Store for SqliteStore {
         expected: i64,
         hash: &str,
         now: i64,
+        outgoing: &Outgoing,
     ) -> StoreResult<Option<i64>> {
         let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         let changed = sqlx::query(sql::SET_PASSWORD)
@@ -303,6 +432,16 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| self.fail(e))?;
         revoke_sessions_of(&mut tx, user_id, None, RevokeReason::PasswordChanged, now).await?;
+        // A reset link mailed before the change must not undo it.
+        sqlx::query(outbox::DROP_TOKENS)
+            .bind(user_id)
+            .bind(TokenPurpose::ResetPassword.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.fail(e))?;
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing)
+            .await
+            .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(Some(version))
     }

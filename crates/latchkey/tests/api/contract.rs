@@ -9,7 +9,8 @@ use std::time::Duration;
 use latchkey::store::postgres::PgStore;
 use latchkey::store::sqlite::SqliteStore;
 use latchkey::store::{
-    PruneBefore, RevokeReason, SessionRecord, Store, StoreError, ThrottleRecord, UserRecord,
+    Outgoing, PruneBefore, RevokeReason, SessionRecord, Store, StoreError, ThrottleRecord,
+    UserRecord,
 };
 
 use crate::backend::{Backend, PgDatabase, require_postgres};
@@ -91,6 +92,7 @@ fn user(id: &str) -> UserRecord {
         not_before: 0,
         created_at: now(),
         credential_version: 0,
+        locale: None,
     }
 }
 
@@ -114,7 +116,10 @@ fn session(id: &str, user_id: &str) -> SessionRecord {
 
 /// A user with `sessions` live sessions named `{id}-s{n}`.
 async fn user_with_sessions(store: &dyn Store, id: &str, sessions: usize) {
-    store.insert_user(&user(id)).await.expect("insert user");
+    store
+        .insert_user(&user(id), &Outgoing::default())
+        .await
+        .expect("insert user");
     for n in 0..sessions {
         let started = store
             .insert_session(&session(&format!("{id}-s{n}"), id), 0)
@@ -216,14 +221,14 @@ async fn a_session_starts_only_at_the_current_credential_version(store: &Arc<dyn
     user_with_sessions(store.as_ref(), "cy", 1).await;
     let t = now();
     let version = store
-        .change_password("cy", 0, "hash-2", t)
+        .change_password("cy", 0, "hash-2", t, &Outgoing::default())
         .await
         .expect("change")
         .expect("version was current");
     assert_eq!(version, 1);
     assert_eq!(
         store
-            .change_password("cy", 0, "hash-3", t)
+            .change_password("cy", 0, "hash-3", t, &Outgoing::default())
             .await
             .expect("stale"),
         None
@@ -387,6 +392,8 @@ async fn cursors_continue_above_an_imported_snapshot(store: &Arc<dyn Store>) {
         events: 0,
         throttles: 0,
         keys: 0,
+        mail: 0,
+        tokens: 0,
     };
     assert_eq!(src.prune(everything, 100).await.expect("prune"), 1);
     let snapshot = src.export().await.expect("export");
@@ -425,6 +432,8 @@ async fn prune_deletes_only_what_is_older_than_each_cut_off(store: &Arc<dyn Stor
         events: 0,
         throttles: 0,
         keys: 0,
+        mail: 0,
+        tokens: 0,
     };
     assert_eq!(store.prune(cut, 100).await.expect("prune"), 1);
     assert!(store.session("ida-old").await.expect("read").is_none());

@@ -308,7 +308,11 @@ async fn the_cli_never_prints_hidden_characters_raw() {
         .expect("user");
     app.store.delete_user(&user.id, 0).await.expect("delete");
     user.name = Some("Ada\u{202E}nimda\u{1b}[31m".into());
-    app.store.insert_user(&user).await.expect("insert");
+    let nothing = latchkey::store::Outgoing::default();
+    app.store
+        .insert_user(&user, &nothing)
+        .await
+        .expect("insert");
     let out = stdout(&app.cli(&["users", "show", &email], None));
     assert!(
         !out.contains('\u{202E}') && !out.contains('\u{1b}'),

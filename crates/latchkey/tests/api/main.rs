@@ -21,6 +21,7 @@ mod interop;
 mod keys;
 mod lifecycle;
 mod lockout;
+mod mail;
 mod races;
 mod resource_server;
 mod restore;

@@ -15,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{FromRow, PgPool};
 
 use self::retry::{Replay, map_err, retry};
+use super::outbox;
 use super::sql::{self, bind_session, bind_throttle};
 
 use super::*;
@@ -158,6 +159,17 @@ const RESET_EVENT_ID: &str =
 
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
+/// Takes due mail: $1 now, $2 lease end, $3 limit. SKIP LOCKED lets
+/// instances take different messages at once instead of queueing.
+const CLAIM_MAIL: &str = concat!(
+    "UPDATE mail_outbox SET next_attempt_at = $2, attempts = attempts + 1
+     WHERE id IN (SELECT id FROM mail_outbox
+                  WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1
+                  ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+     RETURNING ",
+    outbox::mail_columns!()
+);
+
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -167,12 +179,136 @@ impl Store for PgStore {
         .await
     }
 
-    async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
+    async fn insert_user(&self, u: &UserRecord, outgoing: &Outgoing) -> StoreResult<()> {
         retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
             sql::bind_user(sqlx::query(sql::INSERT_USER), u)
+                .execute(&mut *tx)
+                .await?;
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    async fn set_email_verified(&self, user_id: &str, now: i64) -> StoreResult<()> {
+        retry(Replay::Idempotent, move || async move {
+            sqlx::query(outbox::SET_VERIFIED)
+                .bind(user_id)
+                .bind(true)
+                .bind(now)
                 .execute(&self.pool)
                 .await
                 .map(drop)
+        })
+        .await
+    }
+
+    async fn send(&self, outgoing: &Outgoing) -> StoreResult<()> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    async fn email_token(
+        &self,
+        digest: &str,
+        purpose: TokenPurpose,
+        now: i64,
+    ) -> StoreResult<Option<EmailTokenRecord>> {
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(outbox::LIVE_TOKEN)
+                .bind(digest)
+                .bind(purpose.as_str())
+                .bind(now)
+                .fetch_optional(&self.pool)
+        })
+        .await
+    }
+
+    async fn drop_email_tokens(&self, user_id: &str, purpose: TokenPurpose) -> StoreResult<u64> {
+        retry(Replay::Idempotent, move || async move {
+            let done = sqlx::query(outbox::DROP_TOKENS)
+                .bind(user_id)
+                .bind(purpose.as_str())
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    async fn redeem_email_token(
+        &self,
+        digest: &str,
+        user_id: &str,
+        redeem: Redeem<'_>,
+        now: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<bool> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
+            if !outbox::redeem::<sqlx::Postgres>(&mut tx, digest, user_id, redeem, now).await? {
+                return Ok(false);
+            }
+            if let Some(reason) = redeem.ends_sessions() {
+                sql::cut_user::<sqlx::Postgres>(&mut tx, user_id, now, now).await?;
+                revoke_sessions_of(&mut tx, user_id, None, reason, now).await?;
+            }
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<MailRecord>> {
+        // A rerun after a lost answer only takes other messages; the ones
+        // taken by the lost run come back when their lease ends.
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(CLAIM_MAIL)
+                .bind(now)
+                .bind(lease_until)
+                .bind(limit)
+                .fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn finish_mail(&self, id: i64, delivery: &Delivery) -> StoreResult<()> {
+        retry(Replay::Idempotent, move || async move {
+            outbox::bind_delivery(id, delivery)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn unsent_mail(&self, limit: i64) -> StoreResult<Vec<MailRecord>> {
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(outbox::UNSENT_MAIL)
+                .bind(limit)
+                .fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn retry_failed_mail(&self, now: i64) -> StoreResult<u64> {
+        retry(Replay::Idempotent, move || async move {
+            let done = sqlx::query(outbox::RETRY_FAILED_MAIL)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
         })
         .await
     }
@@ -233,6 +369,7 @@ impl Store for PgStore {
         expected: i64,
         hash: &str,
         now: i64,
+        outgoing: &Outgoing,
     ) -> StoreResult<Option<i64>> {
         retry(Replay::OnlyIfNotApplied, move || async move {
             let mut tx = self.pool.begin().await?;
@@ -248,6 +385,13 @@ impl Store for PgStore {
             }
             let version = sql::cut_user::<sqlx::Postgres>(&mut tx, user_id, now, now).await?;
             revoke_sessions_of(&mut tx, user_id, None, RevokeReason::PasswordChanged, now).await?;
+            // A reset link mailed before the change must not undo it.
+            sqlx::query(outbox::DROP_TOKENS)
+                .bind(user_id)
+                .bind(TokenPurpose::ResetPassword.as_str())
+                .execute(&mut *tx)
+                .await?;
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing).await?;
             tx.commit().await?;
             Ok(Some(version))
         })

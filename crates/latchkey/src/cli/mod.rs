@@ -1,6 +1,8 @@
 //! The `latchkey` command line: `serve`, `migrate`, `version` and the admin
 //! commands, which work directly on the database (also while a server runs).
 
+mod mail;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use latchkey_verify::SigningAlg;
 
+pub use self::mail::MailCommand;
 use crate::app::{App, open_store};
 use crate::config::{DeploymentArgs, ServerArgs, Settings, SettingsArgs};
 use crate::domain::AuthError;
@@ -67,6 +70,9 @@ pub enum Command {
     /// Manage resource-server credentials (introspection, revocation feed).
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Test mail delivery and look at the outbox.
+    #[command(subcommand)]
+    Mail(MailCommand),
     /// Write every user, session, key and event of the database to a file, to
     /// move the deployment to another database (the file holds password
     /// hashes: keep it secret).
@@ -111,6 +117,15 @@ pub enum UsersCommand {
     Disable { user: String },
     /// Enable a disabled user.
     Enable { user: String },
+    /// Set a user's password (read from standard input); every session of the user ends.
+    SetPassword {
+        user: String,
+        /// Read the password from standard input (required: never pass it as an argument).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Mark a user's email address verified.
+    VerifyEmail { user: String },
     /// Delete a user and revoke all their sessions.
     Delete { user: String },
     /// A user's security events, newest first (a deleted user's by id).
@@ -200,8 +215,24 @@ pub async fn run_admin(command: Command, settings: Settings) -> anyhow::Result<(
         Command::Keys(cmd) => {
             keys(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
         }
+        Command::Mail(cmd) => {
+            mail::run(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
+        }
     }
     Ok(())
+}
+
+/// The password piped to standard input, without its final line break.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("reading the password from standard input")?;
+    let trimmed = password
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&password);
+    Ok(trimmed.to_string())
 }
 
 fn explain(e: AuthError) -> anyhow::Error {
@@ -219,19 +250,28 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
             name,
             password_stdin: _,
         } => {
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .context("reading the password from standard input")?;
-            let password = password
-                .strip_suffix('\n')
-                .map(|p| p.strip_suffix('\r').unwrap_or(p))
-                .unwrap_or(&password);
+            let password = password_from_stdin()?;
             let user = auth
-                .add_user(&email, password, name.as_deref())
+                .add_user(&email, &password, name.as_deref())
                 .await
                 .map_err(explain)?;
             println!("created user {} <{}>", user.id, printable(&user.email));
+        }
+        UsersCommand::SetPassword {
+            user,
+            password_stdin: _,
+        } => {
+            let password = password_from_stdin()?;
+            let user = auth.set_password(&user, &password).await.map_err(explain)?;
+            println!(
+                "password set for {} <{}>; every session of the user ended",
+                user.id,
+                printable(&user.email)
+            );
+        }
+        UsersCommand::VerifyEmail { user } => {
+            let user = auth.verify_email(&user).await.map_err(explain)?;
+            println!("verified {} <{}>", user.id, printable(&user.email));
         }
         UsersCommand::List { limit, offset } => {
             println!("{:<36}  {:<32}  {:<8}  CREATED", "ID", "EMAIL", "STATUS");

@@ -1,0 +1,135 @@
+//! Where messages go: an SMTP server through lettre, or `.eml` files in a
+//! folder that any mail client opens.
+
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use crate::config::{SmtpTls, SmtpUrl};
+use crate::domain::mail::Message;
+use crate::store::MailRecord;
+
+/// Why an attempt failed, and whether another could succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("{0}")]
+    Transient(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+pub enum Transport {
+    Smtp {
+        mailer: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+        /// `host:port`, for logs.
+        server: String,
+    },
+    Folder {
+        dir: PathBuf,
+        from: Mailbox,
+    },
+}
+
+impl Transport {
+    pub fn smtp(url: &SmtpUrl, timeout: Duration, from: Mailbox) -> Result<Self, String> {
+        let host = url.host.as_str();
+        let tls = |host: &str| TlsParameters::new(host.to_string()).map_err(|e| e.to_string());
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(url.port);
+        let builder = match url.tls {
+            SmtpTls::Implicit => builder.tls(Tls::Wrapper(tls(host)?)),
+            SmtpTls::Required => builder.tls(Tls::Required(tls(host)?)),
+            SmtpTls::Opportunistic => builder.tls(Tls::Opportunistic(tls(host)?)),
+            SmtpTls::None => builder.tls(Tls::None),
+        };
+        let builder = builder.timeout(Some(timeout));
+        let builder = match (&url.username, url.password()) {
+            (Some(user), password) => builder.credentials(Credentials::new(
+                user.clone(),
+                password.unwrap_or_default().to_string(),
+            )),
+            (None, _) => builder,
+        };
+        Ok(Transport::Smtp {
+            mailer: builder.build(),
+            from,
+            server: format!("{}:{}", url.host, url.port),
+        })
+    }
+
+    pub fn folder(dir: PathBuf, from: Mailbox) -> Self {
+        Transport::Folder { dir, from }
+    }
+
+    /// What the transport is, for the start-up log.
+    pub fn describe(&self) -> String {
+        match self {
+            Transport::Smtp { server, .. } => format!("SMTP server {server}"),
+            Transport::Folder { dir, .. } => format!("outbox folder {}", dir.display()),
+        }
+    }
+
+    pub async fn send(&self, mail: &MailRecord, message: &Message) -> Result<(), TransportError> {
+        let from = match self {
+            Transport::Smtp { from, .. } | Transport::Folder { from, .. } => from.clone(),
+        };
+        let to: Mailbox = message
+            .to
+            .parse()
+            .map_err(|e| TransportError::Permanent(format!("invalid recipient: {e}")))?;
+        let email = lettre::Message::builder()
+            .from(from)
+            .to(to)
+            .subject(message.subject.as_str())
+            .multipart(MultiPart::alternative_plain_html(
+                message.text.clone(),
+                message.html.clone(),
+            ))
+            .map_err(|e| TransportError::Permanent(format!("building the message: {e}")))?;
+        match self {
+            Transport::Smtp { mailer, .. } => mailer.send(email).await.map(drop).map_err(|e| {
+                if e.is_permanent() {
+                    TransportError::Permanent(e.to_string())
+                } else {
+                    TransportError::Transient(e.to_string())
+                }
+            }),
+            Transport::Folder { dir, .. } => {
+                let name = format!("{}-{}-{}.eml", mail.created_at, mail.id, mail.kind);
+                let path = dir.join(name);
+                write_private(&path, &email.formatted()).map_err(|e| {
+                    TransportError::Transient(format!("writing {}: {e}", path.display()))
+                })?;
+                tracing::info!(path = %path.display(), kind = %mail.kind, "mail written to the outbox folder (no smtp_url is set)");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to `path` readable by the owner only (a message can hold
+/// a link that signs in or resets a password), whole or not at all.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let partial = path.with_extension("eml.partial");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)
+}
