@@ -9,8 +9,8 @@ use std::time::Duration;
 use latchkey::store::postgres::PgStore;
 use latchkey::store::sqlite::SqliteStore;
 use latchkey::store::{
-    Outgoing, PruneBefore, RevokeReason, SessionRecord, Store, StoreError, ThrottleRecord,
-    UserRecord,
+    Delivery, EmailTokenRecord, NewMail, Outgoing, PruneBefore, Redeem, RevokeReason,
+    SessionRecord, Store, StoreError, ThrottleRecord, TokenPurpose, UserRecord,
 };
 
 use crate::backend::{Backend, PgDatabase, require_postgres};
@@ -450,4 +450,166 @@ async fn prune_deletes_only_what_is_older_than_each_cut_off(store: &Arc<dyn Stor
     assert_eq!(store.prune(cut, 2).await.expect("batch"), 2);
     assert_eq!(store.prune(cut, 100).await.expect("rest"), 3);
     assert_eq!(store.prune(cut, 100).await.expect("none"), 0);
+}
+
+fn token(digest: &str, user_id: &str, purpose: TokenPurpose, expires_at: i64) -> EmailTokenRecord {
+    EmailTokenRecord {
+        digest: digest.into(),
+        user_id: user_id.into(),
+        purpose: purpose.as_str().into(),
+        email: format!("{user_id}@example.com"),
+        created_at: now(),
+        expires_at,
+    }
+}
+
+fn mail(to: &str) -> NewMail {
+    NewMail {
+        recipient: to.into(),
+        kind: "test".into(),
+        sealed: vec![1, 2, 3],
+        created_at: now(),
+    }
+}
+
+contract!(a_mailed_token_is_redeemed_once_even_when_raced);
+async fn a_mailed_token_is_redeemed_once_even_when_raced(store: &Arc<dyn Store>) {
+    user_with_sessions(store.as_ref(), "rex", 2).await;
+    let t = now();
+    let outgoing = Outgoing {
+        tokens: vec![token("d-rex", "rex", TokenPurpose::ResetPassword, t + 600)],
+        mails: vec![mail("rex@example.com")],
+    };
+    store.send(&outgoing).await.expect("send");
+    let attempts = (0..8).map(|i| {
+        let store = store.clone();
+        async move {
+            let hash = format!("hash-{i}");
+            let redeem = Redeem::ResetPassword { hash: &hash };
+            store
+                .redeem_email_token("d-rex", "rex", redeem, now(), &Outgoing::default())
+                .await
+                .expect("redeem")
+        }
+    });
+    let won = tokio::task::JoinSet::from_iter(attempts)
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|won| *won)
+        .count();
+    assert_eq!(won, 1, "one reset per token");
+    let user = store.user_by_id("rex").await.expect("read").expect("user");
+    assert_eq!(user.credential_version, 1, "the reset cut the user once");
+    assert!(user.email_verified, "the mail proved the address");
+    assert!(
+        store
+            .live_sessions("rex", t)
+            .await
+            .expect("sessions")
+            .is_empty()
+    );
+    // Another user's id, or an expired token, never redeems.
+    let expired = Outgoing {
+        tokens: vec![token("d-old", "rex", TokenPurpose::VerifyEmail, t - 1)],
+        mails: vec![],
+    };
+    store.send(&expired).await.expect("send");
+    let verify = Redeem::VerifyEmail;
+    assert!(
+        !store
+            .redeem_email_token("d-old", "rex", verify, t, &Outgoing::default())
+            .await
+            .expect("redeem")
+    );
+    user_with_sessions(store.as_ref(), "sue", 0).await;
+    let live = Outgoing {
+        tokens: vec![token("d-new", "rex", TokenPurpose::VerifyEmail, t + 600)],
+        mails: vec![],
+    };
+    store.send(&live).await.expect("send");
+    assert!(
+        !store
+            .redeem_email_token("d-new", "sue", verify, t, &Outgoing::default())
+            .await
+            .expect("redeem")
+    );
+    assert!(
+        store
+            .redeem_email_token("d-new", "rex", verify, t, &Outgoing::default())
+            .await
+            .expect("redeem")
+    );
+}
+
+contract!(takers_of_due_mail_never_take_the_same_message);
+async fn takers_of_due_mail_never_take_the_same_message(store: &Arc<dyn Store>) {
+    let t = now();
+    let outgoing = Outgoing {
+        tokens: vec![],
+        mails: (0..30)
+            .map(|i| mail(&format!("m{i}@example.com")))
+            .collect(),
+    };
+    store.send(&outgoing).await.expect("send");
+    let takers = (0..4).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_mail(t, t + 120, 10).await.expect("claim") })
+    });
+    let mut taken: Vec<i64> = Vec::new();
+    for taker in takers.collect::<Vec<_>>() {
+        taken.extend(taker.await.expect("task").iter().map(|m| m.id));
+    }
+    let mut unique = taken.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        taken.len(),
+        "a message taken twice: {taken:?}"
+    );
+    assert_eq!(taken.len(), 30);
+    // Leased: nothing is due again until the lease ends, then all of it is.
+    assert!(
+        store
+            .claim_mail(t + 60, t + 180, 50)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let again = store.claim_mail(t + 121, t + 300, 50).await.expect("claim");
+    assert_eq!(again.len(), 30);
+    assert!(again.iter().all(|m| m.attempts == 2));
+    // Sent: the content is erased and the message is never taken again.
+    let first = again[0].id;
+    store
+        .finish_mail(first, &Delivery::Sent { at: t + 122 })
+        .await
+        .expect("finish");
+    let failed = again[1].id;
+    let error = "550 no such mailbox".to_string();
+    store
+        .finish_mail(failed, &Delivery::Failed { at: t + 122, error })
+        .await
+        .expect("finish");
+    let unsent = store.unsent_mail(100).await.expect("unsent");
+    assert_eq!(unsent.len(), 29);
+    assert!(unsent.iter().all(|m| m.id != first));
+    assert!(
+        unsent
+            .iter()
+            .any(|m| m.id == failed && m.failed_at.is_some())
+    );
+    assert_eq!(store.retry_failed_mail(t + 130).await.expect("retry"), 1);
+    // Old sent and failed mail is pruned with expired tokens.
+    let cut = PruneBefore {
+        sessions: 0,
+        revocations: 0,
+        events: 0,
+        throttles: 0,
+        keys: 0,
+        mail: t + 123,
+        tokens: 0,
+    };
+    assert_eq!(store.prune(cut, 100).await.expect("prune"), 1);
 }
