@@ -74,8 +74,8 @@ export interface ClientOptions {
 }
 
 export interface LatchkeyClient {
-  /** Creates an account and logs in (cookie mode); resolves to the new user. */
-  register(input: { email: string; password: string; name?: string }): Promise<User>;
+  /** Creates an account and logs in (cookie mode); resolves to the new user. When the server requires a verified address first, no session starts (`isLoggedIn()` stays false) until the mailed link is followed. `locale` (e.g. `fr`) picks the language of the user's mail. */
+  register(input: { email: string; password: string; name?: string; locale?: string }): Promise<User>;
   /** Logs in (cookie mode); resolves to the user. Sends the device token an earlier login left in `storage`, so strangers' failed guesses never throttle this browser. */
   login(input: { email: string; password: string }): Promise<User>;
   /** Ends this session on the server and in every tab. Local state is dropped even when the server cannot be reached (then it throws). */
@@ -84,6 +84,22 @@ export interface LatchkeyClient {
   logoutAll(): Promise<void>;
   /** Changes the password: this tab moves to the new session the server starts; every other session ends. */
   changePassword(input: { currentPassword: string; newPassword: string }): Promise<void>;
+  /** Mails a password reset link; the same answer whether or not the address has an account. */
+  requestPasswordReset(input: { email: string }): Promise<void>;
+  /** Sets a new password with the token of a reset link (`#token=` of the link); every session of the account ends. */
+  resetPassword(input: { token: string; newPassword: string }): Promise<void>;
+  /** Verifies the address with the token of a verification link; resolves to the user. */
+  verifyEmail(input: { token: string }): Promise<User>;
+  /** Mails a new verification link to an address whose account cannot sign in before verifying. */
+  requestVerification(input: { email: string }): Promise<void>;
+  /** Mails the logged-in user a new verification link. */
+  resendVerification(): Promise<void>;
+  /** Asks to move the account to `newEmail` (needs the password); a link to that address confirms. */
+  changeEmail(input: { password: string; newEmail: string }): Promise<void>;
+  /** Confirms a new address with the token of the link sent to it; resolves to the user. */
+  confirmEmailChange(input: { token: string }): Promise<User>;
+  /** Undoes an email change with the token of the link sent to the old address; every session ends. */
+  cancelEmailChange(input: { token: string }): Promise<User>;
   /** The user's sessions; `current` marks this device's. */
   sessions(): Promise<Session[]>;
   /** Revokes one session; revoking this device's own logs this client out. */

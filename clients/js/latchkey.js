@@ -359,6 +359,8 @@ export function createClient({
     const resp = await exclusive(() => send(path, { body: { ...payload, cookie: true } }));
     if (!resp.ok) throw await errorOf(resp);
     const body = await resp.json();
+    // Registered, but the address must be verified before a session starts.
+    if (resp.status === 202) return body;
     writeDevice(body.device_token);
     epoch += 1;
     adopt(body);
@@ -366,6 +368,13 @@ export function createClient({
     emit('login', { sessionId: access.sessionId, user: body.user ?? null, source: 'local' });
     emit('token', { expiresAt: access.expiresAt, source: 'login' });
     return body;
+  }
+
+  /** A call that needs no session (the links mailed to the user). */
+  async function publicCall(path, body) {
+    const resp = await send(path, { body, credentials: 'omit' });
+    if (!resp.ok) throw await errorOf(resp);
+    return resp.status === 204 ? null : resp.json();
   }
 
   function onMessage(data) {
@@ -399,10 +408,15 @@ export function createClient({
   }
 
   return {
-    /** Creates an account and logs in; resolves to the new user. */
-    async register({ email, password, name } = {}) {
+    /**
+     * Creates an account and logs in; resolves to the new user. Where the
+     * server requires a verified address first, no session starts
+     * (`isLoggedIn()` stays false) until the mailed link is followed.
+     */
+    async register({ email, password, name, locale } = {}) {
       const payload = { email, password };
       if (name) payload.name = name;
+      if (locale) payload.locale = locale;
       const body = await startSession('/v1/register', payload);
       return body.user ?? null;
     },
@@ -451,6 +465,46 @@ export function createClient({
       adopt(body);
       post(shared('login'));
       emit('token', { expiresAt: access.expiresAt, source: 'password' });
+    },
+
+    /** Mails a password reset link; the answer is the same whether or not the address has an account. */
+    async requestPasswordReset({ email } = {}) {
+      await publicCall('/v1/password-reset', { email });
+    },
+
+    /** Sets a new password with the token of a reset link; every session of the account ends. */
+    async resetPassword({ token, newPassword } = {}) {
+      await publicCall('/v1/password-reset/confirm', { token, new_password: newPassword });
+    },
+
+    /** Verifies the address with the token of a verification link; resolves to the user. */
+    verifyEmail({ token } = {}) {
+      return publicCall('/v1/verify-email', { token });
+    },
+
+    /** Mails a new verification link to an address (for accounts that cannot sign in yet). */
+    async requestVerification({ email } = {}) {
+      await publicCall('/v1/verify-email/request', { email });
+    },
+
+    /** Mails the logged-in user a new verification link. */
+    async resendVerification() {
+      await api('/v1/me/verify-email', { method: 'POST' });
+    },
+
+    /** Asks to move the account to `newEmail`; a link to that address confirms. */
+    async changeEmail({ password, newEmail } = {}) {
+      await api('/v1/me/email', { method: 'POST', body: { password, new_email: newEmail } });
+    },
+
+    /** Confirms a new address with the token of the link sent to it; resolves to the user. */
+    confirmEmailChange({ token } = {}) {
+      return publicCall('/v1/email-change/confirm', { token });
+    },
+
+    /** Undoes an email change with the token of the link sent to the old address; every session ends. */
+    cancelEmailChange({ token } = {}) {
+      return publicCall('/v1/email-change/cancel', { token });
     },
 
     /** The user's sessions (`current` marks this device's). */

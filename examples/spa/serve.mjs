@@ -23,6 +23,12 @@ const FILES = new Map([
   ['/index.html', 'examples/spa/index.html'],
   ['/app.js', 'examples/spa/app.js'],
   ['/style.css', 'examples/spa/style.css'],
+  // The pages mailed links open (Latchkey's app_url points here).
+  ['/verify-email', 'examples/spa/index.html'],
+  ['/reset-password', 'examples/spa/index.html'],
+  ['/forgot-password', 'examples/spa/index.html'],
+  ['/confirm-email', 'examples/spa/index.html'],
+  ['/cancel-email-change', 'examples/spa/index.html'],
   ['/clients/js/latchkey.js', 'clients/js/latchkey.js'],
 ]);
 

@@ -8,16 +8,18 @@
 //   FOREIGN_URL    the same static server on an origin that is not allowed
 //                  (another site: localhost vs 127.0.0.1)
 //   ARTIFACTS_DIR  screenshots and two-tab-race.json go there
+//   OUTBOX_DIR     the folder Latchkey writes its mail to (no SMTP server
+//                  is set); its links open SPA_URL
 //
 // Without them every test is skipped. Each browser context is one device (its
 // own cookie jar and storage); pages in one context are tabs of one browser.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-const { LATCHKEY_URL, SPA_URL, FOREIGN_URL, ARTIFACTS_DIR } = process.env;
+const { LATCHKEY_URL, SPA_URL, FOREIGN_URL, ARTIFACTS_DIR, OUTBOX_DIR } = process.env;
 const CHROMIUM = process.env.LATCHKEY_CHROMIUM || '/usr/bin/chromium';
 const missing = ['LATCHKEY_URL', 'SPA_URL', 'FOREIGN_URL', 'ARTIFACTS_DIR'].filter((k) => !process.env[k]);
 const skip = missing.length > 0 && `needs ${missing.join(', ')}: cargo test runs it (crates/latchkey/tests/api/browser.rs)`;
@@ -135,6 +137,38 @@ async function sessionWorks(page) {
 function atOnce(pages, body) {
   const at = Date.now() + 300;
   return Promise.all(pages.map((page) => page.evaluate(body, at)));
+}
+
+/** The text part of a message as Latchkey wrote it (7bit, quoted-printable or base64). */
+function textPart(raw) {
+  const boundary = /boundary="?([^";\r\n]+)"?/i.exec(raw)?.[1];
+  const parts = boundary ? raw.split(`--${boundary}`) : [raw];
+  const part = parts.find((p) => /content-type:\s*text\/plain/i.test(p)) ?? raw;
+  const split = part.search(/\r?\n\r?\n/);
+  const [head, body] = [part.slice(0, split), part.slice(split).trim()];
+  if (/content-transfer-encoding:\s*base64/i.test(head)) return Buffer.from(body, 'base64').toString('utf8');
+  if (/content-transfer-encoding:\s*quoted-printable/i.test(head)) {
+    const bytes = body.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
+    return Buffer.from(bytes, 'latin1').toString('utf8');
+  }
+  return body;
+}
+
+/** The link to `path` in the newest `kind` message to `email` in the outbox folder, waiting for it. */
+async function mailedLink(email, kind, path) {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const files = readdirSync(OUTBOX_DIR).filter((f) => f.endsWith(`-${kind}.eml`)).sort();
+    for (const file of files.reverse()) {
+      const raw = readFileSync(join(OUTBOX_DIR, file), 'utf8');
+      if (!raw.includes(email)) continue;
+      const link = new RegExp(`https?://[^\\s]*${path}#token=[A-Za-z0-9_-]+`).exec(textPart(raw))?.[0];
+      assert.ok(link, `no ${path} link in ${file}`);
+      return link;
+    }
+    assert.ok(Date.now() < deadline, `no ${kind} mail to ${email} in ${OUTBOX_DIR}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 const tokenCalls = (page) => page.evaluate(() => globalThis.__tokenCalls.map((c) => ({ ...c })));
@@ -514,6 +548,55 @@ test('password change keeps this device and ends the others; revoking a device e
   await laptop.close();
   await phone.close();
   await tablet.close();
+});
+
+test('mailed links verify the address and reset a forgotten password in the SPA', { skip: skip || (!OUTBOX_DIR && 'needs OUTBOX_DIR'), timeout: 45_000 }, async () => {
+  const laptop = await device();
+  const page = await openSpa(laptop, 'mail');
+  const email = newEmail();
+  // Register through the form: the verification link is mailed at once.
+  await page.getByTestId('go-register').click();
+  await page.getByTestId('register-email').fill(email);
+  await page.getByTestId('register-password').fill(PASSWORD);
+  await page.getByTestId('register-submit').click();
+  await page.getByTestId('profile-email').filter({ hasText: email }).waitFor();
+  assert.match(await page.getByTestId('profile-verified').textContent(), /not yet/);
+
+  const verify = await mailedLink(email, 'verify_email', '/verify-email');
+  assert.ok(verify.startsWith(`${SPA_URL}/verify-email#token=`), verify);
+  await page.goto(verify);
+  await page.getByTestId('message').filter({ hasText: 'verified' }).waitFor();
+  assert.equal(new URL(page.url()).hash, '', 'the token leaves the address bar');
+  await page.getByTestId('profile-verified').filter({ hasText: 'yes' }).waitFor();
+  await shot(page, 'email-verified');
+
+  // Forgotten password, from a device that is not signed in.
+  const phone = await device();
+  const other = await openSpa(phone, 'reset');
+  await other.getByTestId('go-forgot').click();
+  await other.getByTestId('forgot-email').fill(email);
+  await other.getByTestId('forgot-submit').click();
+  await other.getByTestId('message').filter({ hasText: 'on its way' }).waitFor();
+  const reset = await mailedLink(email, 'password_reset', '/reset-password');
+  await other.goto(reset);
+  await other.getByTestId('screen-reset').waitFor();
+  await other.getByTestId('reset-password').fill(OTHER_PASSWORD);
+  await other.getByTestId('reset-submit').click();
+  await other.getByTestId('message').filter({ hasText: 'password is changed' }).waitFor();
+  await shot(other, 'password-reset');
+  await uiLogin(other, email, OTHER_PASSWORD);
+
+  // The laptop's session ended with the reset.
+  await page.getByTestId('profile-reload').click();
+  await page.getByTestId('screen-login').waitFor();
+  // The link is spent.
+  const again = await phone.newPage();
+  await again.goto(reset);
+  await again.getByTestId('reset-password').fill('a third passphrase here');
+  await again.getByTestId('reset-submit').click();
+  await again.getByTestId('message').filter({ hasText: 'invalid' }).waitFor();
+  await laptop.close();
+  await phone.close();
 });
 
 test('the SPA raised no uncaught errors; race findings are written down', { skip }, () => {

@@ -295,3 +295,29 @@ test('on() rejects unknown events and returns an unsubscribe function', async ()
   assert.equal(count, 1);
   close();
 });
+
+test('the mailed-link calls send no cookie, and a registration awaiting verification starts no session', async () => {
+  const requests = [];
+  const fetchImpl = async (url, init = {}) => {
+    requests.push({ path: url.slice(BASE.length), credentials: init.credentials, body: init.body && JSON.parse(init.body) });
+    const path = url.slice(BASE.length);
+    const reply = (status, body) => new Response(body === null ? null : JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+    if (path === '/v1/register') return reply(202, { user: { id: 'u1', email: 'a@example.com', email_verified: false }, verification_required: true });
+    if (path === '/v1/password-reset') return reply(202, { status: 'accepted' });
+    if (path === '/v1/password-reset/confirm') return init.body.includes('spent') ? reply(400, { error: 'invalid_link', error_description: 'used' }) : reply(204, null);
+    if (path === '/v1/verify-email') return reply(200, { id: 'u1', email: 'a@example.com', email_verified: true });
+    throw new Error(`unexpected ${path}`);
+  };
+  const client = createClient({ baseUrl: BASE, fetch: fetchImpl, storage: null, channel: null });
+  const user = await client.register({ email: 'a@example.com', password: 'pw', locale: 'fr' });
+  assert.equal(user.email, 'a@example.com');
+  assert.equal(client.isLoggedIn(), false);
+  assert.equal(requests[0].body.locale, 'fr');
+  await client.requestPasswordReset({ email: 'a@example.com' });
+  await client.resetPassword({ token: 'tok', newPassword: 'next' });
+  assert.deepEqual(requests.at(-1).body, { token: 'tok', new_password: 'next' });
+  assert.ok(requests.slice(1).every((r) => r.credentials === 'omit'), 'no cookie goes with a link');
+  const verified = await client.verifyEmail({ token: 'tok' });
+  assert.equal(verified.email_verified, true);
+  await assert.rejects(client.resetPassword({ token: 'spent', newPassword: 'x' }), (e) => e instanceof LatchkeyError && e.code === 'invalid_link' && e.status === 400);
+});

@@ -40,11 +40,13 @@ async fn the_example_spa_keeps_its_session_safe_in_a_real_browser() {
         .unwrap_or_else(|e| panic!("{e}"));
 
     let artifacts = workspace().join("target").join("browser-artifacts");
+    let outbox = app.settings.data_dir.join("outbox");
     let output = run_suite(&[
         ("LATCHKEY_URL", app.base.as_str()),
         ("SPA_URL", spa_url.as_str()),
         ("FOREIGN_URL", foreign_url.as_str()),
         ("ARTIFACTS_DIR", &artifacts.to_string_lossy()),
+        ("OUTBOX_DIR", &outbox.to_string_lossy()),
     ])
     .await;
     drop((spa, foreign));
@@ -123,7 +125,12 @@ async fn app_and_spa() -> (TestApp, Child, String) {
     for _ in 0..3 {
         let spa_port = free_port();
         let spa_origin = format!("http://127.0.0.1:{spa_port}");
-        let app = spawn_app_with(|s| s.cors_origins = vec![spa_origin.clone()]).await;
+        let app = spawn_app_with(|s| {
+            s.cors_origins = vec![spa_origin.clone()];
+            // Mailed links open the SPA's pages.
+            s.mail.app_url = Some(spa_origin.clone());
+        })
+        .await;
         match static_server("127.0.0.1", spa_port, &app.base).await {
             Ok((spa, url)) => {
                 assert_eq!(url, spa_origin);
