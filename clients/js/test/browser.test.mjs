@@ -595,6 +595,27 @@ test('mailed links verify the address and reset a forgotten password in the SPA'
   await again.getByTestId('reset-password').fill('a third passphrase here');
   await again.getByTestId('reset-submit').click();
   await again.getByTestId('message').filter({ hasText: 'invalid' }).waitFor();
+
+  // Latchkey's own pages, for deployments with no front end (app_url unset),
+  // take the same links.
+  const third = newEmail();
+  const resp = await fetch(`${LATCHKEY_URL}/v1/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: third, password: PASSWORD }),
+  });
+  assert.equal(resp.status, 201);
+  const link = (await mailedLink(third, 'verify_email', '/verify-email')).replace(SPA_URL, LATCHKEY_URL);
+  const builtIn = await phone.newPage();
+  builtIn.on('pageerror', (error) => pageErrors.push(`built-in page: ${error.message}`));
+  await builtIn.goto(link);
+  await builtIn.getByTestId('message').filter({ hasText: 'is verified' }).waitFor();
+  assert.equal(new URL(builtIn.url()).hash, '');
+  await builtIn.goto(`${LATCHKEY_URL}/forgot-password`);
+  await builtIn.locator('input[name=email]').fill(third);
+  await builtIn.locator('[data-testid="forgot-form"] button').click();
+  await builtIn.getByTestId('message').filter({ hasText: 'on its way' }).waitFor();
+  await shot(builtIn, 'built-in-forgot-password');
   await laptop.close();
   await phone.close();
 });

@@ -30,7 +30,7 @@ const POLL: Duration = Duration::from_secs(1);
 /// Pause after the first failed attempt, doubled each time up to [`MAX_PAUSE`].
 const FIRST_PAUSE: i64 = 30;
 const MAX_PAUSE: i64 = 3600;
-/// Attempts before a message is given up (about five hours of trying).
+/// Attempts before a message is given up (about three hours of trying).
 pub const MAX_ATTEMPTS: i64 = 10;
 
 /// The worker: the outbox, the key its messages are sealed with, and the transport.
@@ -146,4 +146,21 @@ impl Courier {
 pub fn retry_pause(attempts: i64) -> i64 {
     let doublings = attempts.clamp(1, 20) - 1;
     (FIRST_PAUSE << doublings).min(MAX_PAUSE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_double_from_thirty_seconds_to_an_hour_and_give_up_after_about_three_hours() {
+        let pauses: Vec<i64> = (1..MAX_ATTEMPTS).map(retry_pause).collect();
+        assert_eq!(pauses[..4], [30, 60, 120, 240]);
+        assert!(pauses.iter().all(|p| *p <= MAX_PAUSE));
+        let total: i64 = pauses.iter().sum();
+        assert!(
+            (3 * 3600 - 600..=3 * 3600 + 600).contains(&total),
+            "{total} s"
+        );
+    }
 }

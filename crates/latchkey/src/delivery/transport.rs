@@ -6,7 +6,8 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentTransferEncoding;
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -83,14 +84,21 @@ impl Transport {
             .to
             .parse()
             .map_err(|e| TransportError::Permanent(format!("invalid recipient: {e}")))?;
+        // A file is read as it is: its text stays unencoded (8bit), so a
+        // link can be copied from it. Over SMTP lettre picks the encoding.
+        let parts = match self {
+            Transport::Folder { .. } => MultiPart::alternative()
+                .singlepart(SinglePart::plain(readable(&message.text)))
+                .singlepart(SinglePart::html(readable(&message.html))),
+            Transport::Smtp { .. } => {
+                MultiPart::alternative_plain_html(message.text.clone(), message.html.clone())
+            }
+        };
         let email = lettre::Message::builder()
             .from(from)
             .to(to)
             .subject(message.subject.as_str())
-            .multipart(MultiPart::alternative_plain_html(
-                message.text.clone(),
-                message.html.clone(),
-            ))
+            .multipart(parts)
             .map_err(|e| TransportError::Permanent(format!("building the message: {e}")))?;
         match self {
             Transport::Smtp { mailer, .. } => mailer.send(email).await.map(drop).map_err(|e| {
@@ -111,6 +119,15 @@ impl Transport {
             }
         }
     }
+}
+
+/// `text` unencoded: `8bit` where its lines are short enough, else
+/// `binary` (RFC 2045's name for unencoded text with long lines, which a
+/// file, unlike an SMTP hop, carries as it is).
+fn readable(text: &str) -> Body {
+    Body::new_with_encoding(text.to_string(), ContentTransferEncoding::EightBit)
+        .or_else(|text| Body::new_with_encoding(text, ContentTransferEncoding::Binary))
+        .unwrap_or_else(Body::new)
 }
 
 /// Writes `bytes` to `path` readable by the owner only (a message can hold

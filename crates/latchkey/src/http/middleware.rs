@@ -19,13 +19,9 @@ use tower_http::trace::TraceLayer;
 use super::error::ApiError;
 use crate::http::AppState;
 
-const SECURITY_HEADERS: [(&str, &str); 6] = [
+const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
-    (
-        "content-security-policy",
-        "default-src 'none'; frame-ancestors 'none'",
-    ),
     (
         "strict-transport-security",
         "max-age=31536000; includeSubDomains",
@@ -45,6 +41,12 @@ pub fn wrap(router: Router<AppState>, state: &AppState) -> Router<AppState> {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ));
+    // Nothing of the API runs in a browser; the built-in pages set their own
+    // policy, which allows their script (see `pages`).
+    router = router.layer(SetResponseHeaderLayer::if_not_present(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    ));
     for (name, value) in SECURITY_HEADERS {
         router = router.layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static(name),

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod me;
 pub mod middleware;
 pub mod ops;
+pub mod pages;
 pub mod recovery;
 pub mod resource;
 pub mod sessions;
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
     });
     let router = router
         .route("/openapi.json", openapi_json)
+        .merge(pages::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
