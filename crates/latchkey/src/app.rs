@@ -80,7 +80,17 @@ fn mail_parts(
         }
     };
     let transport = match &m.smtp {
-        Some(url) => Transport::smtp(url, m.smtp_timeout, from).map_err(anyhow::Error::msg)?,
+        Some(url) => {
+            let roots = match &m.smtp_ca_file {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .with_context(|| format!("reading smtp_ca_file {}", path.display()))?,
+                ),
+                None => None,
+            };
+            Transport::smtp(url, m.smtp_timeout, roots.as_deref(), from)
+                .map_err(anyhow::Error::msg)?
+        }
         None => Transport::folder(settings.data_dir.join("outbox"), from),
     };
     let courier = Courier::new(

@@ -152,6 +152,9 @@ pub struct ServerArgs {
     /// Time limit for each exchange with the SMTP server, at least 1s (default 10s)
     #[arg(long, env = "LATCHKEY_SMTP_TIMEOUT")]
     pub smtp_timeout: Option<String>,
+    /// PEM file of certificates to trust for the SMTP server besides the public roots (default: none)
+    #[arg(long, env = "LATCHKEY_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<String>,
     /// Sender of mail: an address or `Name <address>` (default: no-reply@ the issuer's host)
     #[arg(long, env = "LATCHKEY_MAIL_FROM")]
     pub mail_from: Option<String>,
@@ -194,7 +197,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 43] {
+    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 44] {
         let (d, s) = (&self.deployment, &self.server);
         [
             ("listen", s.listen.as_ref()),
@@ -237,6 +240,7 @@ impl SettingsArgs {
             ("app_url", s.app_url.as_ref()),
             ("smtp_url", s.smtp_url.as_ref()),
             ("smtp_timeout", s.smtp_timeout.as_ref()),
+            ("smtp_ca_file", s.smtp_ca_file.as_ref()),
             ("mail_from", s.mail_from.as_ref()),
             ("mail_templates", s.mail_templates.as_ref()),
             ("email_verification", s.email_verification.as_ref()),

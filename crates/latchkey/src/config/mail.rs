@@ -60,6 +60,9 @@ pub struct MailSettings {
     pub smtp: Option<SmtpUrl>,
     /// Time limit for connecting to and talking with the SMTP server.
     pub smtp_timeout: Duration,
+    /// A PEM file of certificates trusted for the SMTP server besides the
+    /// public roots (a relay with a private CA).
+    pub smtp_ca_file: Option<PathBuf>,
     /// The sender (`Name <address>` or an address); `None` = no-reply at the issuer's host.
     pub mail_from: Option<String>,
     /// A folder of templates over the built-in ones.
@@ -79,6 +82,7 @@ impl Default for MailSettings {
             app_url: None,
             smtp: None,
             smtp_timeout: Duration::from_secs(10),
+            smtp_ca_file: None,
             mail_from: None,
             templates: None,
             verification: Verification::Optional,

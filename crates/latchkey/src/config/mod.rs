@@ -368,6 +368,7 @@ impl Settings {
         m.app_url = r.opt("app_url", parse_issuer)?;
         m.smtp = r.opt("smtp_url", parse_smtp_url)?;
         r.set("smtp_timeout", &mut m.smtp_timeout, at_least(SECOND))?;
+        m.smtp_ca_file = r.opt("smtp_ca_file", parse_path)?;
         m.mail_from = r.opt("mail_from", parse_mailbox)?;
         m.templates = r.opt("mail_templates", parse_path)?;
         r.set(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lettre::message::header::ContentTransferEncoding;
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::config::{SmtpTls, SmtpUrl};
@@ -39,9 +39,34 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub fn smtp(url: &SmtpUrl, timeout: Duration, from: Mailbox) -> Result<Self, String> {
+    /// A transport to the server of `url`, trusting the certificates of
+    /// `extra_roots` (PEM) besides the public roots.
+    pub fn smtp(
+        url: &SmtpUrl,
+        timeout: Duration,
+        extra_roots: Option<&[u8]>,
+        from: Mailbox,
+    ) -> Result<Self, String> {
         let host = url.host.as_str();
-        let tls = |host: &str| TlsParameters::new(host.to_string()).map_err(|e| e.to_string());
+        let roots = match extra_roots {
+            Some(pem) => split_pem(pem)
+                .iter()
+                .map(|one| Certificate::from_pem(one).map_err(|e| format!("smtp_ca_file: {e}")))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        if extra_roots.is_some() && roots.is_empty() {
+            return Err("smtp_ca_file holds no PEM certificate".into());
+        }
+        let tls = |host: &str| {
+            roots
+                .iter()
+                .fold(TlsParameters::builder(host.to_string()), |b, cert| {
+                    b.add_root_certificate(cert.clone())
+                })
+                .build()
+                .map_err(|e| e.to_string())
+        };
         let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(url.port);
         let builder = match url.tls {
             SmtpTls::Implicit => builder.tls(Tls::Wrapper(tls(host)?)),
@@ -119,6 +144,16 @@ impl Transport {
             }
         }
     }
+}
+
+/// Each `-----BEGIN CERTIFICATE-----` block of a PEM file, on its own.
+fn split_pem(pem: &[u8]) -> Vec<Vec<u8>> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    text.split_inclusive(END)
+        .filter(|block| block.contains("-----BEGIN CERTIFICATE-----"))
+        .map(|block| block.trim().as_bytes().to_vec())
+        .collect()
 }
 
 /// `text` unencoded: `8bit` where its lines are short enough, else

@@ -23,6 +23,9 @@ const NEW_PASSWORD: &str = "a whole new passphrase 42";
 #[derive(Debug, Clone)]
 struct Mail {
     to: String,
+    /// How it came: over TLS, and as which SMTP user.
+    tls: bool,
+    user: Option<String>,
     subject: String,
     text: String,
     html: String,
@@ -48,6 +51,8 @@ impl Mail {
                 .unwrap_or_default()
         };
         Mail {
+            tls: false,
+            user: None,
             to: header("To"),
             subject: header("Subject"),
             text: part("text/plain"),
@@ -73,6 +78,8 @@ impl Mail {
 /// aiosmtpd on a port of its own, with what it received.
 struct SmtpSink {
     port: u16,
+    /// With TLS: the certificate of the test CA that signed the server's (PEM).
+    cert: Option<PathBuf>,
     child: Child,
     received: Arc<Mutex<Vec<Mail>>>,
 }
@@ -81,10 +88,16 @@ impl SmtpSink {
     /// Starts the server on `port` (0: any), or None when the venv is missing
     /// (a loud skip, or a failure under `LATCHKEY_REQUIRE_ALL=1`).
     async fn start(port: u16) -> Option<SmtpSink> {
+        Self::start_with(port, &[]).await
+    }
+
+    /// With `--tls starttls|implicit` and `--auth USER:PASSWORD` as `options` say.
+    async fn start_with(port: u16, options: &[&str]) -> Option<SmtpSink> {
         let python = python().await?;
         let mut child = Command::new(python)
             .arg(tools::workspace().join("interop/python/smtp_sink.py"))
             .arg(port.to_string())
+            .args(options)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -97,10 +110,16 @@ impl SmtpSink {
             .expect("the SMTP server starts")
             .expect("read")
             .expect("a first line");
-        let port = first
+        let mut words = first
             .strip_prefix("listening on ")
+            .unwrap_or_default()
+            .split(' ');
+        let port = words
+            .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected: {first}"));
+        let cert =
+            (words.next() == Some("cert")).then(|| PathBuf::from(words.next().unwrap_or_default()));
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = received.clone();
         tokio::spawn(async move {
@@ -109,11 +128,14 @@ impl SmtpSink {
                 let data = v["data"].as_str().expect("data").as_bytes().to_vec();
                 let mut mail = Mail::parse(&data);
                 mail.to = v["to"][0].as_str().unwrap_or_default().to_string();
+                mail.tls = v["tls"] == true;
+                mail.user = v["user"].as_str().map(str::to_string);
                 sink.lock().expect("lock").push(mail);
             }
         });
         Some(SmtpSink {
             port,
+            cert,
             child,
             received,
         })
@@ -413,7 +435,7 @@ async fn smtp_delivers_verification_and_reset_in_the_readers_language() {
 }
 
 #[tokio::test]
-async fn a_mail_server_that_is_down_delays_mail_and_never_fails_the_request() {
+async fn a_mail_server_that_is_down_delays_mail_which_survives_a_restart_and_never_fails_the_request() {
     // A port nothing listens on yet.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -440,9 +462,12 @@ async fn a_mail_server_that_is_down_delays_mail_and_never_fails_the_request() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The server restarts meanwhile: the message waits in the database.
+    let home = app.stop().await;
     let Some(sink) = SmtpSink::start(port).await else {
         return;
     };
+    let app = spawn_app_in(home, |s| s.mail.smtp = Some(parse_smtp(&url))).await;
     app.clock.advance(31);
     let mail = sink.wait_for(&email, "Reset your password").await;
     assert_eq!(
@@ -485,6 +510,137 @@ async fn two_instances_on_one_database_send_each_message_once() {
         all.iter().map(|m| &m.to).collect::<Vec<_>>()
     );
     sink.stop().await;
+}
+
+// ---------------------------------------------------------------- TLS and authentication
+
+fn smtp_to(
+    sink: &SmtpSink,
+    tls: latchkey::config::SmtpTls,
+    user: Option<(&str, &str)>,
+) -> latchkey::config::SmtpUrl {
+    latchkey::config::SmtpUrl {
+        // The name the test server's certificate is for.
+        host: "localhost".into(),
+        port: sink.port,
+        tls,
+        username: user.map(|(u, _)| u.to_string()),
+        password: user.map(|(_, p)| p.to_string().into()),
+    }
+}
+
+async fn unsent_summary(app: &TestApp) -> Vec<(String, i64, Option<String>)> {
+    let unsent = app.auth.unsent_mail(100).await.expect("outbox");
+    unsent
+        .into_iter()
+        .map(|m| (m.kind, m.attempts, m.last_error))
+        .collect()
+}
+
+/// Waits until the outbox records an attempt at `kind` mail that failed.
+async fn failed_attempt(app: &TestApp, kind: &str) -> latchkey::store::MailRecord {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let unsent = app.auth.unsent_mail(100).await.expect("outbox");
+        if let Some(m) = unsent
+            .into_iter()
+            .find(|m| m.kind == kind && m.last_error.is_some())
+        {
+            return m;
+        }
+        let seen: Vec<_> = unsent_summary(app).await;
+        assert!(
+            Instant::now() < deadline,
+            "no failed attempt at {kind} mail: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn starttls_and_implicit_tls_with_authentication_deliver_mail() {
+    use latchkey::config::SmtpTls;
+    for (mode, tls) in [
+        ("starttls", SmtpTls::Required),
+        ("implicit", SmtpTls::Implicit),
+    ] {
+        let Some(sink) = SmtpSink::start_with(0, &["--tls", mode, "--auth", "mailer:s3cret"]).await
+        else {
+            return;
+        };
+        let url = smtp_to(&sink, tls, Some(("mailer", "s3cret")));
+        let ca = sink.cert.clone();
+        let app = spawn_app_with(move |s| {
+            s.mail.smtp = Some(url);
+            s.mail.smtp_ca_file = ca;
+        })
+        .await;
+        let (email, _) = app.new_user().await;
+        let mail = sink.wait_for(&email, "Confirm your email address").await;
+        assert!(mail.tls, "{mode}: the message came over TLS");
+        assert_eq!(mail.user.as_deref(), Some("mailer"), "{mode}: after AUTH");
+        sink.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn mail_is_never_sent_without_the_tls_or_credentials_it_needs() {
+    use latchkey::config::SmtpTls;
+    // STARTTLS is required by default: a server that does not offer it gets nothing.
+    let Some(plain) = SmtpSink::start(0).await else {
+        return;
+    };
+    let url = smtp_to(&plain, SmtpTls::Required, None);
+    let app = spawn_app_with(move |s| s.mail.smtp = Some(url)).await;
+    app.new_user().await;
+    let attempt = failed_attempt(&app, "verify_email").await;
+    assert!(
+        attempt.failed_at.is_none(),
+        "tried again later: {attempt:?}"
+    );
+    assert!(plain.all().is_empty());
+    plain.stop().await;
+
+    // A certificate the server presents that nothing vouches for is refused.
+    let Some(untrusted) = SmtpSink::start_with(0, &["--tls", "starttls"]).await else {
+        return;
+    };
+    let url = smtp_to(&untrusted, SmtpTls::Required, None);
+    let app = spawn_app_with(move |s| s.mail.smtp = Some(url)).await;
+    app.new_user().await;
+    let attempt = failed_attempt(&app, "verify_email").await;
+    assert!(
+        attempt
+            .last_error
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("certificate")
+    );
+    assert!(untrusted.all().is_empty());
+    untrusted.stop().await;
+
+    // Wrong credentials are refused for good: the message is given up at once.
+    let Some(guarded) =
+        SmtpSink::start_with(0, &["--tls", "starttls", "--auth", "mailer:s3cret"]).await
+    else {
+        return;
+    };
+    let url = smtp_to(&guarded, SmtpTls::Required, Some(("mailer", "wrong")));
+    let ca = guarded.cert.clone();
+    let app = spawn_app_with(move |s| {
+        s.mail.smtp = Some(url);
+        s.mail.smtp_ca_file = ca;
+    })
+    .await;
+    app.new_user().await;
+    let attempt = failed_attempt(&app, "verify_email").await;
+    assert!(
+        attempt.failed_at.is_some(),
+        "given up: {:?}",
+        attempt.last_error
+    );
+    assert!(guarded.all().is_empty());
+    guarded.stop().await;
 }
 
 // ---------------------------------------------------------------- enumeration
