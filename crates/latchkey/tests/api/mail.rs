@@ -435,7 +435,8 @@ async fn smtp_delivers_verification_and_reset_in_the_readers_language() {
 }
 
 #[tokio::test]
-async fn a_mail_server_that_is_down_delays_mail_which_survives_a_restart_and_never_fails_the_request() {
+async fn a_mail_server_that_is_down_delays_mail_which_survives_a_restart_and_never_fails_the_request()
+ {
     // A port nothing listens on yet.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
