@@ -214,7 +214,7 @@ impl Auth {
                 }
                 u64::from(
                     self.store
-                        .revoke_session(sid, RevokeReason::Admin, now)
+                        .revoke_session(sid, RevokeReason::Admin, now, &Outgoing::default())
                         .await?,
                 )
             }

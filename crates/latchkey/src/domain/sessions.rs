@@ -11,7 +11,7 @@ use super::events::EventKind;
 use super::mail::{MailKind, Notice};
 use super::refresh::{self, Presented};
 use super::{Auth, AuthError, Authenticated, Client, Event, Session, TokenPair};
-use crate::store::{RevokeReason, SessionRecord};
+use crate::store::{Outgoing, RevokeReason, SessionRecord};
 
 const BAD_REFRESH: &str = "the refresh token is invalid, expired or revoked";
 const REUSED: &str = "the refresh token was already used; the session has been revoked";
@@ -85,11 +85,29 @@ impl Auth {
         client: &Client,
     ) -> Result<(), AuthError> {
         let now = self.now();
+        // The notice names the session that is ended: its device and
+        // address, not those of whoever presented the old token. It is
+        // written with the revocation, so it goes out whatever happens next.
+        let mut notice = Outgoing::default();
+        if let Some(user) = self.store.user_by_id(&session.user_id).await? {
+            let ended = Client {
+                ip: session.ip.clone(),
+                user_agent: session.user_agent.clone(),
+                accept_language: client.accept_language.clone(),
+            };
+            let kind = (Notice::RefreshReuse, MailKind::RefreshReuse);
+            notice
+                .mails
+                .extend(self.notice(&user, &ended, kind, vec![]));
+        }
         if self
             .store
-            .revoke_session(&session.id, RevokeReason::RefreshReuse, now)
+            .revoke_session(&session.id, RevokeReason::RefreshReuse, now, &notice)
             .await?
         {
+            if !notice.mails.is_empty() {
+                self.mail.wake();
+            }
             metrics::counter!("latchkey_refresh_reuse_detected_total").increment(1);
             metrics::counter!("latchkey_revocations_total").increment(1);
             tracing::warn!(user_id = %session.user_id, session_id = %session.id, "refresh token reuse detected");
@@ -100,17 +118,6 @@ impl Auth {
                 client,
             )
             .await;
-            // The notice names the session that was ended: its device and
-            // address, not those of whoever presented the old token.
-            if let Some(user) = self.store.user_by_id(&session.user_id).await? {
-                let ended = Client {
-                    ip: session.ip.clone(),
-                    user_agent: session.user_agent.clone(),
-                    accept_language: client.accept_language.clone(),
-                };
-                let notice = (Notice::RefreshReuse, MailKind::RefreshReuse);
-                self.send_notice(&user, &ended, notice, vec![]).await;
-            }
         }
         Ok(())
     }
@@ -144,7 +151,11 @@ impl Auth {
         reason: RevokeReason,
         client: &Client,
     ) -> Result<bool, AuthError> {
-        let ended = self.store.revoke_session(sid, reason, self.now()).await?;
+        let nothing = Outgoing::default();
+        let ended = self
+            .store
+            .revoke_session(sid, reason, self.now(), &nothing)
+            .await?;
         if ended {
             metrics::counter!("latchkey_revocations_total").increment(1);
             let kind = if reason == RevokeReason::Logout {

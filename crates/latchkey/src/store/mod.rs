@@ -193,6 +193,13 @@ pub struct Outgoing {
     pub mails: Vec<NewMail>,
 }
 
+impl Outgoing {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && self.mails.is_empty()
+    }
+}
+
 /// What redeeming a token changes, besides using the token up.
 #[derive(Debug, Clone, Copy)]
 pub enum Redeem<'a> {
@@ -420,9 +427,15 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         idle_expires_at: i64,
     ) -> StoreResult<bool>;
-    /// Revokes one live session and records the revocation; returns false if
-    /// it was not live.
-    async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool>;
+    /// Revokes one live session and records the revocation, with what the
+    /// revocation sends; returns false, sending nothing, if it was not live.
+    async fn revoke_session(
+        &self,
+        id: &str,
+        reason: RevokeReason,
+        now: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<bool>;
     /// Revokes every live session of a user except `keep`, recording each
     /// revocation and, with `not_before`, a user-wide entry and a new
     /// credential version (raised first, so logins in flight that verified

@@ -516,7 +516,13 @@ impl Store for SqliteStore {
         self.rotations.advance(id, from, now, idle_expires_at).await
     }
 
-    async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool> {
+    async fn revoke_session(
+        &self,
+        id: &str,
+        reason: RevokeReason,
+        now: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         let user: Option<(String,)> = sqlx::query_as(END_SESSION)
             .bind(id)
@@ -527,6 +533,9 @@ impl Store for SqliteStore {
             .map_err(|e| self.fail(e))?;
         if let Some((user_id,)) = &user {
             feed_session(&mut tx, id, user_id, now).await?;
+            outbox::write::<sqlx::Sqlite>(&mut tx, outgoing)
+                .await
+                .map_err(|e| self.fail(e))?;
         }
         tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(user.is_some())

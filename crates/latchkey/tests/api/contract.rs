@@ -179,13 +179,13 @@ async fn a_revoked_or_expired_session_never_advances(store: &Arc<dyn Store>) {
     let t = now();
     assert!(
         store
-            .revoke_session("bob-s0", RevokeReason::Logout, t)
+            .revoke_session("bob-s0", RevokeReason::Logout, t, &Outgoing::default())
             .await
             .expect("revoke")
     );
     assert!(
         !store
-            .revoke_session("bob-s0", RevokeReason::Logout, t)
+            .revoke_session("bob-s0", RevokeReason::Logout, t, &Outgoing::default())
             .await
             .expect("again")
     );
@@ -382,9 +382,14 @@ async fn cursors_continue_above_an_imported_snapshot(store: &Arc<dyn Store>) {
     user_with_sessions(src, "gus", 3).await;
     let t = now();
     for (n, at) in [(0, t - 100), (1, t - 50), (2, t)] {
-        src.revoke_session(&format!("gus-s{n}"), RevokeReason::Logout, at)
-            .await
-            .expect("revoke");
+        src.revoke_session(
+            &format!("gus-s{n}"),
+            RevokeReason::Logout,
+            at,
+            &Outgoing::default(),
+        )
+        .await
+        .expect("revoke");
     }
     let everything = PruneBefore {
         sessions: 0,
@@ -409,7 +414,7 @@ async fn cursors_continue_above_an_imported_snapshot(store: &Arc<dyn Store>) {
     assert_eq!(store.oldest_revocation().await.expect("oldest"), Some(2));
     user_with_sessions(store.as_ref(), "hal", 1).await;
     store
-        .revoke_session("hal-s0", RevokeReason::Logout, t)
+        .revoke_session("hal-s0", RevokeReason::Logout, t, &Outgoing::default())
         .await
         .expect("revoke");
     let after = store.revocations_after(3, 10).await.expect("after");

@@ -489,15 +489,38 @@ impl Store for PgStore {
         .await
     }
 
-    async fn revoke_session(&self, id: &str, reason: RevokeReason, now: i64) -> StoreResult<bool> {
+    async fn revoke_session(
+        &self,
+        id: &str,
+        reason: RevokeReason,
+        now: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<bool> {
+        let quiet = outgoing.is_empty();
         retry(Replay::OnlyIfNotApplied, move || async move {
+            if quiet {
+                // One statement, no transaction: the common case (logout).
+                let done = sqlx::query(END_SESSION)
+                    .bind(id)
+                    .bind(now)
+                    .bind(reason.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                return Ok(done.rows_affected() > 0);
+            }
+            let mut tx = self.pool.begin().await?;
             let done = sqlx::query(END_SESSION)
                 .bind(id)
                 .bind(now)
                 .bind(reason.as_str())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-            Ok(done.rows_affected() > 0)
+            let ended = done.rows_affected() > 0;
+            if ended {
+                outbox::write::<sqlx::Postgres>(&mut tx, outgoing).await?;
+            }
+            tx.commit().await?;
+            Ok(ended)
         })
         .await
     }
