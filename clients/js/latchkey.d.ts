@@ -74,8 +74,8 @@ export interface ClientOptions {
 }
 
 export interface LatchkeyClient {
-  /** Creates an account and logs in (cookie mode); resolves to the new user. When the server requires a verified address first, no session starts (`isLoggedIn()` stays false) until the mailed link is followed. `locale` (e.g. `fr`) picks the language of the user's mail. */
-  register(input: { email: string; password: string; name?: string; locale?: string }): Promise<User>;
+  /** Creates an account and logs in (cookie mode); resolves to the new user. When the server requires a verified address first, it resolves to null and no session starts (`isLoggedIn()` stays false) until the mailed link is followed. `locale` (e.g. `fr`) picks the language of the user's mail. */
+  register(input: { email: string; password: string; name?: string; locale?: string }): Promise<User | null>;
   /** Logs in (cookie mode); resolves to the user. Sends the device token an earlier login left in `storage`, so strangers' failed guesses never throttle this browser. */
   login(input: { email: string; password: string }): Promise<User>;
   /** Ends this session on the server and in every tab. Local state is dropped even when the server cannot be reached (then it throws). */

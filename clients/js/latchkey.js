@@ -410,8 +410,9 @@ export function createClient({
   return {
     /**
      * Creates an account and logs in; resolves to the new user. Where the
-     * server requires a verified address first, no session starts
-     * (`isLoggedIn()` stays false) until the mailed link is followed.
+     * server requires a verified address first, it resolves to null and no
+     * session starts (`isLoggedIn()` stays false) until the mailed link is
+     * followed.
      */
     async register({ email, password, name, locale } = {}) {
       const payload = { email, password };

@@ -3,6 +3,8 @@
 //! after the same amount of hashing work, so neither the answer nor its timing
 //! tells who has an account.
 
+use std::sync::Arc;
+
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -21,14 +23,17 @@ pub const MAX_NAME_CHARS: usize = 100;
 impl Auth {
     /// Creates an account, mails the link that verifies its address and,
     /// unless verification is required first, starts its first session.
+    /// With verification required, None: the account waits for its link —
+    /// and an address that has an account answers the same, its owner being
+    /// told by mail instead (see docs/security.md, "User enumeration").
     pub async fn register(
-        &self,
+        self: &Arc<Self>,
         email: &str,
         password: &str,
         name: Option<&str>,
         locale: Option<&str>,
         client: &Client,
-    ) -> Result<(User, Option<TokenPair>), AuthError> {
+    ) -> Result<Option<(User, TokenPair)>, AuthError> {
         let locale = match locale {
             Some(tag) => Some(clean_locale(tag)?),
             None => client
@@ -36,14 +41,22 @@ impl Auth {
                 .as_deref()
                 .and_then(|h| self.mail.templates().negotiate(h)),
         };
-        let user = self
+        let required = self.verification() == Verification::Required;
+        let user = match self
             .create_user(email, password, name, locale, Some(client))
-            .await?;
+            .await
+        {
+            Err(AuthError::EmailTaken) if required => {
+                self.tell_owner_of(email, client).await;
+                return Ok(None);
+            }
+            other => other?,
+        };
         metrics::counter!("latchkey_registrations_total").increment(1);
-        if self.verification() == Verification::Required {
+        if required {
             self.audit(EventKind::Register, Some(&user.id), None, client)
                 .await;
-            return Ok((User::from(&user), None));
+            return Ok(None);
         }
         let mut pair = self.start_session(&user, client).await?;
         pair.device_token = Some(self.device_key.mint(&user.id)?);
@@ -54,7 +67,7 @@ impl Auth {
             client,
         )
         .await;
-        Ok((User::from(&user), Some(pair)))
+        Ok(Some((User::from(&user), pair)))
     }
 
     /// Validates, hashes and stores a new user (also used by the admin

@@ -31,6 +31,7 @@ pub enum EventKind {
     EmailChangeFailed,
     EmailChanged,
     EmailChangeCancelled,
+    RegistrationAttempted,
 }
 
 impl EventKind {
@@ -59,6 +60,7 @@ impl EventKind {
             EventKind::EmailChangeFailed => "email_change_failed",
             EventKind::EmailChanged => "email_changed",
             EventKind::EmailChangeCancelled => "email_change_cancelled",
+            EventKind::RegistrationAttempted => "registration_attempted",
         }
     }
 }

@@ -92,7 +92,7 @@ impl Auth {
             ));
         }
         if !self
-            .mail_allowed(TokenPurpose::VerifyEmail, &caller.record.id)
+            .mail_allowed(TokenPurpose::VerifyEmail.as_str(), &caller.record.id)
             .await?
         {
             return Err(AuthError::Throttled { retry_after: 60 });
@@ -121,7 +121,7 @@ impl Auth {
                     || user.disabled
                     || auth.verification() == Verification::Off
                     || !auth
-                        .mail_allowed(TokenPurpose::VerifyEmail, &user.id)
+                        .mail_allowed(TokenPurpose::VerifyEmail.as_str(), &user.id)
                         .await?
                 {
                     return Ok(());
@@ -189,7 +189,7 @@ impl Auth {
         };
         if user.disabled
             || !self
-                .mail_allowed(TokenPurpose::ResetPassword, &user.id)
+                .mail_allowed(TokenPurpose::ResetPassword.as_str(), &user.id)
                 .await?
         {
             return Ok(());
@@ -491,6 +491,62 @@ impl Auth {
         Ok(())
     }
 
+    /// Someone registered an address that has an account, while
+    /// verification is required: the answer looked like a new account's,
+    /// and the owner hears of it by mail (at most five an hour). The
+    /// attempt is recorded at once, as a new account's registration is, so
+    /// both take about the same time; the mail follows.
+    pub(super) async fn tell_owner_of(self: &Arc<Self>, email: &str, client: &Client) {
+        let Ok(email) = parse_email(email) else {
+            return;
+        };
+        let owner = match self.store.user_by_email(&email.normalized).await {
+            Ok(Some(owner)) => owner,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "looking up the owner of a registered address failed");
+                return;
+            }
+        };
+        self.audit(
+            EventKind::RegistrationAttempted,
+            Some(&owner.id),
+            None,
+            client,
+        )
+        .await;
+        let auth = self.clone();
+        let client = client.clone();
+        tokio::spawn(async move {
+            let result = async {
+                if owner.disabled || !auth.mail_allowed("account_exists", &owner.id).await? {
+                    return Ok(());
+                }
+                let values = vec![
+                    ("time", show_time(auth.now()).into()),
+                    ("ip", client.ip.clone().into()),
+                    ("reset_link", auth.mail.reset_page().into()),
+                ];
+                let mail = auth.compose_for(
+                    &owner,
+                    &owner.email,
+                    &client,
+                    MailKind::AccountExists,
+                    values,
+                )?;
+                auth.post(&Outgoing {
+                    tokens: vec![],
+                    mails: vec![mail],
+                })
+                .await?;
+                Ok::<_, AuthError>(())
+            };
+            if let Err(e) = result.await {
+                tracing::warn!(error = %e, "telling an address's owner of a second registration failed");
+            }
+        });
+    }
+
     /// A security notice for `user`, when the operator has it turned on.
     /// A notice that cannot be made is logged, never in the way.
     pub(super) fn notice(
@@ -610,11 +666,11 @@ impl Auth {
         Ok(User::from(&user))
     }
 
-    /// Counts a mail of `purpose` to a user; false once the window's
+    /// Counts a mail of kind `what` to a user; false once the window's
     /// allowance is spent (across instances: the count is in the store).
-    async fn mail_allowed(&self, purpose: TokenPurpose, user_id: &str) -> Result<bool, AuthError> {
+    async fn mail_allowed(&self, what: &str, user_id: &str) -> Result<bool, AuthError> {
         let now = self.now();
-        let key = format!("mail:{}:{user_id}", purpose.as_str());
+        let key = format!("mail:{what}:{user_id}");
         let step = move |row: &ThrottleRecord| {
             let fresh = now - row.day_started_at >= MAIL_WINDOW;
             let (start, count) = if fresh {

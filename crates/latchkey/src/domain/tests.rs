@@ -24,7 +24,7 @@ const ACCESS: i64 = 300;
 
 /// A deployment of one: the service, its clock, and a registered user.
 struct World {
-    auth: Auth,
+    auth: Arc<Auth>,
     clock: Arc<ManualClock>,
     client: Client,
 }
@@ -75,7 +75,7 @@ async fn world_with(configure: impl FnOnce(&mut AuthConfig)) -> World {
         policy: PasswordPolicy { min_length: 8 },
         mail: mailer(&master),
     };
-    let auth = Auth::new(parts, &master, config);
+    let auth = Arc::new(Auth::new(parts, &master, config));
     let client = Client::default();
     auth.register(EMAIL, PASSWORD, None, None, &client)
         .await

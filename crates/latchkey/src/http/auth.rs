@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use super::browser::wants_cookie;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, AuthUser, ClientMeta, JsonOrForm, OptionalBody, bearer_token};
-use super::wire::{TokenResponse, UserView};
+use super::wire::TokenResponse;
 use crate::domain::{AuthError, TokenPair, User};
 use crate::http::AppState;
 use axum_extra::extract::cookie::CookieJar;
@@ -44,11 +44,11 @@ pub struct RegisterRequest {
 }
 
 /// The answer to a registration when the address must be verified before
-/// signing in: the account, and no tokens.
+/// signing in: no account details and no tokens, the same whether the
+/// address was new or already had an account.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingVerification {
-    pub user: UserView,
-    /// Always `true`: a link was mailed to the address.
+    /// Always `true`: a link was mailed to the address (or its owner told).
     pub verification_required: bool,
 }
 
@@ -90,7 +90,7 @@ pub struct RevokeRequest {
 /// required`: the account only, until its address is verified).
 #[utoipa::path(post, path = "/v1/register", tag = "auth", request_body = RegisterRequest, responses(
     (status = 201, description = "Account created", body = TokenResponse),
-    (status = 202, description = "Account created; sign in once the mailed link is followed", body = PendingVerification),
+    (status = 202, description = "With email_verification = required: a link is mailed; sign in once it is followed. The same answer when the address already has an account", body = PendingVerification),
     (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
     (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn register(
@@ -105,7 +105,7 @@ async fn register(
         state.browser.check_origin(&headers)?;
     }
     state.password_limit.check(meta.ip)?;
-    let (user, pair) = state
+    let registered = state
         .auth
         .register(
             &req.email,
@@ -115,9 +115,8 @@ async fn register(
             &meta.client,
         )
         .await?;
-    let Some(pair) = pair else {
+    let Some((user, pair)) = registered else {
         let body = PendingVerification {
-            user: UserView::from(&user),
             verification_required: true,
         };
         return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());

@@ -651,17 +651,6 @@ async fn reset_requests_look_and_take_the_same_for_known_and_unknown_addresses()
     let app = spawn_app().await;
     let (known, _) = app.new_user().await;
     let unknown = unique_email();
-    let fingerprint = |resp: reqwest::Response| async move {
-        let status = resp.status();
-        let mut headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .filter(|(n, _)| !matches!(n.as_str(), "date" | "x-request-id"))
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
-            .collect();
-        headers.sort();
-        (status, headers, resp.bytes().await.expect("body"))
-    };
     let a = fingerprint(ask_reset(&app, &known).await).await;
     let b = fingerprint(ask_reset(&app, &unknown).await).await;
     assert_eq!(a.0, StatusCode::ACCEPTED);
@@ -695,6 +684,78 @@ async fn reset_requests_look_and_take_the_same_for_known_and_unknown_addresses()
         "known addresses take {k:?}, unknown ones {u:?}"
     );
     println!("reset request medians: known {k:?}, unknown {u:?}");
+}
+
+/// What a client can tell of an answer: status, headers (but the date and
+/// request id) and body.
+async fn fingerprint(resp: reqwest::Response) -> (StatusCode, Vec<(String, String)>, Vec<u8>) {
+    let status = resp.status();
+    let mut headers: Vec<(String, String)> = resp
+        .headers()
+        .iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "date" | "x-request-id"))
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    headers.sort();
+    (status, headers, resp.bytes().await.expect("body").to_vec())
+}
+
+#[tokio::test]
+async fn with_required_verification_registering_a_taken_address_looks_like_a_new_one() {
+    // 8 MiB hashes (~80 ms in a debug build) dwarf a write more or less.
+    let app = spawn_app_with(|s| {
+        s.mail.verification = latchkey::domain::mail::Verification::Required;
+        s.argon2_memory_kib = 8192;
+    })
+    .await;
+    let taken = unique_email();
+    assert_eq!(
+        app.register_raw(&taken, PASSWORD).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let again = fingerprint(app.register_raw(&taken, "another good passphrase 9").await).await;
+    let fresh = fingerprint(app.register_raw(&unique_email(), PASSWORD).await).await;
+    assert_eq!(again.0, StatusCode::ACCEPTED);
+    assert_eq!(again, fresh, "a taken address answers as a new one");
+    // Its owner is told, and the account is untouched.
+    let (_, told) = wait_for_file(&app, &taken, "account_exists").await;
+    assert!(
+        told.text.contains("already has an account"),
+        "{}",
+        told.text
+    );
+
+    let time = |email: String| {
+        let app = &app;
+        async move {
+            let started = Instant::now();
+            let resp = app.register_raw(&email, PASSWORD).await;
+            assert_eq!(resp.status(), StatusCode::ACCEPTED);
+            started.elapsed()
+        }
+    };
+    // Interleaved; the fastest of each series is what the server's own work
+    // costs (parallel tests only ever add delay).
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for round in 0..15 {
+        if round % 2 == 0 {
+            old.push(time(taken.clone()).await);
+            new.push(time(unique_email()).await);
+        } else {
+            new.push(time(unique_email()).await);
+            old.push(time(taken.clone()).await);
+        }
+    }
+    let (old, new) = (
+        *old.iter().min().expect("samples"),
+        *new.iter().min().expect("samples"),
+    );
+    let tolerance = Duration::from_millis(10).max(old.max(new) * 3 / 10);
+    assert!(
+        old.abs_diff(new) < tolerance,
+        "taken addresses take {old:?}, new ones {new:?}"
+    );
+    println!("registration, fastest of 15: taken address {old:?}, new address {new:?}");
 }
 
 fn median(samples: &mut [Duration]) -> Duration {

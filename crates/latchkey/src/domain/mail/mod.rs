@@ -37,12 +37,15 @@ pub enum MailKind {
     NewDevice,
     RefreshReuse,
     AccountDisabled,
+    /// To an address that has an account, when someone registers it again
+    /// while verification is required (the registration looks like a new one).
+    AccountExists,
     /// `latchkey mail test`.
     Test,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 10] = [
+    pub const ALL: [MailKind; 11] = [
         MailKind::VerifyEmail,
         MailKind::PasswordReset,
         MailKind::EmailChange,
@@ -52,6 +55,7 @@ impl MailKind {
         MailKind::NewDevice,
         MailKind::RefreshReuse,
         MailKind::AccountDisabled,
+        MailKind::AccountExists,
         MailKind::Test,
     ];
 
@@ -66,6 +70,7 @@ impl MailKind {
             MailKind::NewDevice => "new_device",
             MailKind::RefreshReuse => "refresh_reuse",
             MailKind::AccountDisabled => "account_disabled",
+            MailKind::AccountExists => "account_exists",
             MailKind::Test => "test",
         }
     }

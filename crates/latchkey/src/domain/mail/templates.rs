@@ -27,7 +27,7 @@ macro_rules! built_in {
     };
 }
 
-const TEXTS: [(&str, &str); 20] = built_in![
+const TEXTS: [(&str, &str); 22] = built_in![
     "en" / "verify_email",
     "en" / "password_reset",
     "en" / "email_change",
@@ -37,6 +37,7 @@ const TEXTS: [(&str, &str); 20] = built_in![
     "en" / "new_device",
     "en" / "refresh_reuse",
     "en" / "account_disabled",
+    "en" / "account_exists",
     "en" / "test",
     "fr" / "verify_email",
     "fr" / "password_reset",
@@ -47,6 +48,7 @@ const TEXTS: [(&str, &str); 20] = built_in![
     "fr" / "new_device",
     "fr" / "refresh_reuse",
     "fr" / "account_disabled",
+    "fr" / "account_exists",
     "fr" / "test",
 ];
 const LAYOUT: &str = include_str!("templates/layout.html");
