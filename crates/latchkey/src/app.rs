@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::delivery::{Courier, Transport};
+use crate::delivery::{Courier, Dispatcher, Transport};
 use crate::domain::clock::Clock;
 use crate::domain::keys::KeyRing;
 use crate::domain::mail::{MailConfig, Mailer};
@@ -19,6 +19,7 @@ use crate::domain::password::{Argon2Params, Hasher, PasswordPolicy};
 use crate::domain::restore::{self, GuardError, RestoreGuard};
 use crate::domain::secrets::MasterKey;
 use crate::domain::service::Parts;
+use crate::domain::webhooks::WebhookPolicy;
 use crate::domain::{Auth, AuthConfig};
 use crate::http::AppState;
 use crate::store::Store;
@@ -44,6 +45,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// The mail delivery worker (run by `serve`; `mail test` uses it once).
     pub courier: Arc<Courier>,
+    /// The webhook delivery worker (run by `serve`; `webhooks test` uses it once).
+    pub dispatcher: Arc<Dispatcher>,
 }
 
 /// The domain's mailer and the delivery worker, from the mail settings.
@@ -185,13 +188,25 @@ impl App {
         let (mailer, courier) = mail_parts(&settings, &store, &clock, &master)?;
         let parts = Parts {
             store: store.clone(),
-            clock,
+            clock: clock.clone(),
             keys: Arc::new(keys),
             hasher,
             policy,
             mail: mailer,
+            hook_policy: WebhookPolicy {
+                allow_private: settings.webhook_allow_private,
+            },
         };
         let auth = Auth::new(parts, &master, config);
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            clock.clone(),
+            master.clone(),
+            auth.hook_policy(),
+            settings.webhook_retry_window,
+            auth.hook_waker(),
+        )
+        .map_err(anyhow::Error::msg)?;
         let guard = Arc::new(RestoreGuard::open(&settings.data_dir)?);
         let state = AppState::new(Arc::new(auth), guard, metrics, &settings);
         Ok(App {
@@ -200,6 +215,7 @@ impl App {
             master,
             store,
             courier: Arc::new(courier),
+            dispatcher: Arc::new(dispatcher),
         })
     }
 
@@ -219,6 +235,8 @@ impl App {
         tracing::info!("mail goes to the {}", self.courier.transport().describe());
         let courier = self.courier.clone();
         let delivery = tokio::spawn(async move { courier.run().await });
+        let dispatcher = self.dispatcher.clone();
+        let hooks = tokio::spawn(async move { dispatcher.run().await });
         let router = crate::http::router(self.state.clone());
         tracing::info!(address = %listener.local_addr()?, issuer = %self.settings.issuer, "latchkey is serving");
         let limits = crate::serve::ConnectionLimits {
@@ -230,6 +248,7 @@ impl App {
         let served = crate::serve::serve(listener, router, limits, shutdown).await;
         background.abort();
         delivery.abort();
+        hooks.abort();
         // Records what this instance last saw, for the next start to compare.
         let _ = check_restore(&self.state).await;
         served.context("serving HTTP")

@@ -2,6 +2,7 @@
 //! commands, which work directly on the database (also while a server runs).
 
 mod mail;
+mod webhooks;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 use latchkey_verify::SigningAlg;
 
 pub use self::mail::MailCommand;
+pub use self::webhooks::WebhooksCommand;
 use crate::app::{App, open_store};
 use crate::config::{DeploymentArgs, ServerArgs, Settings, SettingsArgs};
 use crate::domain::AuthError;
@@ -73,6 +75,9 @@ pub enum Command {
     /// Test mail delivery and look at the outbox.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Manage the endpoints security events are delivered to.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Write every user, session, key and event of the database to a file, to
     /// move the deployment to another database (the file holds password
     /// hashes: keep it secret).
@@ -217,6 +222,9 @@ pub async fn run_admin(command: Command, settings: Settings) -> anyhow::Result<(
         }
         Command::Mail(cmd) => {
             mail::run(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
+        }
+        Command::Webhooks(cmd) => {
+            webhooks::run(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
         }
     }
     Ok(())

@@ -170,6 +170,12 @@ pub struct ServerArgs {
     /// How long a password reset link works, 1m to 1d (default 30m)
     #[arg(long, env = "LATCHKEY_PASSWORD_RESET_TTL")]
     pub password_reset_ttl: Option<String>,
+    /// Let webhooks call http:// URLs and private, loopback or link-local addresses: true or false (default false; for development)
+    #[arg(long, env = "LATCHKEY_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: Option<String>,
+    /// How long a webhook delivery is retried before it is given up, 1m to 7d (default 24h)
+    #[arg(long, env = "LATCHKEY_WEBHOOK_RETRY_WINDOW")]
+    pub webhook_retry_window: Option<String>,
     /// Security notices mailed: all, none, or a comma-separated list of new_device, password_changed, email_changed, refresh_reuse, account_disabled (default all)
     #[arg(long, env = "LATCHKEY_MAIL_NOTICES")]
     pub mail_notices: Option<String>,
@@ -197,7 +203,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 44] {
+    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 46] {
         let (d, s) = (&self.deployment, &self.server);
         [
             ("listen", s.listen.as_ref()),
@@ -247,6 +253,8 @@ impl SettingsArgs {
             ("email_verification_ttl", s.email_verification_ttl.as_ref()),
             ("password_reset_ttl", s.password_reset_ttl.as_ref()),
             ("mail_notices", s.mail_notices.as_ref()),
+            ("webhook_allow_private", s.webhook_allow_private.as_ref()),
+            ("webhook_retry_window", s.webhook_retry_window.as_ref()),
         ]
     }
 }

@@ -123,6 +123,11 @@ pub struct Settings {
     pub db_statement_timeout: Duration,
     /// Mail and the flows over it.
     pub mail: MailSettings,
+    /// Webhooks may call http:// URLs and private, loopback or link-local
+    /// addresses (development and tests only).
+    pub webhook_allow_private: bool,
+    /// How long a webhook delivery is retried before it is given up.
+    pub webhook_retry_window: Duration,
 }
 
 /// Where trusted proxies put the client's address. Only one is read: a
@@ -276,6 +281,8 @@ impl Settings {
             db_max_connections: 10,
             db_statement_timeout: 5 * SECOND,
             mail: MailSettings::default(),
+            webhook_allow_private: false,
+            webhook_retry_window: DAY,
         }
     }
 
@@ -298,6 +305,16 @@ impl Settings {
         s.read_hashing(r)?;
         s.read_http(r)?;
         s.read_mail(r)?;
+        r.set(
+            "webhook_allow_private",
+            &mut s.webhook_allow_private,
+            parse_bool,
+        )?;
+        r.set(
+            "webhook_retry_window",
+            &mut s.webhook_retry_window,
+            seconds(MINUTE, Some(7 * DAY)),
+        )?;
         if s.refresh_idle_ttl > s.session_ttl {
             return Err(ConfigError::IdleLongerThanSession {
                 idle: s.refresh_idle_ttl,

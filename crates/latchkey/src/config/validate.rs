@@ -214,3 +214,11 @@ pub(super) fn parse_log_format(s: &str) -> Result<Option<LogFormat>, String> {
         _ => Err("expected pretty, json or auto".to_owned()),
     }
 }
+
+pub(super) fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}

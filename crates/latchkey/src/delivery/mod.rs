@@ -6,6 +6,7 @@
 //! up and shown by `latchkey mail outbox`. Several instances share one
 //! outbox: each message is taken by one of them at a time (a lease).
 
+mod hooks;
 mod transport;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+pub use self::hooks::Dispatcher;
 pub use self::transport::{Transport, TransportError};
 use crate::domain::clock::Clock;
 use crate::domain::mail::Message;

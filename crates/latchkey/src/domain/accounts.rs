@@ -9,6 +9,8 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::email::parse_email;
+use serde_json::json;
+
 use super::events::EventKind;
 use super::mail::{MailKind, Notice, Verification};
 use super::password::{PasswordError, normalize};
@@ -101,12 +103,22 @@ impl Auth {
             credential_version: 0,
             locale,
         };
-        let outgoing = registered_by
+        let mut outgoing = registered_by
             .map(|client| self.welcome(&user, client))
             .unwrap_or_default();
+        let by = if registered_by.is_some() {
+            "signup"
+        } else {
+            "admin"
+        };
+        outgoing.events.push(self.hook_event(
+            "user.registered",
+            Some(&user.id),
+            json!({ "user_id": user.id, "email": user.email, "name": user.name, "by": by }),
+        ));
         let inserted = self.store.insert_user(&user, &outgoing).await;
-        if inserted.is_ok() && !outgoing.mails.is_empty() {
-            self.mail.wake();
+        if inserted.is_ok() {
+            self.written(&outgoing);
         }
         match inserted {
             Err(StoreError::Conflict) => Err(AuthError::EmailTaken),
@@ -259,13 +271,14 @@ impl Auth {
                 )
                 .into_iter()
                 .collect(),
+            events: vec![self.password_event(&user.id, "change")],
         };
         // Only over the credentials just verified: of two changes racing, one wins.
         let version = self
             .store
             .change_password(&user.id, user.credential_version, &hash, now, &notice)
             .await
-            .inspect(|_| self.mail.wake())?
+            .inspect(|_| self.written(&notice))?
             .ok_or(AuthError::InvalidCredentials)?;
         metrics::counter!("latchkey_revocations_total").increment(1);
         let changed = UserRecord {

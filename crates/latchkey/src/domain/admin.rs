@@ -63,9 +63,18 @@ impl Auth {
         metrics::counter!("latchkey_revocations_total").increment(revoked);
         self.audit_admin(EventKind::UserDisabled, Some(&user.id), None)
             .await;
+        let mut told = Outgoing::default();
         let notice = (Notice::AccountDisabled, MailKind::AccountDisabled);
-        self.send_notice(&user, &Client::default(), notice, vec![])
-            .await;
+        told.mails
+            .extend(self.notice(&user, &Client::default(), notice, vec![]));
+        told.events.push(self.hook_event(
+            "user.disabled",
+            Some(&user.id),
+            serde_json::json!({ "user_id": user.id, "sessions_ended": revoked }),
+        ));
+        if let Err(e) = self.post(&told).await {
+            tracing::error!(error = %e, "queueing the news of a disabled account failed");
+        }
         Ok(User::from(&user))
     }
 
@@ -113,6 +122,7 @@ impl Auth {
                 )
                 .into_iter()
                 .collect(),
+            events: vec![self.password_event(&user.id, "admin")],
         };
         self.store
             .change_password(
@@ -123,7 +133,7 @@ impl Auth {
                 &notice,
             )
             .await
-            .inspect(|_| self.mail.wake())?
+            .inspect(|_| self.written(&notice))?
             .ok_or_else(|| {
                 AuthError::Unavailable("the account changed meanwhile; try again".into())
             })?;

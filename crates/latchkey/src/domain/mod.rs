@@ -10,6 +10,7 @@
 //! - [`accounts`], [`sessions`], [`admin`]: the flows, as methods of [`Auth`].
 //! - [`clients`]: resource servers, introspection and the revocation feed.
 //! - [`events`]: the audit trail.
+//! - [`webhooks`]: the operator's endpoints and the events sent to them.
 //! - [`mail`] and [`recovery`]: what is mailed, and the flows over email
 //!   (verification, password reset, email change, security notices).
 //! - [`text`]: characters a reader cannot see, refused in names and escaped on terminals.
@@ -38,6 +39,7 @@ pub mod sessions;
 pub mod text;
 pub mod throttle;
 pub mod upkeep;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;

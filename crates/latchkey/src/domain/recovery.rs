@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use minijinja::Value;
+use serde_json::json;
 
 use super::email::parse_email;
 use super::events::EventKind;
@@ -21,8 +22,8 @@ use super::password::normalize;
 use super::throttle::session_key;
 use super::{Auth, AuthError, Authenticated, Client, User};
 use crate::store::{
-    EmailTokenRecord, NewMail, Outgoing, Redeem, StoreError, ThrottleRecord, TokenPurpose,
-    UserRecord,
+    EmailTokenRecord, NewMail, NewWebhookEvent, Outgoing, Redeem, StoreError, ThrottleRecord,
+    TokenPurpose, UserRecord,
 };
 
 /// Mails of one kind one address may be sent per window.
@@ -72,6 +73,7 @@ impl Auth {
         Ok(Outgoing {
             tokens: vec![token],
             mails: vec![mail],
+            ..Default::default()
         })
     }
 
@@ -143,6 +145,14 @@ impl Auth {
         client: &Client,
     ) -> Result<User, AuthError> {
         let (record, user) = self.live_token(token, TokenPurpose::VerifyEmail).await?;
+        let event = Outgoing {
+            events: vec![self.hook_event(
+                "user.email_verified",
+                Some(&user.id),
+                json!({ "user_id": user.id, "email": record.email }),
+            )],
+            ..Default::default()
+        };
         if !self
             .store
             .redeem_email_token(
@@ -150,12 +160,13 @@ impl Auth {
                 &user.id,
                 Redeem::VerifyEmail,
                 self.now(),
-                &Outgoing::default(),
+                &event,
             )
             .await?
         {
             return Err(AuthError::InvalidLink);
         }
+        self.written(&event);
         self.audit(EventKind::EmailVerified, Some(&user.id), None, client)
             .await;
         self.current_user(&user.id).await
@@ -222,6 +233,7 @@ impl Auth {
         self.post(&Outgoing {
             tokens: vec![token],
             mails: vec![mail],
+            ..Default::default()
         })
         .await?;
         self.audit(
@@ -256,6 +268,7 @@ impl Auth {
             (Notice::PasswordChanged, MailKind::PasswordChanged),
             vec![],
         ));
+        outgoing.events.push(self.password_event(&user.id, "reset"));
         let redeemed = self
             .store
             .redeem_email_token(
@@ -269,7 +282,7 @@ impl Auth {
         if !redeemed {
             return Err(AuthError::InvalidLink);
         }
-        self.mail.wake();
+        self.written(&outgoing);
         metrics::counter!("latchkey_revocations_total").increment(1);
         self.audit(EventKind::PasswordReset, Some(&user.id), None, client)
             .await;
@@ -336,6 +349,7 @@ impl Auth {
                 ),
             ],
             mails: vec![],
+            ..Default::default()
         };
         let to_new = self.compose_for(
             user,
@@ -400,6 +414,7 @@ impl Auth {
                 self.mail.config().cancel_ttl,
             )],
             mails: vec![],
+            ..Default::default()
         };
         outgoing.mails.extend(self.notice(
             &user,
@@ -417,6 +432,11 @@ impl Auth {
                 ),
             ],
         ));
+        outgoing.events.push(self.hook_event(
+            "user.email_changed",
+            Some(&user.id),
+            json!({ "user_id": user.id, "old_email": user.email, "new_email": new.display }),
+        ));
         let redeem = Redeem::ChangeEmail {
             email_normalized: &new.normalized,
         };
@@ -425,7 +445,7 @@ impl Auth {
             .redeem_email_token(&record.digest, &user.id, redeem, now, &outgoing)
             .await
         {
-            Ok(true) => self.mail.wake(),
+            Ok(true) => self.written(&outgoing),
             Ok(false) => return Err(AuthError::InvalidLink),
             Err(StoreError::Conflict) => return Err(AuthError::EmailTaken),
             Err(e) => return Err(e.into()),
@@ -482,13 +502,20 @@ impl Auth {
         self.current_user(&user.id).await
     }
 
-    /// Writes tokens and mail, and tells the delivery worker.
+    /// Writes tokens, mail and events, and tells the delivery workers.
     pub(super) async fn post(&self, outgoing: &Outgoing) -> Result<(), StoreError> {
         self.store.send(outgoing).await?;
-        if !outgoing.mails.is_empty() {
-            self.mail.wake();
-        }
+        self.written(outgoing);
         Ok(())
+    }
+
+    /// The webhook event of a new password, set by `how`: change, reset or admin.
+    pub(super) fn password_event(&self, user_id: &str, how: &str) -> NewWebhookEvent {
+        self.hook_event(
+            "user.password_changed",
+            Some(user_id),
+            json!({ "user_id": user_id, "reason": how }),
+        )
     }
 
     /// Someone registered an address that has an account, while
@@ -537,6 +564,7 @@ impl Auth {
                 auth.post(&Outgoing {
                     tokens: vec![],
                     mails: vec![mail],
+                    ..Default::default()
                 })
                 .await?;
                 Ok::<_, AuthError>(())
@@ -583,6 +611,7 @@ impl Auth {
         let outgoing = Outgoing {
             tokens: vec![],
             mails: vec![mail],
+            ..Default::default()
         };
         if let Err(e) = self.post(&outgoing).await {
             tracing::error!(error = %e, notice = notice.0.as_str(), "queueing a notice failed");
@@ -605,6 +634,7 @@ impl Auth {
         self.post(&Outgoing {
             tokens: vec![],
             mails: vec![mail],
+            ..Default::default()
         })
         .await?;
         Ok(())

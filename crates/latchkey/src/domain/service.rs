@@ -15,6 +15,7 @@ use super::mail::Mailer;
 use super::password::{Hasher, PasswordPolicy};
 use super::refresh::{RefreshKey, RefreshToken};
 use super::secrets::{MasterKey, random};
+use super::webhooks::{HookWaker, WebhookPolicy};
 use crate::store::{SessionRecord, Store, UserRecord};
 
 /// Why a session was not started for credentials that verified.
@@ -92,6 +93,10 @@ pub struct Auth {
     pub(super) config: AuthConfig,
     pub(super) rules: Rules,
     pub(super) mail: Mailer,
+    /// Seals what the service keeps secret at rest (webhook secrets).
+    pub(super) master: MasterKey,
+    pub(super) hook_policy: WebhookPolicy,
+    pub(super) hooks_wake: HookWaker,
 }
 
 /// What the service is built from, besides its configuration and the
@@ -103,6 +108,7 @@ pub struct Parts {
     pub hasher: Hasher,
     pub policy: PasswordPolicy,
     pub mail: Mailer,
+    pub hook_policy: WebhookPolicy,
 }
 
 impl Auth {
@@ -114,6 +120,7 @@ impl Auth {
             hasher,
             policy,
             mail,
+            hook_policy,
         } = parts;
         let rules = Rules {
             issuer: config.issuer.clone(),
@@ -135,6 +142,9 @@ impl Auth {
             config,
             rules,
             mail,
+            master: master.clone(),
+            hook_policy,
+            hooks_wake: HookWaker::default(),
         }
     }
 

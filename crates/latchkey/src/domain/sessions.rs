@@ -8,6 +8,9 @@
 //! generation is theft and revokes the session.
 
 use super::events::EventKind;
+use serde_json::json;
+
+use super::clock::rfc3339;
 use super::mail::{MailKind, Notice};
 use super::refresh::{self, Presented};
 use super::{Auth, AuthError, Authenticated, Client, Event, Session, TokenPair};
@@ -96,6 +99,20 @@ impl Auth {
                 accept_language: client.accept_language.clone(),
             };
             let kind = (Notice::RefreshReuse, MailKind::RefreshReuse);
+            notice.events.push(self.hook_event(
+                "session.theft_detected",
+                Some(&user.id),
+                json!({
+                    "user_id": user.id,
+                    "session_id": session.id,
+                    "device": session.user_agent,
+                    "ip": session.ip,
+                    "session_started_at": rfc3339(session.created_at),
+                    "last_refresh_at": session.rotated_at.map(rfc3339),
+                    "reused_at": rfc3339(now),
+                    "reused_from_ip": client.ip,
+                }),
+            ));
             notice
                 .mails
                 .extend(self.notice(&user, &ended, kind, vec![]));
@@ -105,9 +122,7 @@ impl Auth {
             .revoke_session(&session.id, RevokeReason::RefreshReuse, now, &notice)
             .await?
         {
-            if !notice.mails.is_empty() {
-                self.mail.wake();
-            }
+            self.written(&notice);
             metrics::counter!("latchkey_refresh_reuse_detected_total").increment(1);
             metrics::counter!("latchkey_revocations_total").increment(1);
             tracing::warn!(user_id = %session.user_id, session_id = %session.id, "refresh token reuse detected");

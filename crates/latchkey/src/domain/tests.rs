@@ -74,6 +74,7 @@ async fn world_with(configure: impl FnOnce(&mut AuthConfig)) -> World {
         hasher: Hasher::new(cheap, 2, 8).expect("hasher"),
         policy: PasswordPolicy { min_length: 8 },
         mail: mailer(&master),
+        hook_policy: Default::default(),
     };
     let auth = Arc::new(Auth::new(parts, &master, config));
     let client = Client::default();

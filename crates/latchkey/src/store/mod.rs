@@ -2,6 +2,7 @@
 //! implements it with its own SQL and migrations; nothing above this module
 //! sees SQL, and nothing here knows about HTTP.
 
+mod hooks;
 mod outbox;
 pub mod postgres;
 mod quick_reads;
@@ -191,13 +192,70 @@ pub struct MailRecord {
 pub struct Outgoing {
     pub tokens: Vec<EmailTokenRecord>,
     pub mails: Vec<NewMail>,
+    /// Events for the webhooks: each becomes a delivery to every enabled
+    /// endpoint that subscribes to its type.
+    pub events: Vec<NewWebhookEvent>,
 }
 
 impl Outgoing {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty() && self.mails.is_empty()
+        self.tokens.is_empty() && self.mails.is_empty() && self.events.is_empty()
     }
+}
+
+/// An event to deliver to the webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWebhookEvent {
+    /// `msg_…`: the same for every endpoint (the `webhook-id` header).
+    pub id: String,
+    pub kind: String,
+    pub user_id: Option<String>,
+    /// The JSON body, as signed and sent.
+    pub payload: String,
+    pub created_at: i64,
+    /// Only to this endpoint (a test event), not to every subscriber.
+    pub only_to: Option<String>,
+}
+
+/// An operator's webhook endpoint; `secret` is sealed under the master key.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WebhookRecord {
+    pub id: String,
+    pub url: String,
+    /// Space-separated event types, or `*`.
+    pub events: String,
+    pub secret: Vec<u8>,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+/// One event's delivery to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub user_id: Option<String>,
+    pub payload: String,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+    pub attempts: i64,
+    pub delivered_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_latency_ms: Option<i64>,
+}
+
+/// How an attempt to deliver to an endpoint ended.
+#[derive(Debug, Clone)]
+pub struct HookAttempt {
+    pub outcome: Delivery,
+    /// The endpoint's HTTP status, when it answered.
+    pub status: Option<i64>,
+    pub latency_ms: i64,
 }
 
 /// What redeeming a token changes, besides using the token up.
@@ -388,6 +446,22 @@ pub trait Store: Send + Sync + 'static {
     async fn unsent_mail(&self, limit: i64) -> StoreResult<Vec<MailRecord>>;
     /// Makes every message given up due again at `now`; returns the count.
     async fn retry_failed_mail(&self, now: i64) -> StoreResult<u64>;
+
+    async fn insert_webhook(&self, hook: &WebhookRecord) -> StoreResult<()>;
+    async fn webhooks(&self) -> StoreResult<Vec<WebhookRecord>>;
+    /// Deletes an endpoint and its deliveries; false when there is none.
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool>;
+    /// Takes up to `limit` deliveries due at `now`, each counted as an
+    /// attempt and hidden from other takers until `lease_until`.
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryRecord>>;
+    async fn finish_delivery(&self, id: i64, attempt: &HookAttempt) -> StoreResult<()>;
+    /// An endpoint's deliveries, newest first.
+    async fn deliveries(&self, webhook_id: &str, limit: i64) -> StoreResult<Vec<DeliveryRecord>>;
 
     /// Returns false when no such user exists.
     async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64)

@@ -69,7 +69,9 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'e> &'e str: Encode<'e, DB> + Type<DB>,
     for<'e> &'e [u8]: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<&'e str>: Encode<'e, DB> + Type<DB>,
     i64: for<'e> Encode<'e, DB> + Type<DB>,
+    bool: for<'e> Encode<'e, DB> + Type<DB>,
 {
     for t in &outgoing.tokens {
         sqlx::query(DROP_TOKENS)
@@ -87,6 +89,7 @@ where
             .execute(&mut *conn)
             .await?;
     }
+    super::hooks::fan_out::<DB>(conn, &outgoing.events).await?;
     for m in &outgoing.mails {
         sqlx::query(INSERT_MAIL)
             .bind(m.recipient.as_str())

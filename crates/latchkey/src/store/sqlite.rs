@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::hooks;
 use super::outbox;
 use super::quick_reads::QuickReads;
 use super::rotations::Rotations;
@@ -212,6 +213,16 @@ const CLAIM_MAIL: &str = concat!(
                   ORDER BY next_attempt_at, id LIMIT $3)
      RETURNING ",
     outbox::mail_columns!()
+);
+
+/// Takes due deliveries: $1 now, $2 lease end, $3 limit, oldest first.
+const CLAIM_DELIVERIES: &str = concat!(
+    "UPDATE webhook_deliveries SET next_attempt_at = $2, attempts = attempts + 1
+     WHERE id IN (SELECT id FROM webhook_deliveries
+                  WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1
+                  ORDER BY next_attempt_at, id LIMIT $3)
+     RETURNING ",
+    hooks::delivery_columns!()
 );
 
 #[async_trait]
@@ -444,6 +455,67 @@ impl Store for SqliteStore {
             .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(Some(version))
+    }
+
+    async fn insert_webhook(&self, hook: &WebhookRecord) -> StoreResult<()> {
+        sqlx::query(hooks::INSERT_WEBHOOK)
+            .bind(&hook.id)
+            .bind(&hook.url)
+            .bind(&hook.events)
+            .bind(&hook.secret)
+            .bind(hook.created_at)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn webhooks(&self) -> StoreResult<Vec<WebhookRecord>> {
+        sqlx::query_as(hooks::WEBHOOKS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query(hooks::DELETE_WEBHOOK)
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        sqlx::query_as(CLAIM_DELIVERIES)
+            .bind(now)
+            .bind(lease_until)
+            .bind(limit)
+            .fetch_all(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn finish_delivery(&self, id: i64, attempt: &HookAttempt) -> StoreResult<()> {
+        hooks::bind_attempt(id, attempt)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn deliveries(&self, webhook_id: &str, limit: i64) -> StoreResult<Vec<DeliveryRecord>> {
+        sqlx::query_as(hooks::DELIVERIES)
+            .bind(webhook_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))
     }
 
     async fn set_user_disabled(

@@ -484,6 +484,7 @@ async fn a_mailed_token_is_redeemed_once_even_when_raced(store: &Arc<dyn Store>)
     let outgoing = Outgoing {
         tokens: vec![token("d-rex", "rex", TokenPurpose::ResetPassword, t + 600)],
         mails: vec![mail("rex@example.com")],
+        ..Default::default()
     };
     store.send(&outgoing).await.expect("send");
     let attempts = (0..8).map(|i| {
@@ -518,6 +519,7 @@ async fn a_mailed_token_is_redeemed_once_even_when_raced(store: &Arc<dyn Store>)
     let expired = Outgoing {
         tokens: vec![token("d-old", "rex", TokenPurpose::VerifyEmail, t - 1)],
         mails: vec![],
+        ..Default::default()
     };
     store.send(&expired).await.expect("send");
     let verify = Redeem::VerifyEmail;
@@ -531,6 +533,7 @@ async fn a_mailed_token_is_redeemed_once_even_when_raced(store: &Arc<dyn Store>)
     let live = Outgoing {
         tokens: vec![token("d-new", "rex", TokenPurpose::VerifyEmail, t + 600)],
         mails: vec![],
+        ..Default::default()
     };
     store.send(&live).await.expect("send");
     assert!(
@@ -555,6 +558,7 @@ async fn takers_of_due_mail_never_take_the_same_message(store: &Arc<dyn Store>) 
         mails: (0..30)
             .map(|i| mail(&format!("m{i}@example.com")))
             .collect(),
+        ..Default::default()
     };
     store.send(&outgoing).await.expect("send");
     let takers = (0..4).map(|_| {

@@ -78,12 +78,14 @@ async fn revoking_an_unknown_or_already_revoked_key_fails_clearly() {
     // A key that no longer signs is withdrawn without a replacement.
     let (_, tokens) = app.new_user().await;
     let old = kid_of(&tokens.access);
-    app.cli(&["keys", "rotate", "--now"], None);
+    let rotated = app.cli(&["keys", "rotate", "--now"], None);
+    assert!(rotated.status.success(), "{rotated:?}");
     let out = app.cli(&["keys", "revoke", &old], None);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && !said.contains("signs from now on"),
-        "{said}"
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let twice = app.cli(&["keys", "revoke", &old], None);
     assert!(!twice.status.success());

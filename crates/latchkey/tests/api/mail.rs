@@ -4,7 +4,7 @@
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -93,7 +93,8 @@ impl SmtpSink {
 
     /// With `--tls starttls|implicit` and `--auth USER:PASSWORD` as `options` say.
     async fn start_with(port: u16, options: &[&str]) -> Option<SmtpSink> {
-        let python = python().await?;
+        let python =
+            tools::python_with("aiosmtpd", "the mail tests need a real SMTP server").await?;
         let mut child = Command::new(python)
             .arg(tools::workspace().join("interop/python/smtp_sink.py"))
             .arg(port.to_string())
@@ -177,37 +178,6 @@ impl SmtpSink {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
         let _ = self.child.kill().await;
     }
-}
-
-async fn python() -> Option<PathBuf> {
-    let program = tools::workspace().join("interop/python/.venv/bin/python");
-    let ready = |p: &Path| {
-        std::process::Command::new(p)
-            .args(["-c", "import aiosmtpd"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ready(&program) {
-        return Some(program);
-    }
-    let installed = tools::install("interop/setup.sh").await;
-    if ready(&program) {
-        return Some(program);
-    }
-    let reason = format!(
-        "aiosmtpd is not installed in {} ({installed:?})",
-        program.display()
-    );
-    if std::env::var("LATCHKEY_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("the mail tests need a real SMTP server: {reason}");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: the mail tests need a real SMTP server: {reason}.\n*** interop/setup.sh installs it.\n"
-    );
-    None
 }
 
 /// The app, delivering to `sink`.

@@ -29,3 +29,4 @@ mod scaleout;
 mod sessions;
 mod smoke;
 mod tokens;
+mod webhooks;

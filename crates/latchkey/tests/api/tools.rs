@@ -68,3 +68,37 @@ fn run_locked(script: &str) -> Result<(), String> {
         tail.join(" / ")
     ))
 }
+
+/// The tests' Python (`interop/python/.venv`) once it can import `module`,
+/// installed by `interop/setup.sh` on first use; None after a loud skip, or
+/// a panic under `LATCHKEY_REQUIRE_ALL=1`, when it cannot.
+pub async fn python_with(module: &str, why: &str) -> Option<PathBuf> {
+    let program = workspace().join("interop/python/.venv/bin/python");
+    let ready = |p: &Path| {
+        Command::new(p)
+            .args(["-c", &format!("import {module}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready(&program) {
+        return Some(program);
+    }
+    let installed = install("interop/setup.sh").await;
+    if ready(&program) {
+        return Some(program);
+    }
+    let reason = format!(
+        "{module} is not installed in {} ({installed:?})",
+        program.display()
+    );
+    if std::env::var("LATCHKEY_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{why}: {reason}");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: {why}: {reason}.\n*** interop/setup.sh installs it.\n"
+    );
+    None
+}

@@ -15,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{FromRow, PgPool};
 
 use self::retry::{Replay, map_err, retry};
+use super::hooks;
 use super::outbox;
 use super::sql::{self, bind_session, bind_throttle};
 
@@ -168,6 +169,16 @@ const CLAIM_MAIL: &str = concat!(
                   ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
      RETURNING ",
     outbox::mail_columns!()
+);
+
+/// Takes due deliveries: $1 now, $2 lease end, $3 limit, oldest first.
+const CLAIM_DELIVERIES: &str = concat!(
+    "UPDATE webhook_deliveries SET next_attempt_at = $2, attempts = attempts + 1
+     WHERE id IN (SELECT id FROM webhook_deliveries
+                  WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1
+                  ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+     RETURNING ",
+    hooks::delivery_columns!()
 );
 
 #[async_trait]
@@ -394,6 +405,77 @@ impl Store for PgStore {
             outbox::write::<sqlx::Postgres>(&mut tx, outgoing).await?;
             tx.commit().await?;
             Ok(Some(version))
+        })
+        .await
+    }
+
+    async fn insert_webhook(&self, hook: &WebhookRecord) -> StoreResult<()> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            sqlx::query(hooks::INSERT_WEBHOOK)
+                .bind(&hook.id)
+                .bind(&hook.url)
+                .bind(&hook.events)
+                .bind(&hook.secret)
+                .bind(hook.created_at)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn webhooks(&self) -> StoreResult<Vec<WebhookRecord>> {
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(hooks::WEBHOOKS).fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let done = sqlx::query(hooks::DELETE_WEBHOOK)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        // A rerun after a lost answer only takes other deliveries; those the
+        // lost run took come back when their lease ends.
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(CLAIM_DELIVERIES)
+                .bind(now)
+                .bind(lease_until)
+                .bind(limit)
+                .fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn finish_delivery(&self, id: i64, attempt: &HookAttempt) -> StoreResult<()> {
+        retry(Replay::Idempotent, move || async move {
+            hooks::bind_attempt(id, attempt)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn deliveries(&self, webhook_id: &str, limit: i64) -> StoreResult<Vec<DeliveryRecord>> {
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(hooks::DELIVERIES)
+                .bind(webhook_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
         })
         .await
     }

@@ -1,0 +1,276 @@
+//! Webhooks: the operator's endpoints, and the security events delivered
+//! to them, signed as the Standard Webhooks specification says
+//! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,…`, secrets
+//! `whsec_…`). An event is written with the change it reports (the outbox),
+//! one delivery per subscribed endpoint; the delivery worker sends them.
+//! See docs/webhooks.md.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::secrets::{MasterKey, SecretError, random};
+use super::{Auth, AuthError};
+use crate::store::{DeliveryRecord, NewWebhookEvent, Outgoing, WebhookRecord};
+
+/// The label endpoint secrets are sealed under.
+const SEAL_LABEL: &str = "webhook-secret";
+/// Most endpoints; each event costs a delivery row per endpoint.
+const MAX_WEBHOOKS: usize = 20;
+
+/// Every event type, as subscribed to and sent.
+pub const EVENT_TYPES: [&str; 7] = [
+    "user.registered",
+    "user.password_changed",
+    "user.email_verified",
+    "user.email_changed",
+    "user.disabled",
+    "session.theft_detected",
+    "webhook.test",
+];
+
+/// Who may be called: https only, and never a private, loopback or
+/// link-local address — unless the operator allows them (development).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WebhookPolicy {
+    pub allow_private: bool,
+}
+
+impl WebhookPolicy {
+    /// Whether an address may be called.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allow_private || is_public(ip)
+    }
+
+    /// Checks an endpoint URL: https (or http where private addresses are
+    /// allowed), a host, no credentials, and no literal address it may not call.
+    pub fn check_url(&self, raw: &str) -> Result<url::Url, String> {
+        let url = url::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_private => {}
+            "http" => return Err("webhook URLs must be https".into()),
+            other => return Err(format!("unsupported scheme {other:?}")),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("credentials do not belong in a webhook URL".into());
+        }
+        let host = url.host_str().ok_or("the URL names no host")?;
+        if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>()
+            && !self.allows(ip)
+        {
+            return Err(format!("{ip} is a private, loopback or link-local address"));
+        }
+        Ok(url)
+    }
+}
+
+/// Whether `ip` is an address on the public internet.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
+                || v4.octets()[0] >= 224)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80)
+            }
+        },
+    }
+}
+
+/// An endpoint as the operator sees it.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub created_at: i64,
+    pub disabled: bool,
+}
+
+impl From<&WebhookRecord> for Webhook {
+    fn from(r: &WebhookRecord) -> Self {
+        Webhook {
+            id: r.id.clone(),
+            url: r.url.clone(),
+            events: r.events.split(' ').map(str::to_string).collect(),
+            created_at: r.created_at,
+            disabled: r.disabled_at.is_some(),
+        }
+    }
+}
+
+/// The signing secret of an endpoint, opened.
+pub fn open_secret(master: &MasterKey, sealed: &[u8]) -> Result<String, SecretError> {
+    let plain = master.open(SEAL_LABEL, sealed)?;
+    String::from_utf8(plain).map_err(|_| SecretError::Malformed)
+}
+
+/// What the delivery worker is woken with.
+#[derive(Clone, Default)]
+pub struct HookWaker(pub Arc<Notify>);
+
+impl Auth {
+    /// Adds an endpoint for `events` (`*` for all); returns it and its
+    /// secret, which is shown this once.
+    pub async fn add_webhook(
+        &self,
+        url: &str,
+        events: &[String],
+    ) -> Result<(Webhook, String), AuthError> {
+        let url = self
+            .hook_policy
+            .check_url(url)
+            .map_err(AuthError::InvalidRequest)?;
+        let events = check_events(events)?;
+        if self.store.webhooks().await?.len() >= MAX_WEBHOOKS {
+            return Err(AuthError::InvalidRequest(format!(
+                "at most {MAX_WEBHOOKS} webhooks"
+            )));
+        }
+        let mut key = [0u8; 32];
+        random(&mut key)?;
+        let secret = format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        );
+        let record = WebhookRecord {
+            id: format!("wh_{}", Uuid::now_v7().simple()),
+            url: url.to_string(),
+            events: events.join(" "),
+            secret: self.master.seal(SEAL_LABEL, secret.as_bytes())?,
+            created_at: self.now(),
+            disabled_at: None,
+        };
+        self.store.insert_webhook(&record).await?;
+        Ok((Webhook::from(&record), secret))
+    }
+
+    pub async fn webhooks(&self) -> Result<Vec<Webhook>, AuthError> {
+        Ok(self
+            .store
+            .webhooks()
+            .await?
+            .iter()
+            .map(Webhook::from)
+            .collect())
+    }
+
+    pub async fn remove_webhook(&self, id: &str) -> Result<(), AuthError> {
+        match self.store.delete_webhook(id).await? {
+            true => Ok(()),
+            false => Err(AuthError::NotFound),
+        }
+    }
+
+    /// An endpoint's recent deliveries, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        id: &str,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRecord>, AuthError> {
+        Ok(self.store.deliveries(id, limit).await?)
+    }
+
+    /// Sends a `webhook.test` event to one endpoint.
+    pub async fn test_webhook(&self, id: &str) -> Result<String, AuthError> {
+        if !self.store.webhooks().await?.iter().any(|h| h.id == id) {
+            return Err(AuthError::NotFound);
+        }
+        let mut event = self.hook_event("webhook.test", None, json!({ "webhook_id": id }));
+        event.only_to = Some(id.to_string());
+        let event_id = event.id.clone();
+        let outgoing = Outgoing {
+            events: vec![event],
+            ..Default::default()
+        };
+        self.store.send(&outgoing).await?;
+        self.hooks_wake.0.notify_one();
+        Ok(event_id)
+    }
+
+    /// A webhook event of `kind` about `user_id`, as sent: the Standard
+    /// Webhooks envelope `{"type", "timestamp", "data"}`.
+    pub(super) fn hook_event(
+        &self,
+        kind: &str,
+        user_id: Option<&str>,
+        data: Value,
+    ) -> NewWebhookEvent {
+        let now = self.now();
+        let payload = json!({
+            "type": kind,
+            "timestamp": super::clock::rfc3339(now),
+            "data": data,
+        });
+        NewWebhookEvent {
+            id: format!("msg_{}", Uuid::now_v7().simple()),
+            kind: kind.to_string(),
+            user_id: user_id.map(str::to_string),
+            payload: payload.to_string(),
+            created_at: now,
+            only_to: None,
+        }
+    }
+
+    /// Tells the delivery workers that `outgoing` was written.
+    pub(super) fn written(&self, outgoing: &Outgoing) {
+        if !outgoing.mails.is_empty() {
+            self.mail.wake();
+        }
+        if !outgoing.events.is_empty() {
+            self.hooks_wake.0.notify_one();
+        }
+    }
+
+    /// What the webhook delivery worker waits on.
+    pub fn hook_waker(&self) -> HookWaker {
+        self.hooks_wake.clone()
+    }
+
+    pub fn hook_policy(&self) -> WebhookPolicy {
+        self.hook_policy
+    }
+}
+
+fn check_events(events: &[String]) -> Result<Vec<String>, AuthError> {
+    let events: Vec<String> = events
+        .iter()
+        .flat_map(|e| e.split(','))
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if events.is_empty() {
+        return Err(AuthError::InvalidRequest(
+            "name the events to send, or * for all".into(),
+        ));
+    }
+    if events.iter().any(|e| e == "*") {
+        return Ok(vec!["*".to_string()]);
+    }
+    if let Some(unknown) = events.iter().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
+        return Err(AuthError::InvalidRequest(format!(
+            "unknown event {unknown:?}; one of {}",
+            EVENT_TYPES.join(", ")
+        )));
+    }
+    Ok(events)
+}

@@ -1,0 +1,94 @@
+//! Webhook endpoints and deliveries: the statements both backends run word
+//! for word, and the fan-out of an event to its subscribers, run on the
+//! transaction of the change it reports. Taking due deliveries differs
+//! (row locks on PostgreSQL) and stays in each backend.
+
+use sqlx::{Database, Encode, Type};
+
+use super::{Delivery, HookAttempt, NewWebhookEvent};
+
+macro_rules! delivery_columns {
+    () => {
+        "id, webhook_id, event_id, event_type, user_id, payload, created_at, next_attempt_at, attempts, delivered_at, failed_at, last_status, last_error, last_latency_ms"
+    };
+}
+pub(super) use delivery_columns;
+
+pub const INSERT_WEBHOOK: &str =
+    "INSERT INTO webhooks (id, url, events, secret, created_at) VALUES ($1, $2, $3, $4, $5)";
+pub const WEBHOOKS: &str =
+    "SELECT id, url, events, secret, created_at, disabled_at FROM webhooks ORDER BY created_at, id";
+pub const DELETE_WEBHOOK: &str = "DELETE FROM webhooks WHERE id = $1";
+/// One delivery per enabled endpoint subscribed to the event's type ($2),
+/// or only to endpoint $6 when given.
+const FAN_OUT: &str = "INSERT INTO webhook_deliveries
+     (webhook_id, event_id, event_type, user_id, payload, created_at, next_attempt_at)
+     SELECT id, $1, $2, $3, $4, $5, $5 FROM webhooks
+     WHERE disabled_at IS NULL
+       AND (events = '*' OR (' ' || events || ' ') LIKE ('% ' || $2 || ' %'))
+       AND (id = $6 OR $7)";
+pub const DELIVERIES: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2"
+);
+const DELIVERED: &str = "UPDATE webhook_deliveries SET delivered_at = $2, last_status = $3,
+     last_error = NULL, last_latency_ms = $4 WHERE id = $1";
+const RETRY: &str = "UPDATE webhook_deliveries SET next_attempt_at = $2, last_status = $3,
+     last_error = $5, last_latency_ms = $4 WHERE id = $1";
+const GIVEN_UP: &str = "UPDATE webhook_deliveries SET failed_at = $2, last_status = $3,
+     last_error = $5, last_latency_ms = $4 WHERE id = $1";
+
+/// Writes a delivery of each event to each endpoint that wants it.
+pub async fn fan_out<DB>(
+    conn: &mut DB::Connection,
+    events: &[NewWebhookEvent],
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<&'e str>: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    bool: for<'e> Encode<'e, DB> + Type<DB>,
+{
+    for e in events {
+        sqlx::query(FAN_OUT)
+            .bind(e.id.as_str())
+            .bind(e.kind.as_str())
+            .bind(e.user_id.as_deref())
+            .bind(e.payload.as_str())
+            .bind(e.created_at)
+            .bind(e.only_to.as_deref().unwrap_or(""))
+            .bind(e.only_to.is_none())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The statement that records how an attempt at delivery `id` ended.
+pub fn bind_attempt<DB>(id: i64, attempt: &HookAttempt) -> super::sql::Query<'_, DB>
+where
+    DB: Database,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<&'e str>: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<i64>: for<'e> Encode<'e, DB> + Type<DB>,
+{
+    let (statement, at, error) = match &attempt.outcome {
+        Delivery::Sent { at } => (DELIVERED, *at, None),
+        Delivery::Retry { at, error } => (RETRY, *at, Some(error.as_str())),
+        Delivery::Failed { at, error } => (GIVEN_UP, *at, Some(error.as_str())),
+    };
+    let query = sqlx::query(statement)
+        .bind(id)
+        .bind(at)
+        .bind(attempt.status)
+        .bind(attempt.latency_ms);
+    match error {
+        Some(error) => query.bind(error),
+        None => query,
+    }
+}

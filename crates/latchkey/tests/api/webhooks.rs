@@ -1,0 +1,357 @@
+//! Webhooks: security events delivered to a real receiver that verifies
+//! them with the Standard Webhooks library (`standardwebhooks` from PyPI,
+//! in the tests' venv: `interop/setup.sh`), and refuses tampered ones.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::*;
+use crate::tools;
+
+/// `interop/python/webhook_receiver.py` and what it received.
+struct Receiver {
+    url: String,
+    child: Child,
+    received: Arc<Mutex<Vec<(Instant, Value)>>>,
+}
+
+impl Receiver {
+    async fn start() -> Option<Receiver> {
+        let python =
+            tools::python_with("standardwebhooks", "the webhook tests need a receiver").await?;
+        let mut child = Command::new(python)
+            .arg(tools::workspace().join("interop/python/webhook_receiver.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start webhook_receiver.py");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the receiver starts")
+            .expect("read")
+            .expect("a first line");
+        let port: u16 = first
+            .strip_prefix("listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected: {first}"));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v: Value = serde_json::from_str(&line).expect("json line");
+                sink.lock().expect("lock").push((Instant::now(), v));
+            }
+        });
+        Some(Receiver {
+            url: format!("http://127.0.0.1:{port}/hooks"),
+            child,
+            received,
+        })
+    }
+
+    /// Gives the receiver the endpoint's secret.
+    async fn trust(&mut self, secret: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(format!("{secret}\n").as_bytes())
+            .await
+            .expect("write secret");
+        stdin.flush().await.expect("flush");
+    }
+
+    fn all(&self) -> Vec<(Instant, Value)> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    /// The first verified event of `kind` about `user_id`, waiting up to 20 s.
+    async fn wait_for(&self, kind: &str, user_id: &str) -> (Instant, Value) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self.all().into_iter().find(|(_, v)| {
+                v["ok"] == true
+                    && v["payload"]["type"] == kind
+                    && v["payload"]["data"]["user_id"] == user_id
+            });
+            if let Some(found) = found {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no verified {kind} for {user_id}; received: {:?}",
+                self.all()
+                    .iter()
+                    .map(|(_, v)| (&v["ok"], &v["type"], &v["error"]))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn app_with_hooks() -> TestApp {
+    spawn_app_with(|s| {
+        s.webhook_allow_private = true;
+        s.mail.notices = vec![];
+        // Reuse counts at once: no clock to move, so signatures carry the real time.
+        s.refresh_reuse_grace = Duration::ZERO;
+    })
+    .await
+}
+
+async fn subscribe(app: &TestApp, receiver: &mut Receiver, events: &str) -> String {
+    let (hook, secret) = app
+        .auth
+        .add_webhook(&receiver.url, &[events.to_string()])
+        .await
+        .expect("add webhook");
+    assert!(secret.starts_with("whsec_"));
+    receiver.trust(&secret).await;
+    hook.id
+}
+
+fn user_id(tokens: &Tokens) -> String {
+    decode_segment(&tokens.access, 1)["sub"]
+        .as_str()
+        .expect("sub")
+        .to_string()
+}
+
+#[tokio::test]
+async fn security_events_arrive_signed_and_the_standard_webhooks_library_verifies_them() {
+    let Some(mut receiver) = Receiver::start().await else {
+        return;
+    };
+    let app = app_with_hooks().await;
+    subscribe(&app, &mut receiver, "*").await;
+    let (email, tokens) = app.new_user().await;
+    let id = user_id(&tokens);
+    let (_, registered) = receiver.wait_for("user.registered", &id).await;
+    assert_eq!(registered["payload"]["data"]["email"], email.as_str());
+    assert!(
+        registered["id"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("msg_")
+    );
+
+    let resp = app
+        .post_auth(
+            "/v1/me/password",
+            &tokens.access,
+            Some(serde_json::json!({ "current_password": PASSWORD, "new_password": "a whole new passphrase 42" })),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (_, changed) = receiver.wait_for("user.password_changed", &id).await;
+    assert_eq!(changed["payload"]["data"]["reason"], "change");
+    let body = changed["body"].as_str().expect("body").to_string();
+    assert!(!body.contains("passphrase"), "no secret in a payload");
+
+    // What a receiver must refuse, refused by the library itself.
+    let headers = changed["headers"].clone();
+    let replay = |body: String, headers: Value| {
+        let client = app.client.clone();
+        let url = receiver.url.clone();
+        async move {
+            let mut request = client.post(&url).body(body);
+            for name in [
+                "webhook-id",
+                "webhook-timestamp",
+                "webhook-signature",
+                "content-type",
+            ] {
+                if let Some(value) = headers[name].as_str() {
+                    request = request.header(name, value);
+                }
+            }
+            request.send().await.expect("post").status()
+        }
+    };
+    let tampered = body.replace("\"change\"", "\"reset\"");
+    assert_eq!(
+        replay(tampered, headers.clone()).await,
+        StatusCode::BAD_REQUEST
+    );
+    let mut old = headers.clone();
+    let sent_at: i64 = headers["webhook-timestamp"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("timestamp");
+    old["webhook-timestamp"] = Value::from((sent_at - 3600).to_string());
+    assert_eq!(replay(body.clone(), old).await, StatusCode::BAD_REQUEST);
+    let mut forged = headers.clone();
+    forged["webhook-signature"] = Value::from("v1,c2lnbmVkIHdpdGggYW5vdGhlciBzZWNyZXQ=");
+    assert_eq!(replay(body.clone(), forged).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        replay(body, headers).await,
+        StatusCode::NO_CONTENT,
+        "the genuine one still verifies"
+    );
+    let refusals: Vec<String> = receiver
+        .all()
+        .iter()
+        .filter(|(_, v)| v["ok"] == false)
+        .map(|(_, v)| v["error"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(refusals.len(), 3, "{refusals:?}");
+}
+
+#[tokio::test]
+async fn a_refresh_token_theft_reaches_the_receiver_within_a_second() {
+    let Some(mut receiver) = Receiver::start().await else {
+        return;
+    };
+    let app = app_with_hooks().await;
+    subscribe(&app, &mut receiver, "session.theft_detected").await;
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let (_, tokens) = app.new_user().await;
+        let id = user_id(&tokens);
+        app.refresh_ok(&tokens.refresh).await;
+        let detected = Instant::now();
+        assert_eq!(
+            app.refresh(&tokens.refresh).await.status(),
+            StatusCode::BAD_REQUEST
+        );
+        let (arrived, event) = receiver.wait_for("session.theft_detected", &id).await;
+        let data = &event["payload"]["data"];
+        assert_eq!(data["session_id"], tokens.session_id.as_str());
+        assert_eq!(data["ip"], "127.0.0.1");
+        latencies.push(arrived.saturating_duration_since(detected));
+    }
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    let max = latencies[latencies.len() - 1];
+    println!("theft detected -> receiver: p50 {p50:?}, max {max:?} (20 thefts)");
+    assert!(max < Duration::from_secs(1), "{latencies:?}");
+    // Only what it subscribed to.
+    assert!(
+        receiver
+            .all()
+            .iter()
+            .all(|(_, v)| v["type"] == "session.theft_detected")
+    );
+}
+
+#[tokio::test]
+async fn two_instances_deliver_each_event_once() {
+    let Some(mut receiver) = Receiver::start().await else {
+        return;
+    };
+    let first = app_with_hooks().await;
+    let second = spawn_app_in(first.dir.clone(), |s| {
+        s.webhook_allow_private = true;
+        s.mail.notices = vec![];
+    })
+    .await;
+    subscribe(&first, &mut receiver, "user.registered").await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let (_, tokens) = app.new_user().await;
+        ids.push(user_id(&tokens));
+    }
+    for id in &ids {
+        receiver.wait_for("user.registered", id).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let all = receiver.all();
+    assert_eq!(all.len(), ids.len(), "each event once");
+}
+
+#[tokio::test]
+async fn endpoints_must_be_https_and_public_unless_allowed() {
+    let app = spawn_app().await;
+    for url in [
+        "http://example.com/hooks",
+        "https://127.0.0.1/hooks",
+        "https://10.1.2.3/hooks",
+        "https://[::1]/hooks",
+        "https://169.254.169.254/latest",
+        "https://user:pw@example.com/hooks",
+        "ftp://example.com/hooks",
+    ] {
+        let refused = app.auth.add_webhook(url, &["*".to_string()]).await;
+        assert!(refused.is_err(), "{url} was accepted");
+    }
+    let unknown = app
+        .auth
+        .add_webhook("https://hooks.example.com/x", &["user.nothing".to_string()])
+        .await;
+    assert!(unknown.is_err());
+    // A name that resolves to a loopback address is refused when it is called.
+    let (hook, _) = app
+        .auth
+        .add_webhook("https://localhost:9/hooks", &["webhook.test".to_string()])
+        .await
+        .expect("a public-looking name is accepted");
+    let out = app.cli(&["webhooks", "test", &hook.id], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no address webhooks may call"), "{err}");
+}
+
+#[tokio::test]
+async fn the_cli_adds_lists_tests_and_removes_endpoints() {
+    let Some(mut receiver) = Receiver::start().await else {
+        return;
+    };
+    let app = spawn_app_with(|s| s.webhook_allow_private = true).await;
+    let env_cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        cmd.args(args)
+            .env_clear()
+            .env("LATCHKEY_DATA_DIR", app.dir.path())
+            .env("LATCHKEY_DATABASE_URL", app.settings.database_url.expose())
+            .env("LATCHKEY_WEBHOOK_ALLOW_PRIVATE", "true")
+            .output()
+            .expect("run latchkey")
+    };
+    let out = env_cli(&[
+        "webhooks",
+        "add",
+        &receiver.url,
+        "--events",
+        "webhook.test,user.registered",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    };
+    let (id, secret) = (field("webhook_id"), field("secret"));
+    receiver.trust(&secret).await;
+    assert!(stdout(&env_cli(&["webhooks", "list"])).contains(&id));
+    let out = env_cli(&["webhooks", "test", &id]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("delivered"));
+    let deliveries = stdout(&env_cli(&["webhooks", "deliveries", &id]));
+    assert!(
+        deliveries.contains("webhook.test") && deliveries.contains("delivered"),
+        "{deliveries}"
+    );
+    assert!(env_cli(&["webhooks", "remove", &id]).status.success());
+    assert!(!stdout(&env_cli(&["webhooks", "list"])).contains(&id));
+    // The CLI ran blocking this test's runtime: let the receiver's output be read.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while receiver.all().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = receiver.all();
+    let (_, verified) = all
+        .first()
+        .unwrap_or_else(|| panic!("the test event: {deliveries}"));
+    assert_eq!(verified["ok"], true);
+}

@@ -1,0 +1,68 @@
+"""A webhook receiver for the tests, verifying as a receiver would with the
+Standard Webhooks library (PyPI `standardwebhooks`).
+
+    webhook_receiver.py [--status CODE]
+
+Listens on 127.0.0.1 (a free port), prints `listening on PORT`, then reads
+the endpoint's secret (`whsec_…`) as the first line of its standard input.
+Each POST is verified with `Webhook(secret).verify(body, headers)` and
+printed as one JSON line: {"ok": bool, "error": str|null, "id": ...,
+"type": ..., "payload": {...}|null, "headers": {...}, "body": "..."}.
+Verified requests are answered CODE (default 204), others 400. Runs until
+its standard input closes.
+"""
+
+import argparse
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks.webhooks import Webhook
+
+secret_ready = threading.Event()
+state = {"secret": None}
+
+
+class Receiver(BaseHTTPRequestHandler):
+    status = 204
+
+    def do_POST(self):
+        length = int(self.headers.get("content-length", "0"))
+        body = self.rfile.read(length)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        secret_ready.wait(10)
+        record = {"ok": False, "error": None, "payload": None, "headers": headers,
+                  "body": body.decode("utf-8", "replace"), "id": headers.get("webhook-id")}
+        try:
+            payload = Webhook(state["secret"]).verify(body, headers)
+            record["ok"] = True
+            record["payload"] = payload
+            record["type"] = payload.get("type")
+        except Exception as error:  # the library's own refusal, reported as is
+            record["error"] = f"{type(error).__name__}: {error}"
+        print(json.dumps(record), flush=True)
+        self.send_response(self.status if record["ok"] else 400)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--status", type=int, default=204)
+    args = parser.parse_args()
+    Receiver.status = args.status
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"listening on {server.server_address[1]}", flush=True)
+    state["secret"] = sys.stdin.readline().strip()
+    secret_ready.set()
+    sys.stdin.read()
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
