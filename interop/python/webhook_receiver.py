@@ -1,9 +1,9 @@
 """A webhook receiver for the tests, verifying as a receiver would with the
 Standard Webhooks library (PyPI `standardwebhooks`).
 
-    webhook_receiver.py [--status CODE]
+    webhook_receiver.py [--status CODE] [--port PORT]
 
-Listens on 127.0.0.1 (a free port), prints `listening on PORT`, then reads
+Listens on 127.0.0.1:PORT (default: a free port), prints `listening on PORT`, then reads
 the endpoint's secret (`whsec_…`) as the first line of its standard input.
 Each POST is verified with `Webhook(secret).verify(body, headers)` and
 printed as one JSON line: {"ok": bool, "error": str|null, "id": ...,
@@ -53,9 +53,10 @@ class Receiver(BaseHTTPRequestHandler):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--status", type=int, default=204)
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     Receiver.status = args.status
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"listening on {server.server_address[1]}", flush=True)
     state["secret"] = sys.stdin.readline().strip()

@@ -31,4 +31,7 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
     WHERE delivered_at IS NULL AND failed_at IS NULL;
 CREATE INDEX webhook_deliveries_by_hook ON webhook_deliveries (webhook_id, id);
+-- Deliveries to one endpoint about one user go out in order.
+CREATE INDEX webhook_deliveries_by_user ON webhook_deliveries (webhook_id, user_id, id)
+    WHERE delivered_at IS NULL AND failed_at IS NULL;
 CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries (created_at);

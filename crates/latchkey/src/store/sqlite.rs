@@ -215,11 +215,16 @@ const CLAIM_MAIL: &str = concat!(
     outbox::mail_columns!()
 );
 
-/// Takes due deliveries: $1 now, $2 lease end, $3 limit, oldest first.
+/// Takes due deliveries: $1 now, $2 lease end, $3 limit, oldest first;
+/// about one user, an endpoint gets the next only once the one before is done.
 const CLAIM_DELIVERIES: &str = concat!(
     "UPDATE webhook_deliveries SET next_attempt_at = $2, attempts = attempts + 1
-     WHERE id IN (SELECT id FROM webhook_deliveries
+     WHERE id IN (SELECT id FROM webhook_deliveries d
                   WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1
+                    AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o
+                                    WHERE o.webhook_id = d.webhook_id AND o.user_id = d.user_id
+                                      AND o.id < d.id
+                                      AND o.delivered_at IS NULL AND o.failed_at IS NULL)
                   ORDER BY next_attempt_at, id LIMIT $3)
      RETURNING ",
     hooks::delivery_columns!()

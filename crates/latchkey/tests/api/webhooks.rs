@@ -23,10 +23,16 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Option<Receiver> {
+        Self::start_on(0).await
+    }
+
+    /// On `port` (0: any free one).
+    async fn start_on(port: u16) -> Option<Receiver> {
         let python =
             tools::python_with("standardwebhooks", "the webhook tests need a receiver").await?;
         let mut child = Command::new(python)
             .arg(tools::workspace().join("interop/python/webhook_receiver.py"))
+            .args(["--port", &port.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -354,4 +360,96 @@ async fn the_cli_adds_lists_tests_and_removes_endpoints() {
         .first()
         .unwrap_or_else(|| panic!("the test event: {deliveries}"));
     assert_eq!(verified["ok"], true);
+}
+
+#[tokio::test]
+async fn events_wait_for_a_receiver_that_is_down_through_a_restart_and_arrive_in_order_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let app = app_with_hooks().await;
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let (hook, secret) = app
+        .auth
+        .add_webhook(&url, &["user.registered,user.password_changed".to_string()])
+        .await
+        .expect("add webhook");
+    let (_, tokens) = app.new_user().await;
+    let id = user_id(&tokens);
+    let mut access = tokens.access.clone();
+    let mut current = PASSWORD.to_string();
+    for next in [
+        "first new passphrase 11",
+        "second new passphrase 22",
+        "third new passphrase 33",
+    ] {
+        let body = serde_json::json!({ "current_password": current, "new_password": next });
+        let resp = app.post_auth("/v1/me/password", &access, Some(body)).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        access = Tokens::from_body(resp.json().await.expect("json")).access;
+        current = next.to_string();
+    }
+    // Nothing listens: the first delivery fails and the others wait behind it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tried = app
+            .auth
+            .webhook_deliveries(&hook.id, 10)
+            .await
+            .expect("deliveries");
+        if tried.iter().any(|d| d.last_error.is_some()) {
+            let started = tried.iter().filter(|d| d.attempts > 0).count();
+            assert_eq!(started, 1, "one at a time per user and endpoint");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed attempt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The server restarts; the receiver comes back.
+    let home = app.stop().await;
+    let Some(mut receiver) = Receiver::start_on(port).await else {
+        return;
+    };
+    receiver.trust(&secret).await;
+    let app = spawn_app_in(home, |s| {
+        s.webhook_allow_private = true;
+        s.mail.notices = vec![];
+    })
+    .await;
+    app.clock.advance(13);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.all().len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "got {} of 4",
+            receiver.all().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = receiver.all();
+    let kinds: Vec<&str> = all
+        .iter()
+        .map(|(_, v)| v["payload"]["type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "user.registered",
+            "user.password_changed",
+            "user.password_changed",
+            "user.password_changed"
+        ],
+        "in the order they happened, each once"
+    );
+    assert!(
+        all.iter()
+            .all(|(_, v)| v["ok"] == true && v["payload"]["data"]["user_id"] == id.as_str())
+    );
+    let mut ids: Vec<&str> = all.iter().filter_map(|(_, v)| v["id"].as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "no event twice");
 }
