@@ -22,6 +22,8 @@ pub enum WebhooksCommand {
     Remove { id: String },
     /// Send a webhook.test event to an endpoint now and report its answer.
     Test { id: String },
+    /// Send a delivery's event again (same event id), e.g. after the receiver was fixed.
+    Replay { delivery: i64 },
     /// An endpoint's recent deliveries, newest first.
     Deliveries {
         id: String,
@@ -73,6 +75,11 @@ pub async fn run(cmd: WebhooksCommand, app: &App) -> anyhow::Result<()> {
                 ),
                 None => bail!("the test event was not queued"),
             }
+        }
+        WebhooksCommand::Replay { delivery } => {
+            let again = auth.replay_delivery(delivery).await.map_err(explain)?;
+            app.dispatcher.deliver_due().await?;
+            println!("delivery {delivery} queued again as delivery {again}");
         }
         WebhooksCommand::Deliveries { id, limit } => {
             println!(

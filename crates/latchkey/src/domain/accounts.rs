@@ -191,6 +191,14 @@ impl Auth {
             )
             .await;
         }
+        let data = json!({
+            "user_id": user.id,
+            "session_id": pair.session_id,
+            "ip": client.ip,
+            "device": client.user_agent,
+            "new_device": device.is_none(),
+        });
+        self.announce("user.login", Some(&user.id), data).await;
         self.audit(
             EventKind::Login,
             Some(&user.id),

@@ -174,6 +174,8 @@ impl Auth {
         let detail = Some(format!("deleted by an administrator; was {}", user.email));
         self.audit_admin(EventKind::UserDeleted, Some(&user.id), detail)
             .await;
+        let data = serde_json::json!({ "user_id": user.id, "email": user.email });
+        self.announce("user.deleted", Some(&user.id), data).await;
         Ok(User::from(&user))
     }
 
@@ -236,6 +238,13 @@ impl Auth {
         };
         if revoked > 0 {
             metrics::counter!("latchkey_revocations_total").increment(revoked);
+            let data = serde_json::json!({
+                "user_id": user.id,
+                "session_ids": session.map(|s| vec![s]).unwrap_or_default(),
+                "sessions": revoked,
+                "reason": "admin",
+            });
+            self.announce("session.revoked", Some(&user.id), data).await;
             let detail = Some(format!("{revoked} session(s) revoked by an administrator"));
             self.audit_detail(
                 EventKind::SessionRevoked,
@@ -295,6 +304,9 @@ impl Auth {
         )
         .await?;
         self.keys.reload(self.store.as_ref(), now).await?;
+        let data =
+            serde_json::json!({ "kid": kid, "activates_at": super::clock::rfc3339(activates_at) });
+        self.announce("key.rotated", None, data).await;
         let detail = Some(format!("{kid} signs from {activates_at}"));
         self.audit_admin(EventKind::KeyRotated, None, detail).await;
         Ok((kid, activates_at))
@@ -333,6 +345,8 @@ impl Auth {
         metrics::counter!("latchkey_keys_withdrawn_total").increment(1);
         let detail = Some(format!("{kid} withdrawn; its tokens are refused"));
         self.audit_admin(EventKind::KeyRevoked, None, detail).await;
+        let data = serde_json::json!({ "kid": kid, "replaced_by": replacement });
+        self.announce("key.revoked", None, data).await;
         Ok(replacement)
     }
 }

@@ -166,12 +166,20 @@ impl Auth {
         reason: RevokeReason,
         client: &Client,
     ) -> Result<bool, AuthError> {
-        let nothing = Outgoing::default();
+        let event = Outgoing {
+            events: vec![self.hook_event(
+                "session.revoked",
+                Some(user_id),
+                json!({ "user_id": user_id, "session_ids": [sid], "reason": reason.as_str() }),
+            )],
+            ..Default::default()
+        };
         let ended = self
             .store
-            .revoke_session(sid, reason, self.now(), &nothing)
+            .revoke_session(sid, reason, self.now(), &event)
             .await?;
         if ended {
+            self.written(&event);
             metrics::counter!("latchkey_revocations_total").increment(1);
             let kind = if reason == RevokeReason::Logout {
                 EventKind::Logout
@@ -201,6 +209,10 @@ impl Auth {
             )
             .await?;
         metrics::counter!("latchkey_revocations_total").increment(revoked);
+        let data =
+            json!({ "user_id": caller.record.id, "sessions": revoked, "reason": "logout_all" });
+        self.announce("session.revoked", Some(&caller.record.id), data)
+            .await;
         self.audit(
             EventKind::LogoutAll,
             Some(&caller.record.id),

@@ -23,13 +23,18 @@ const SEAL_LABEL: &str = "webhook-secret";
 const MAX_WEBHOOKS: usize = 20;
 
 /// Every event type, as subscribed to and sent.
-pub const EVENT_TYPES: [&str; 7] = [
+pub const EVENT_TYPES: [&str; 12] = [
     "user.registered",
+    "user.login",
     "user.password_changed",
     "user.email_verified",
     "user.email_changed",
     "user.disabled",
+    "user.deleted",
+    "session.revoked",
     "session.theft_detected",
+    "key.rotated",
+    "key.revoked",
     "webhook.test",
 ];
 
@@ -190,6 +195,17 @@ impl Auth {
         Ok(self.store.deliveries(id, limit).await?)
     }
 
+    /// Sends a delivery's event to its endpoint again (same event id).
+    pub async fn replay_delivery(&self, id: i64) -> Result<i64, AuthError> {
+        let again = self
+            .store
+            .replay_delivery(id, self.now())
+            .await?
+            .ok_or(AuthError::NotFound)?;
+        self.hooks_wake.0.notify_one();
+        Ok(again)
+    }
+
     /// Sends a `webhook.test` event to one endpoint.
     pub async fn test_webhook(&self, id: &str) -> Result<String, AuthError> {
         if !self.store.webhooks().await?.iter().any(|h| h.id == id) {
@@ -228,6 +244,19 @@ impl Auth {
             payload: payload.to_string(),
             created_at: now,
             only_to: None,
+        }
+    }
+
+    /// Writes an event right after the change it reports (for changes made
+    /// by store operations that write no outbox); a failure is logged.
+    pub(super) async fn announce(&self, kind: &str, user_id: Option<&str>, data: Value) {
+        let outgoing = Outgoing {
+            events: vec![self.hook_event(kind, user_id, data)],
+            ..Default::default()
+        };
+        match self.store.send(&outgoing).await {
+            Ok(()) => self.written(&outgoing),
+            Err(e) => tracing::error!(error = %e, event = kind, "queueing a webhook event failed"),
         }
     }
 

@@ -27,6 +27,11 @@ const FAN_OUT: &str = "INSERT INTO webhook_deliveries
      WHERE disabled_at IS NULL
        AND (events = '*' OR (' ' || events || ' ') LIKE ('% ' || $2 || ' %'))
        AND (id = $6 OR $7)";
+/// A new delivery of delivery $1's event to its endpoint, due at $2.
+pub const REPLAY: &str = "INSERT INTO webhook_deliveries
+     (webhook_id, event_id, event_type, user_id, payload, created_at, next_attempt_at)
+     SELECT webhook_id, event_id, event_type, user_id, payload, $2, $2
+     FROM webhook_deliveries WHERE id = $1 RETURNING id";
 pub const DELIVERIES: &str = concat!(
     "SELECT ",
     delivery_columns!(),

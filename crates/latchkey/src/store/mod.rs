@@ -462,6 +462,9 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_delivery(&self, id: i64, attempt: &HookAttempt) -> StoreResult<()>;
     /// An endpoint's deliveries, newest first.
     async fn deliveries(&self, webhook_id: &str, limit: i64) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Delivers delivery `id`'s event to its endpoint again, from `now`;
+    /// returns the new delivery's id, or None when there is no such delivery.
+    async fn replay_delivery(&self, id: i64, now: i64) -> StoreResult<Option<i64>>;
 
     /// Returns false when no such user exists.
     async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64)

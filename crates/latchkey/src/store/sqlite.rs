@@ -514,6 +514,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn replay_delivery(&self, id: i64, now: i64) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar(hooks::REPLAY)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
     async fn deliveries(&self, webhook_id: &str, limit: i64) -> StoreResult<Vec<DeliveryRecord>> {
         sqlx::query_as(hooks::DELIVERIES)
             .bind(webhook_id)

@@ -348,6 +348,21 @@ async fn the_cli_adds_lists_tests_and_removes_endpoints() {
         deliveries.contains("webhook.test") && deliveries.contains("delivered"),
         "{deliveries}"
     );
+    let first = deliveries
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a delivery id")
+        .to_string();
+    let out = env_cli(&["webhooks", "replay", &first]);
+    assert!(out.status.success(), "{out:?}");
+    let deliveries = stdout(&env_cli(&["webhooks", "deliveries", &id]));
+    assert_eq!(
+        deliveries.matches("webhook.test").count(),
+        2,
+        "{deliveries}"
+    );
+    assert!(!env_cli(&["webhooks", "replay", "999999"]).status.success());
     assert!(env_cli(&["webhooks", "remove", &id]).status.success());
     assert!(!stdout(&env_cli(&["webhooks", "list"])).contains(&id));
     // The CLI ran blocking this test's runtime: let the receiver's output be read.
@@ -360,6 +375,15 @@ async fn the_cli_adds_lists_tests_and_removes_endpoints() {
         .first()
         .unwrap_or_else(|| panic!("the test event: {deliveries}"));
     assert_eq!(verified["ok"], true);
+    while receiver.all().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = receiver.all();
+    assert_eq!(all.len(), 2, "the replay arrived");
+    assert_eq!(
+        all[0].1["id"], all[1].1["id"],
+        "a replay keeps the event's id"
+    );
 }
 
 #[tokio::test]
@@ -452,4 +476,49 @@ async fn events_wait_for_a_receiver_that_is_down_through_a_restart_and_arrive_in
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 4, "no event twice");
+}
+
+#[tokio::test]
+async fn sign_ins_revocations_deletions_and_key_changes_are_events_too() {
+    let Some(mut receiver) = Receiver::start().await else {
+        return;
+    };
+    let app = app_with_hooks().await;
+    subscribe(
+        &app,
+        &mut receiver,
+        "user.login,session.revoked,user.deleted,key.rotated",
+    )
+    .await;
+    let (email, _) = app.new_user().await;
+    let session = app.login_ok(&email, PASSWORD).await;
+    let id = user_id(&session);
+    let (_, login) = receiver.wait_for("user.login", &id).await;
+    assert_eq!(
+        login["payload"]["data"]["session_id"],
+        session.session_id.as_str()
+    );
+    let resp = app.post_auth("/v1/logout", &session.access, None).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (_, revoked) = receiver.wait_for("session.revoked", &id).await;
+    assert_eq!(revoked["payload"]["data"]["reason"], "logout");
+    assert_eq!(
+        revoked["payload"]["data"]["session_ids"][0],
+        session.session_id.as_str()
+    );
+    assert!(app.cli(&["users", "delete", &email], None).status.success());
+    assert!(app.cli(&["keys", "rotate"], None).status.success());
+    // The CLI wrote the events at the wall clock's time: the server's own
+    // (test) clock must reach it for them to be due.
+    app.catch_up_with_wall_clock();
+    receiver.wait_for("user.deleted", &id).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !receiver
+        .all()
+        .iter()
+        .any(|(_, v)| v["ok"] == true && v["payload"]["type"] == "key.rotated")
+    {
+        assert!(Instant::now() < deadline, "no key.rotated");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -475,6 +475,16 @@ impl Store for PgStore {
         .await
     }
 
+    async fn replay_delivery(&self, id: i64, now: i64) -> StoreResult<Option<i64>> {
+        retry(Replay::OnlyIfNotApplied, move || {
+            sqlx::query_scalar(hooks::REPLAY)
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&self.pool)
+        })
+        .await
+    }
+
     async fn deliveries(&self, webhook_id: &str, limit: i64) -> StoreResult<Vec<DeliveryRecord>> {
         retry(Replay::Idempotent, move || {
             sqlx::query_as(hooks::DELIVERIES)
