@@ -22,6 +22,8 @@ from standardwebhooks.webhooks import Webhook
 
 secret_ready = threading.Event()
 state = {"secret": None}
+# Requests are served by several threads at once: one line at a time.
+printing = threading.Lock()
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -41,7 +43,8 @@ class Receiver(BaseHTTPRequestHandler):
             record["type"] = payload.get("type")
         except Exception as error:  # the library's own refusal, reported as is
             record["error"] = f"{type(error).__name__}: {error}"
-        print(json.dumps(record), flush=True)
+        with printing:
+            print(json.dumps(record), flush=True)
         self.send_response(self.status if record["ok"] else 400)
         self.send_header("content-length", "0")
         self.end_headers()
