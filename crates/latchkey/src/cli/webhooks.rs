@@ -20,6 +20,10 @@ pub enum WebhooksCommand {
     List,
     /// Remove an endpoint and its deliveries.
     Remove { id: String },
+    /// Turn an endpoint back on (one disabled after failing for its whole retry window).
+    Enable { id: String },
+    /// Stop delivering to an endpoint (what is due meanwhile is given up).
+    Disable { id: String },
     /// Send a webhook.test event to an endpoint now and report its answer.
     Test { id: String },
     /// Send a delivery's event again (same event id), e.g. after the receiver was fixed.
@@ -54,6 +58,16 @@ pub async fn run(cmd: WebhooksCommand, app: &App) -> anyhow::Result<()> {
                     h.events.join(" ")
                 );
             }
+        }
+        WebhooksCommand::Enable { id } => {
+            auth.set_webhook_enabled(&id, true).await.map_err(explain)?;
+            println!("enabled {id}");
+        }
+        WebhooksCommand::Disable { id } => {
+            auth.set_webhook_enabled(&id, false)
+                .await
+                .map_err(explain)?;
+            println!("disabled {id}");
         }
         WebhooksCommand::Remove { id } => {
             auth.remove_webhook(&id).await.map_err(explain)?;

@@ -18,8 +18,10 @@ use standardwebhooks::Webhook;
 
 use crate::domain::clock::Clock;
 use crate::domain::secrets::MasterKey;
-use crate::domain::webhooks::{HookWaker, WebhookPolicy, open_secret};
-use crate::store::{Delivery, DeliveryRecord, HookAttempt, Store, StoreError, WebhookRecord};
+use crate::domain::webhooks::{HookWaker, WebhookPolicy, event, open_secret};
+use crate::store::{
+    Delivery, DeliveryRecord, HookAttempt, Outgoing, Store, StoreError, WebhookRecord,
+};
 
 /// Deliveries taken per look.
 const BATCH: i64 = 20;
@@ -109,8 +111,38 @@ impl Dispatcher {
             if let Err(e) = self.store.finish_delivery(delivery.id, &attempt).await {
                 tracing::warn!(error = %e, delivery_id = delivery.id, "recording a webhook delivery failed; it may be sent again");
             }
+            if let (Delivery::Failed { error, at }, Some(hook)) =
+                (&attempt.outcome, hooks.get(&delivery.webhook_id))
+                && at - delivery.created_at >= self.retry_window
+            {
+                self.disable(hook, error).await;
+            }
         }
         Ok(due.len())
+    }
+
+    /// An endpoint that failed for a whole retry window is disabled, with a
+    /// log line and a `webhook.disabled` event to the other endpoints.
+    async fn disable(&self, hook: &WebhookRecord, error: &str) {
+        let now = self.clock.now();
+        match self.store.set_webhook_disabled(&hook.id, Some(now)).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, webhook_id = %hook.id, "disabling a failing webhook failed");
+                return;
+            }
+        }
+        tracing::error!(webhook_id = %hook.id, url = %hook.url, error = %error, "webhook endpoint disabled: it failed for its whole retry window; `latchkey webhooks enable` turns it back on");
+        let data =
+            serde_json::json!({ "webhook_id": hook.id, "url": hook.url, "last_error": error });
+        let outgoing = Outgoing {
+            events: vec![event("webhook.disabled", None, data, now)],
+            ..Default::default()
+        };
+        if let Err(e) = self.store.send(&outgoing).await {
+            tracing::warn!(error = %e, "queueing webhook.disabled failed");
+        }
     }
 
     async fn attempt(&self, d: &DeliveryRecord, hook: Option<&WebhookRecord>) -> HookAttempt {

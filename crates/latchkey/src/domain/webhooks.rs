@@ -23,7 +23,7 @@ const SEAL_LABEL: &str = "webhook-secret";
 const MAX_WEBHOOKS: usize = 20;
 
 /// Every event type, as subscribed to and sent.
-pub const EVENT_TYPES: [&str; 12] = [
+pub const EVENT_TYPES: [&str; 13] = [
     "user.registered",
     "user.login",
     "user.password_changed",
@@ -35,6 +35,7 @@ pub const EVENT_TYPES: [&str; 12] = [
     "session.theft_detected",
     "key.rotated",
     "key.revoked",
+    "webhook.disabled",
     "webhook.test",
 ];
 
@@ -223,28 +224,24 @@ impl Auth {
         Ok(event_id)
     }
 
-    /// A webhook event of `kind` about `user_id`, as sent: the Standard
-    /// Webhooks envelope `{"type", "timestamp", "data"}`.
+    /// A webhook event of `kind` about `user_id`, now.
     pub(super) fn hook_event(
         &self,
         kind: &str,
         user_id: Option<&str>,
         data: Value,
     ) -> NewWebhookEvent {
-        let now = self.now();
-        let payload = json!({
-            "type": kind,
-            "timestamp": super::clock::rfc3339(now),
-            "data": data,
-        });
-        NewWebhookEvent {
-            id: format!("msg_{}", Uuid::now_v7().simple()),
-            kind: kind.to_string(),
-            user_id: user_id.map(str::to_string),
-            payload: payload.to_string(),
-            created_at: now,
-            only_to: None,
+        event(kind, user_id, data, self.now())
+    }
+
+    /// Enables an endpoint again (one disabled after failing for its whole
+    /// retry window, or by hand) or disables it.
+    pub async fn set_webhook_enabled(&self, id: &str, enabled: bool) -> Result<bool, AuthError> {
+        if !self.store.webhooks().await?.iter().any(|h| h.id == id) {
+            return Err(AuthError::NotFound);
         }
+        let at = (!enabled).then(|| self.now());
+        Ok(self.store.set_webhook_disabled(id, at).await?)
     }
 
     /// Writes an event right after the change it reports (for changes made
@@ -277,6 +274,24 @@ impl Auth {
 
     pub fn hook_policy(&self) -> WebhookPolicy {
         self.hook_policy
+    }
+}
+
+/// A webhook event of `kind` about `user_id` at `now`, as sent: the
+/// Standard Webhooks envelope `{"type", "timestamp", "data"}`.
+pub fn event(kind: &str, user_id: Option<&str>, data: Value, now: i64) -> NewWebhookEvent {
+    let payload = json!({
+        "type": kind,
+        "timestamp": super::clock::rfc3339(now),
+        "data": data,
+    });
+    NewWebhookEvent {
+        id: format!("msg_{}", Uuid::now_v7().simple()),
+        kind: kind.to_string(),
+        user_id: user_id.map(str::to_string),
+        payload: payload.to_string(),
+        created_at: now,
+        only_to: None,
     }
 }
 

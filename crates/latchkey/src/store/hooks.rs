@@ -19,6 +19,9 @@ pub const INSERT_WEBHOOK: &str =
 pub const WEBHOOKS: &str =
     "SELECT id, url, events, secret, created_at, disabled_at FROM webhooks ORDER BY created_at, id";
 pub const DELETE_WEBHOOK: &str = "DELETE FROM webhooks WHERE id = $1";
+/// Disables endpoint $1 at $2, or enables it with $2 NULL; only a change counts.
+pub const SET_DISABLED: &str = "UPDATE webhooks SET disabled_at = $2
+     WHERE id = $1 AND (disabled_at IS NULL) <> ($2 IS NULL)";
 /// One delivery per enabled endpoint subscribed to the event's type ($2),
 /// or only to endpoint $6 when given.
 const FAN_OUT: &str = "INSERT INTO webhook_deliveries

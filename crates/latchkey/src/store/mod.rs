@@ -451,6 +451,9 @@ pub trait Store: Send + Sync + 'static {
     async fn webhooks(&self) -> StoreResult<Vec<WebhookRecord>>;
     /// Deletes an endpoint and its deliveries; false when there is none.
     async fn delete_webhook(&self, id: &str) -> StoreResult<bool>;
+    /// Disables an endpoint from `disabled_at`, or enables it with None;
+    /// false when there is no such endpoint or it already was so.
+    async fn set_webhook_disabled(&self, id: &str, disabled_at: Option<i64>) -> StoreResult<bool>;
     /// Takes up to `limit` deliveries due at `now`, each counted as an
     /// attempt and hidden from other takers until `lease_until`.
     async fn claim_deliveries(

@@ -491,6 +491,16 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn set_webhook_disabled(&self, id: &str, disabled_at: Option<i64>) -> StoreResult<bool> {
+        let done = sqlx::query(hooks::SET_DISABLED)
+            .bind(id)
+            .bind(disabled_at)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn claim_deliveries(
         &self,
         now: i64,

@@ -522,3 +522,61 @@ async fn sign_ins_revocations_deletions_and_key_changes_are_events_too() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_failing_for_its_whole_retry_window_is_disabled_and_the_others_are_told() {
+    let Some(mut receiver) = Receiver::start().await else {
+        return;
+    };
+    let app = spawn_app_with(|s| {
+        s.webhook_allow_private = true;
+        s.webhook_retry_window = Duration::from_secs(60);
+        s.mail.notices = vec![];
+    })
+    .await;
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dead_url = format!("http://127.0.0.1:{dead_port}/hooks");
+    let (dead, _) = app
+        .auth
+        .add_webhook(&dead_url, &["user.registered".to_string()])
+        .await
+        .expect("add");
+    subscribe(&app, &mut receiver, "webhook.disabled").await;
+    app.new_user().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let told = loop {
+        app.clock.advance(5);
+        let found = receiver
+            .all()
+            .into_iter()
+            .find(|(_, v)| v["ok"] == true && v["payload"]["type"] == "webhook.disabled");
+        if let Some((_, told)) = found {
+            break told;
+        }
+        assert!(Instant::now() < deadline, "no webhook.disabled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(told["payload"]["data"]["webhook_id"], dead.id.as_str());
+    let hooks = app.auth.webhooks().await.expect("hooks");
+    assert!(
+        hooks
+            .iter()
+            .find(|h| h.id == dead.id)
+            .expect("hook")
+            .disabled
+    );
+    let out = app.cli(&["webhooks", "enable", &dead.id], None);
+    assert!(out.status.success(), "{out:?}");
+    let hooks = app.auth.webhooks().await.expect("hooks");
+    assert!(
+        !hooks
+            .iter()
+            .find(|h| h.id == dead.id)
+            .expect("hook")
+            .disabled
+    );
+}

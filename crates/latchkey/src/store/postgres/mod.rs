@@ -447,6 +447,18 @@ impl Store for PgStore {
         .await
     }
 
+    async fn set_webhook_disabled(&self, id: &str, disabled_at: Option<i64>) -> StoreResult<bool> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let done = sqlx::query(hooks::SET_DISABLED)
+                .bind(id)
+                .bind(disabled_at)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
     async fn claim_deliveries(
         &self,
         now: i64,
