@@ -24,7 +24,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
   --requirement "$here/python/requirements.txt" || fail "pip install failed"
-"$venv/bin/python" -c 'import jwt, cryptography, aiosmtpd, standardwebhooks; print("   PyJWT", jwt.__version__, "cryptography", cryptography.__version__, "aiosmtpd", aiosmtpd.__version__)' \
+"$venv/bin/python" -c 'import jwt, cryptography, aiosmtpd, standardwebhooks, jsonschema; print("   PyJWT", jwt.__version__, "cryptography", cryptography.__version__, "aiosmtpd", aiosmtpd.__version__)' \
   || fail "PyJWT does not import from $venv"
 
 echo "== interop: Node verifier (jose) in interop/node/node_modules"

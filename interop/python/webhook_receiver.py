@@ -7,18 +7,28 @@ Listens on 127.0.0.1:PORT (default: a free port), prints `listening on PORT`, th
 the endpoint's secret (`whsec_…`) as the first line of its standard input.
 Each POST is verified with `Webhook(secret).verify(body, headers)` and
 printed as one JSON line: {"ok": bool, "error": str|null, "id": ...,
-"type": ..., "payload": {...}|null, "headers": {...}, "body": "..."}.
+"type": ..., "payload": {...}|null, "schema_error": str|null (the payload
+checked against docs/webhooks/TYPE.schema.json), "headers": {...},
+"body": "..."}.
 Verified requests are answered CODE (default 204), others 400. Runs until
 its standard input closes.
 """
 
 import argparse
 import json
+import pathlib
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import jsonschema
 from standardwebhooks.webhooks import Webhook
+
+# The published schema of every event type (docs/webhooks/TYPE.schema.json).
+SCHEMAS = {
+    path.name.removesuffix(".schema.json"): json.loads(path.read_text())
+    for path in (pathlib.Path(__file__).parents[2] / "docs" / "webhooks").glob("*.schema.json")
+}
 
 secret_ready = threading.Event()
 state = {"secret": None}
@@ -34,13 +44,21 @@ class Receiver(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         headers = {k.lower(): v for k, v in self.headers.items()}
         secret_ready.wait(10)
-        record = {"ok": False, "error": None, "payload": None, "headers": headers,
+        record = {"ok": False, "error": None, "schema_error": None, "payload": None, "headers": headers,
                   "body": body.decode("utf-8", "replace"), "id": headers.get("webhook-id")}
         try:
             payload = Webhook(state["secret"]).verify(body, headers)
             record["ok"] = True
             record["payload"] = payload
             record["type"] = payload.get("type")
+            schema = SCHEMAS.get(record["type"])
+            if schema is None:
+                record["schema_error"] = f"no schema for {record['type']}"
+            else:
+                try:
+                    jsonschema.validate(payload, schema)
+                except jsonschema.ValidationError as error:
+                    record["schema_error"] = error.message
         except Exception as error:  # the library's own refusal, reported as is
             record["error"] = f"{type(error).__name__}: {error}"
         with printing:

@@ -88,6 +88,11 @@ impl Receiver {
                     && v["payload"]["data"]["user_id"] == user_id
             });
             if let Some(found) = found {
+                let schema = &found.1["schema_error"];
+                assert!(
+                    schema.is_null(),
+                    "{kind} does not match its schema: {schema}"
+                );
                 return found;
             }
             assert!(
@@ -579,4 +584,29 @@ async fn an_endpoint_failing_for_its_whole_retry_window_is_disabled_and_the_othe
             .expect("hook")
             .disabled
     );
+}
+
+#[test]
+fn every_event_type_has_a_published_schema_and_every_schema_an_event_type() {
+    let dir = tools::workspace().join("docs/webhooks");
+    let mut published: Vec<String> = std::fs::read_dir(&dir)
+        .expect("docs/webhooks")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".schema.json").map(str::to_string))
+        .collect();
+    published.sort();
+    let mut types: Vec<String> = latchkey::domain::webhooks::EVENT_TYPES
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    types.sort();
+    assert_eq!(published, types);
+    let guide =
+        std::fs::read_to_string(tools::workspace().join("docs/webhooks.md")).expect("guide");
+    for t in &types {
+        assert!(
+            guide.contains(&format!("`{t}`")),
+            "docs/webhooks.md does not describe {t}"
+        );
+    }
 }
