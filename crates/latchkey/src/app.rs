@@ -236,7 +236,7 @@ impl App {
         let courier = self.courier.clone();
         let delivery = tokio::spawn(async move { courier.run().await });
         let dispatcher = self.dispatcher.clone();
-        let hooks = tokio::spawn(async move { dispatcher.run().await });
+        let hooks = tokio::spawn(dispatcher.run());
         let router = crate::http::router(self.state.clone());
         tracing::info!(address = %listener.local_addr()?, issuer = %self.settings.issuer, "latchkey is serving");
         let limits = crate::serve::ConnectionLimits {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use standardwebhooks::Webhook;
+use tokio::sync::Semaphore;
 
 use crate::domain::clock::Clock;
 use crate::domain::secrets::MasterKey;
@@ -23,8 +24,11 @@ use crate::store::{
     Delivery, DeliveryRecord, HookAttempt, Outgoing, Store, StoreError, WebhookRecord,
 };
 
-/// Deliveries taken per look.
-const BATCH: i64 = 20;
+/// Deliveries attempted at once.
+const IN_FLIGHT: usize = 20;
+
+/// The endpoints by id.
+type Hooks = HashMap<String, WebhookRecord>;
 /// How long a taken delivery is hidden from other instances.
 const LEASE_SECONDS: i64 = 60;
 const POLL: Duration = Duration::from_secs(1);
@@ -73,52 +77,80 @@ impl Dispatcher {
         })
     }
 
-    /// Delivers until the task is dropped.
-    pub async fn run(&self) {
+    /// Delivers until the task is dropped: up to [`IN_FLIGHT`] deliveries
+    /// at once, each in a task of its own, so a slow endpoint holds up only
+    /// its own place, never the others' deliveries.
+    pub async fn run(self: Arc<Self>) {
+        let places = Arc::new(Semaphore::new(IN_FLIGHT));
         loop {
-            match self.deliver_due().await {
-                Ok(n) if n as i64 == BATCH => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "reading webhook deliveries failed"),
+            let free = places.available_permits();
+            if free > 0 {
+                match self.claim(free as i64).await {
+                    Ok((due, hooks)) => {
+                        let claimed = due.len();
+                        for delivery in due {
+                            let Ok(place) = places.clone().acquire_owned().await else {
+                                return;
+                            };
+                            let me = self.clone();
+                            let hooks = hooks.clone();
+                            tokio::spawn(async move {
+                                me.deliver(&delivery, &hooks).await;
+                                drop(place);
+                            });
+                        }
+                        if claimed == free {
+                            continue;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading webhook deliveries failed"),
+                }
             }
             let _ = tokio::time::timeout(POLL, self.wake.0.notified()).await;
         }
     }
 
-    /// Takes the deliveries due now and attempts each once; returns how many.
+    /// Takes the deliveries due now and attempts each once, all at once;
+    /// returns how many (`latchkey webhooks test` and `replay`).
     pub async fn deliver_due(&self) -> Result<usize, StoreError> {
+        let (due, hooks) = self.claim(IN_FLIGHT as i64).await?;
+        let attempts = due.iter().map(|d| self.deliver(d, &hooks));
+        futures_util::future::join_all(attempts).await;
+        Ok(due.len())
+    }
+
+    /// Up to `limit` due deliveries, and the endpoints as they are now.
+    async fn claim(&self, limit: i64) -> Result<(Vec<DeliveryRecord>, Arc<Hooks>), StoreError> {
         let now = self.clock.now();
         let due = self
             .store
-            .claim_deliveries(now, now + LEASE_SECONDS, BATCH)
+            .claim_deliveries(now, now + LEASE_SECONDS, limit)
             .await?;
         if due.is_empty() {
-            return Ok(0);
+            return Ok((due, Arc::default()));
         }
-        let hooks: HashMap<String, WebhookRecord> = self
+        let hooks: Hooks = self
             .store
             .webhooks()
             .await?
             .into_iter()
             .map(|h| (h.id.clone(), h))
             .collect();
-        let attempts = due
-            .iter()
-            .map(|d| self.attempt(d, hooks.get(&d.webhook_id)));
-        // At once: one slow endpoint does not hold up the others.
-        let outcomes = futures_util::future::join_all(attempts).await;
-        for (delivery, attempt) in due.iter().zip(outcomes) {
-            if let Err(e) = self.store.finish_delivery(delivery.id, &attempt).await {
-                tracing::warn!(error = %e, delivery_id = delivery.id, "recording a webhook delivery failed; it may be sent again");
-            }
-            if let (Delivery::Failed { error, at }, Some(hook)) =
-                (&attempt.outcome, hooks.get(&delivery.webhook_id))
-                && at - delivery.created_at >= self.retry_window
-            {
-                self.disable(hook, error).await;
-            }
+        Ok((due, Arc::new(hooks)))
+    }
+
+    /// Attempts one delivery and records how it went.
+    async fn deliver(&self, delivery: &DeliveryRecord, hooks: &Hooks) {
+        let hook = hooks.get(&delivery.webhook_id);
+        let attempt = self.attempt(delivery, hook).await;
+        if let Err(e) = self.store.finish_delivery(delivery.id, &attempt).await {
+            tracing::warn!(error = %e, delivery_id = delivery.id, "recording a webhook delivery failed; it may be sent again");
         }
-        Ok(due.len())
+        if let (Delivery::Failed { error, at }, Some(hook)) = (&attempt.outcome, hook)
+            && at - delivery.created_at >= self.retry_window
+        {
+            self.disable(hook, error).await;
+        }
     }
 
     /// An endpoint that failed for a whole retry window is disabled, with a
