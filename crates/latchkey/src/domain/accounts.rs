@@ -161,6 +161,15 @@ impl Auth {
         let Some(user) = user.as_ref().filter(|_| verified) else {
             self.audit(EventKind::LoginFailed, user_id, None, client)
                 .await;
+            // For unknown addresses too (user_id null): the same write either
+            // way, so the event costs no timing difference between them.
+            let data = json!({
+                "user_id": user_id,
+                "email": email.normalized,
+                "ip": client.ip,
+                "device": client.user_agent,
+            });
+            self.announce("user.login_failed", user_id, data).await;
             metrics::counter!("latchkey_logins_total", "result" => "failed").increment(1);
             return Err(AuthError::InvalidGrant(LOGIN_FAILED));
         };

@@ -23,9 +23,10 @@ const SEAL_LABEL: &str = "webhook-secret";
 const MAX_WEBHOOKS: usize = 20;
 
 /// Every event type, as subscribed to and sent.
-pub const EVENT_TYPES: [&str; 13] = [
+pub const EVENT_TYPES: [&str; 14] = [
     "user.registered",
     "user.login",
+    "user.login_failed",
     "user.password_changed",
     "user.email_verified",
     "user.email_changed",
