@@ -16,7 +16,7 @@ use super::mail::{MailKind, Notice, Verification};
 use super::password::{PasswordError, normalize};
 use super::throttle::{account_key, device_key, session_key};
 use super::{Auth, AuthError, Authenticated, Client, TokenPair, User};
-use crate::store::{Outgoing, StoreError, TokenPurpose, UserRecord};
+use crate::store::{StoreError, TokenPurpose, UserRecord};
 
 const LOGIN_FAILED: &str = "invalid email or password";
 /// Longest display name accepted, in characters.
@@ -277,19 +277,7 @@ impl Auth {
         }
         let hash = self.hasher.hash(&new).await?;
         let now = self.now();
-        let notice = Outgoing {
-            tokens: vec![],
-            mails: self
-                .notice(
-                    user,
-                    client,
-                    (Notice::PasswordChanged, MailKind::PasswordChanged),
-                    vec![],
-                )
-                .into_iter()
-                .collect(),
-            events: vec![self.password_event(&user.id, "change")],
-        };
+        let notice = self.password_news(user, client, "change");
         // Only over the credentials just verified: of two changes racing, one wins.
         let version = self
             .store

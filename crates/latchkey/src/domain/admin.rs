@@ -111,19 +111,7 @@ impl Auth {
             .check_new_password(password, &user.email_normalized, user.name.as_deref())
             .await?;
         let hash = ticket.hash(&password).await?;
-        let notice = Outgoing {
-            tokens: vec![],
-            mails: self
-                .notice(
-                    &user,
-                    &Client::default(),
-                    (Notice::PasswordChanged, MailKind::PasswordChanged),
-                    vec![],
-                )
-                .into_iter()
-                .collect(),
-            events: vec![self.password_event(&user.id, "admin")],
-        };
+        let notice = self.password_news(&user, &Client::default(), "admin");
         self.store
             .change_password(
                 &user.id,

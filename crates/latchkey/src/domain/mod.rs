@@ -11,8 +11,9 @@
 //! - [`clients`]: resource servers, introspection and the revocation feed.
 //! - [`events`]: the audit trail.
 //! - [`webhooks`]: the operator's endpoints and the events sent to them.
-//! - [`mail`] and [`recovery`]: what is mailed, and the flows over email
-//!   (verification, password reset, email change, security notices).
+//! - [`mail`], [`recovery`] and `notices`: what is mailed, the flows over
+//!   email (verification, password reset, email change), and what the flows
+//!   send (notices, allowances, the outbox).
 //! - [`text`]: characters a reader cannot see, refused in names and escaped on terminals.
 //! - [`restore`]: noticing a database restored from a backup.
 //! - [`upkeep`]: readiness, key reloads and the retention rules.
@@ -29,6 +30,7 @@ pub mod events;
 pub mod keys;
 pub mod mail;
 pub mod model;
+mod notices;
 pub mod password;
 pub mod recovery;
 pub mod refresh;

@@ -1,6 +1,7 @@
 //! The account's life over email: proving an address, resetting a
 //! forgotten password, moving to a new address (with a way back for the
-//! old one), and the security notices. See docs/email.md.
+//! old one). What they send, notices included, is made in `notices`. See
+//! docs/email.md.
 //!
 //! Every link carries a single-use token of 256 random bits, stored as a
 //! digest, that expires, and that a newer request of its kind replaces.
@@ -12,25 +13,15 @@
 
 use std::sync::Arc;
 
-use minijinja::Value;
 use serde_json::json;
 
 use super::email::parse_email;
 use super::events::EventKind;
-use super::mail::{LinkToken, MailKind, Notice, Verification, digest, show_time};
+use super::mail::{LinkToken, MailKind, Notice, Verification, digest};
 use super::password::normalize;
 use super::throttle::session_key;
 use super::{Auth, AuthError, Authenticated, Client, User};
-use crate::store::{
-    EmailTokenRecord, NewMail, NewWebhookEvent, Outgoing, Redeem, StoreError, ThrottleRecord,
-    TokenPurpose, UserRecord,
-};
-
-/// Mails of one kind one address may be sent per window.
-const MAILS_PER_WINDOW: i64 = 5;
-const MAIL_WINDOW: i64 = 3600;
-/// The longest user agent a notice quotes.
-const MAX_DEVICE_CHARS: usize = 120;
+use crate::store::{EmailTokenRecord, Outgoing, Redeem, StoreError, TokenPurpose, UserRecord};
 
 impl Auth {
     /// Whether registration and sign-in ask for a verified address.
@@ -112,10 +103,10 @@ impl Auth {
         client: &Client,
     ) -> Result<(), AuthError> {
         let email = parse_email(email).map_err(AuthError::InvalidRequest)?;
-        let auth = self.clone();
-        let client = client.clone();
-        tokio::spawn(async move {
-            let result = async {
+        let (auth, client) = (self.clone(), client.clone());
+        Self::after_answer(
+            "a verification mail asked for by address was not sent",
+            async move {
                 let Some(user) = auth.store.user_by_email(&email.normalized).await? else {
                     return Ok(());
                 };
@@ -129,12 +120,9 @@ impl Auth {
                     return Ok(());
                 }
                 auth.post(&auth.verification_mail(&user, &client)?).await?;
-                Ok::<_, AuthError>(())
-            };
-            if let Err(e) = result.await {
-                tracing::warn!(error = %e, "a verification mail asked for by address was not sent");
-            }
-        });
+                Ok(())
+            },
+        );
         Ok(())
     }
 
@@ -180,12 +168,9 @@ impl Auth {
         client: &Client,
     ) -> Result<(), AuthError> {
         let email = parse_email(email).map_err(AuthError::InvalidRequest)?;
-        let auth = self.clone();
-        let client = client.clone();
-        tokio::spawn(async move {
-            if let Err(e) = auth.send_password_reset(&email.normalized, &client).await {
-                tracing::warn!(error = %e, "a password reset mail was not sent");
-            }
+        let (auth, client) = (self.clone(), client.clone());
+        Self::after_answer("a password reset mail was not sent", async move {
+            auth.send_password_reset(&email.normalized, &client).await
         });
         Ok(())
     }
@@ -261,14 +246,7 @@ impl Auth {
             .check_new_password(password, &user.email_normalized, user.name.as_deref())
             .await?;
         let hash = ticket.hash(&password).await?;
-        let mut outgoing = Outgoing::default();
-        outgoing.mails.extend(self.notice(
-            &user,
-            client,
-            (Notice::PasswordChanged, MailKind::PasswordChanged),
-            vec![],
-        ));
-        outgoing.events.push(self.password_event(&user.id, "reset"));
+        let outgoing = self.password_news(&user, client, "reset");
         let redeemed = self
             .store
             .redeem_email_token(
@@ -502,168 +480,6 @@ impl Auth {
         self.current_user(&user.id).await
     }
 
-    /// Writes tokens, mail and events, and tells the delivery workers.
-    pub(super) async fn post(&self, outgoing: &Outgoing) -> Result<(), StoreError> {
-        self.store.send(outgoing).await?;
-        self.written(outgoing);
-        Ok(())
-    }
-
-    /// The webhook event of a new password, set by `how`: change, reset or admin.
-    pub(super) fn password_event(&self, user_id: &str, how: &str) -> NewWebhookEvent {
-        self.hook_event(
-            "user.password_changed",
-            Some(user_id),
-            json!({ "user_id": user_id, "reason": how }),
-        )
-    }
-
-    /// Someone registered an address that has an account, while
-    /// verification is required: the answer looked like a new account's,
-    /// and the owner hears of it by mail (at most five an hour). The
-    /// attempt is recorded at once, as a new account's registration is, so
-    /// both take about the same time; the mail follows.
-    pub(super) async fn tell_owner_of(self: &Arc<Self>, email: &str, client: &Client) {
-        let Ok(email) = parse_email(email) else {
-            return;
-        };
-        let owner = match self.store.user_by_email(&email.normalized).await {
-            Ok(Some(owner)) => owner,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "looking up the owner of a registered address failed");
-                return;
-            }
-        };
-        self.audit(
-            EventKind::RegistrationAttempted,
-            Some(&owner.id),
-            None,
-            client,
-        )
-        .await;
-        let auth = self.clone();
-        let client = client.clone();
-        tokio::spawn(async move {
-            let result = async {
-                if owner.disabled || !auth.mail_allowed("account_exists", &owner.id).await? {
-                    return Ok(());
-                }
-                let values = vec![
-                    ("time", show_time(auth.now()).into()),
-                    ("ip", client.ip.clone().into()),
-                    ("reset_link", auth.mail.reset_page().into()),
-                ];
-                let mail = auth.compose_for(
-                    &owner,
-                    &owner.email,
-                    &client,
-                    MailKind::AccountExists,
-                    values,
-                )?;
-                auth.post(&Outgoing {
-                    tokens: vec![],
-                    mails: vec![mail],
-                    ..Default::default()
-                })
-                .await?;
-                Ok::<_, AuthError>(())
-            };
-            if let Err(e) = result.await {
-                tracing::warn!(error = %e, "telling an address's owner of a second registration failed");
-            }
-        });
-    }
-
-    /// A security notice for `user`, when the operator has it turned on.
-    /// A notice that cannot be made is logged, never in the way.
-    pub(super) fn notice(
-        &self,
-        user: &UserRecord,
-        client: &Client,
-        (notice, kind): (Notice, MailKind),
-        mut values: Vec<(&'static str, Value)>,
-    ) -> Option<NewMail> {
-        if !self.mail.notifies(notice) {
-            return None;
-        }
-        values.push(("time", show_time(self.now()).into()));
-        values.push(("ip", client.ip.clone().into()));
-        values.push(("device", device(client).into()));
-        values.push(("reset_link", self.mail.reset_page().into()));
-        self.compose_for(user, &user.email, client, kind, values)
-            .inspect_err(|e| tracing::error!(error = %e, notice = notice.as_str(), "composing a notice failed"))
-            .ok()
-    }
-
-    /// Sends a notice on its own, for changes made elsewhere (a theft
-    /// detected during a refresh, a sign-in from a new device).
-    pub(super) async fn send_notice(
-        &self,
-        user: &UserRecord,
-        client: &Client,
-        notice: (Notice, MailKind),
-        values: Vec<(&'static str, Value)>,
-    ) {
-        let Some(mail) = self.notice(user, client, notice, values) else {
-            return;
-        };
-        let outgoing = Outgoing {
-            tokens: vec![],
-            mails: vec![mail],
-            ..Default::default()
-        };
-        if let Err(e) = self.post(&outgoing).await {
-            tracing::error!(error = %e, notice = notice.0.as_str(), "queueing a notice failed");
-        }
-    }
-
-    /// Queues a test message to `to` (`latchkey mail test`).
-    pub async fn send_test_mail(&self, to: &str) -> Result<(), AuthError> {
-        let to = parse_email(to).map_err(AuthError::InvalidRequest)?;
-        let mail = self
-            .mail
-            .compose(
-                MailKind::Test,
-                &to.display,
-                super::mail::templates::DEFAULT_LANGUAGE,
-                vec![("time", show_time(self.now()).into())],
-                self.now(),
-            )
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
-        self.post(&Outgoing {
-            tokens: vec![],
-            mails: vec![mail],
-            ..Default::default()
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// Renders `kind` for `user` in their language, to `to`, and seals it.
-    fn compose_for(
-        &self,
-        user: &UserRecord,
-        to: &str,
-        client: &Client,
-        kind: MailKind,
-        mut values: Vec<(&'static str, Value)>,
-    ) -> Result<NewMail, AuthError> {
-        let lang = self
-            .mail
-            .templates()
-            .pick(user.locale.as_deref(), client.accept_language.as_deref());
-        let name = user
-            .name
-            .clone()
-            .unwrap_or_else(|| user.email.split('@').next().unwrap_or_default().to_string());
-        values.push(("name", name.into()));
-        values.push(("email", user.email.clone().into()));
-        self.mail
-            .compose(kind, to, &lang, values, self.now())
-            .map_err(|e| AuthError::Internal(e.to_string()))
-    }
-
     /// The live token `token` of `purpose` and its user, or `InvalidLink`.
     async fn live_token(
         &self,
@@ -695,36 +511,4 @@ impl Auth {
             .ok_or(AuthError::NotFound)?;
         Ok(User::from(&user))
     }
-
-    /// Counts a mail of kind `what` to a user; false once the window's
-    /// allowance is spent (across instances: the count is in the store).
-    async fn mail_allowed(&self, what: &str, user_id: &str) -> Result<bool, AuthError> {
-        let now = self.now();
-        let key = format!("mail:{what}:{user_id}");
-        let step = move |row: &ThrottleRecord| {
-            let fresh = now - row.day_started_at >= MAIL_WINDOW;
-            let (start, count) = if fresh {
-                (now, 0)
-            } else {
-                (row.day_started_at, row.day_failures)
-            };
-            ThrottleRecord {
-                day_started_at: start,
-                day_failures: (count + 1).min(MAILS_PER_WINDOW + 1),
-                updated_at: now,
-                ..row.clone()
-            }
-        };
-        let before = self.store.step_throttle(&key, &step).await?;
-        let fresh = now - before.day_started_at >= MAIL_WINDOW;
-        Ok(fresh || before.day_failures < MAILS_PER_WINDOW)
-    }
-}
-
-/// The device a notice names: the user agent, shortened.
-fn device(client: &Client) -> Option<String> {
-    client
-        .user_agent
-        .as_deref()
-        .map(|ua| ua.chars().take(MAX_DEVICE_CHARS).collect())
 }

@@ -220,8 +220,7 @@ impl Auth {
             events: vec![event],
             ..Default::default()
         };
-        self.store.send(&outgoing).await?;
-        self.hooks_wake.0.notify_one();
+        self.post(&outgoing).await?;
         Ok(event_id)
     }
 
@@ -252,9 +251,8 @@ impl Auth {
             events: vec![self.hook_event(kind, user_id, data)],
             ..Default::default()
         };
-        match self.store.send(&outgoing).await {
-            Ok(()) => self.written(&outgoing),
-            Err(e) => tracing::error!(error = %e, event = kind, "queueing a webhook event failed"),
+        if let Err(e) = self.post(&outgoing).await {
+            tracing::error!(error = %e, event = kind, "queueing a webhook event failed");
         }
     }
 
