@@ -133,6 +133,18 @@ pub async fn spawn_app_in(home: Arc<TestHome>, configure: impl FnOnce(&mut Setti
 
 /// Runs the real `latchkey` binary on `home` with the settings an app had.
 pub fn cli_in(home: &TestHome, settings: &Settings, args: &[&str], stdin: Option<&str>) -> Output {
+    cli_in_env(home, settings, args, stdin, &[])
+}
+
+/// [`cli_in`], with more settings in the environment, as an operator's
+/// shell would give them.
+pub fn cli_in_env(
+    home: &TestHome,
+    settings: &Settings,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
     cmd.arg("--data-dir").arg(home.path());
     cmd.args(["--database-url", settings.database_url.expose()]);
@@ -141,6 +153,7 @@ pub fn cli_in(home: &TestHome, settings: &Settings, args: &[&str], stdin: Option
         .env("LATCHKEY_ARGON2_ITERATIONS", "1")
         .env("LATCHKEY_ISSUER", &settings.issuer);
     cmd.env("RUST_LOG", "warn").env_remove("LATCHKEY_CONFIG");
+    cmd.envs(env.iter().copied());
     cmd.args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -360,6 +373,10 @@ impl TestApp {
     /// Runs the real `latchkey` binary on this app's data directory.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         cli_in(&self.dir, &self.settings, args, stdin)
+    }
+
+    pub fn cli_env(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+        cli_in_env(&self.dir, &self.settings, args, stdin, env)
     }
 
     /// Claims that would pass every check, for tests that forge tokens.

@@ -2,7 +2,6 @@
 //! (aiosmtpd, from the tests' Python venv, `interop/setup.sh`) or, by
 //! default, to `.eml` files in the data directory's outbox folder.
 
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -1134,27 +1133,7 @@ async fn the_cli_sets_passwords_verifies_addresses_tests_delivery_and_shows_the_
     // The CLI reads SMTP settings from the environment, as an operator's would.
     let smtp = sink.url();
     let env_cli = |args: &[&str], stdin: Option<&str>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.args(args)
-            .env_clear()
-            .env("LATCHKEY_DATA_DIR", app.dir.path())
-            .env("LATCHKEY_DATABASE_URL", app.settings.database_url.expose())
-            .env("LATCHKEY_SMTP_URL", &smtp)
-            .env("LATCHKEY_ISSUER", &app.base)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write");
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("wait")
+        app.cli_env(args, stdin, &[("LATCHKEY_SMTP_URL", smtp.as_str())])
     };
     let out = env_cli(
         &["users", "set-password", &email, "--password-stdin"],

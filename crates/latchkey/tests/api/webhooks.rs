@@ -318,16 +318,8 @@ async fn the_cli_adds_lists_tests_and_removes_endpoints() {
         return;
     };
     let app = spawn_app_with(|s| s.webhook_allow_private = true).await;
-    let env_cli = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.args(args)
-            .env_clear()
-            .env("LATCHKEY_DATA_DIR", app.dir.path())
-            .env("LATCHKEY_DATABASE_URL", app.settings.database_url.expose())
-            .env("LATCHKEY_WEBHOOK_ALLOW_PRIVATE", "true")
-            .output()
-            .expect("run latchkey")
-    };
+    let env_cli =
+        |args: &[&str]| app.cli_env(args, None, &[("LATCHKEY_WEBHOOK_ALLOW_PRIVATE", "true")]);
     let out = env_cli(&[
         "webhooks",
         "add",
