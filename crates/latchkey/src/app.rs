@@ -292,8 +292,19 @@ async fn background_tasks(state: AppState) {
     let mut guard = tokio::time::interval(restore::CHECK_INTERVAL);
     // An unchecked guard (the database was unreachable at start) is retried sooner.
     let mut first_check = tokio::time::interval(Duration::from_secs(1));
+    // Looks every second (the clock may be a test's); summarises when due.
+    let mut summaries = tokio::time::interval(Duration::from_secs(1));
+    let mut next_summary = 0;
     loop {
         tokio::select! {
+            _ = summaries.tick() => {
+                if state.auth.now() >= next_summary {
+                    match state.auth.summarise_throttled().await {
+                        Ok(next) => next_summary = next,
+                        Err(e) => tracing::warn!(error = %e, "summarising refused logins failed"),
+                    }
+                }
+            }
             _ = guard.tick() => {
                 let _ = check_restore(&state).await;
             }

@@ -16,7 +16,7 @@ use super::mail::{MailKind, Notice, Verification};
 use super::password::{PasswordError, normalize};
 use super::throttle::{account_key, device_key, session_key};
 use super::{Auth, AuthError, Authenticated, Client, TokenPair, User};
-use crate::store::{StoreError, TokenPurpose, UserRecord};
+use crate::store::{Outgoing, SessionRecord, StoreError, TokenPurpose, UserRecord};
 
 const LOGIN_FAILED: &str = "invalid email or password";
 /// Longest display name accepted, in characters.
@@ -60,7 +60,9 @@ impl Auth {
                 .await;
             return Ok(None);
         }
-        let mut pair = self.start_session(&user, client).await?;
+        let mut pair = self
+            .start_session(&user, client, |_| Outgoing::default())
+            .await?;
         pair.device_token = Some(self.device_key.mint(&user.id)?);
         self.audit(
             EventKind::Register,
@@ -159,8 +161,6 @@ impl Auth {
         };
         let verified = self.judge(attempt, check).await?;
         let Some(user) = user.as_ref().filter(|_| verified) else {
-            self.audit(EventKind::LoginFailed, user_id, None, client)
-                .await;
             // For unknown addresses too (user_id null): the same write either
             // way, so the event costs no timing difference between them.
             let data = json!({
@@ -168,8 +168,12 @@ impl Auth {
                 "email": email.normalized,
                 "ip": client.ip,
                 "device": client.user_agent,
+                "throttled": false,
+                "attempts": 1,
             });
-            self.announce("user.login_failed", user_id, data).await;
+            let news = self.news("user.login_failed", user_id, data);
+            self.audit_sending(EventKind::LoginFailed, user_id, None, client, None, &news)
+                .await;
             metrics::counter!("latchkey_logins_total", "result" => "failed").increment(1);
             return Err(AuthError::InvalidGrant(LOGIN_FAILED));
         };
@@ -178,7 +182,17 @@ impl Auth {
             return Err(AuthError::EmailNotVerified);
         }
         self.rehash_if_needed(user, &password).await;
-        let mut pair = self.start_session(user, client).await?;
+        let news = |session: &SessionRecord| {
+            let data = json!({
+                "user_id": user.id,
+                "session_id": session.id,
+                "ip": client.ip,
+                "device": client.user_agent,
+                "new_device": device.is_none(),
+            });
+            self.news("user.login", Some(&user.id), data)
+        };
+        let mut pair = self.start_session(user, client, news).await?;
         pair.device_token = match device {
             Some(_) => device_token.map(str::to_string),
             None => Some(self.device_key.mint(&user.id)?),
@@ -200,14 +214,6 @@ impl Auth {
             )
             .await;
         }
-        let data = json!({
-            "user_id": user.id,
-            "session_id": pair.session_id,
-            "ip": client.ip,
-            "device": client.user_agent,
-            "new_device": device.is_none(),
-        });
-        self.announce("user.login", Some(&user.id), data).await;
         self.audit(
             EventKind::Login,
             Some(&user.id),
@@ -291,7 +297,9 @@ impl Auth {
             credential_version: version,
             ..user.clone()
         };
-        let pair = self.start_session(&changed, client).await?;
+        let pair = self
+            .start_session(&changed, client, |_| Outgoing::default())
+            .await?;
         self.audit(
             EventKind::PasswordChanged,
             Some(&user.id),

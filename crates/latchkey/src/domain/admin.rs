@@ -2,13 +2,15 @@
 //! deleting users, revoking their sessions and rotating signing keys. Each
 //! takes effect for access tokens at once, like the user-facing flows.
 
+use std::sync::Arc;
+
 use super::events::EventKind;
 use super::keys;
 use super::mail::{MailKind, Notice};
 use super::secrets::MasterKey;
 use super::{Auth, AuthError, Client};
 use super::{Event, Session, User};
-use crate::store::{MailRecord, Outgoing, RevokeReason, UserRecord};
+use crate::store::{EndedEvents, MailRecord, Outgoing, RevokeReason, UserRecord};
 
 impl Auth {
     /// Users ordered by creation, `limit` of them after the first `offset`.
@@ -53,35 +55,48 @@ impl Auth {
     pub async fn disable_user(&self, email_or_id: &str) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
         let now = self.now();
-        self.store.set_user_disabled(&user.id, true, now).await?;
         // While disabled, every token of the user is refused by the flag
-        // itself; the revocations carry the news to other verifiers.
-        let revoked = self
+        // itself; the revocations, in the same transaction, carry the news
+        // to other verifiers.
+        let notice = (Notice::AccountDisabled, MailKind::AccountDisabled);
+        let sessions = self.sessions_ended(&user.id, RevokeReason::UserDisabled);
+        let user_id = user.id.clone();
+        let told = Outgoing {
+            mails: self
+                .notice(&user, &Client::default(), notice, vec![])
+                .into_iter()
+                .collect(),
+            ended: Some(EndedEvents(Arc::new(move |ids: &[String]| {
+                let data = serde_json::json!({ "user_id": user_id, "sessions_ended": ids.len() });
+                let mut events = vec![super::webhooks::event(
+                    "user.disabled",
+                    Some(&user_id),
+                    data,
+                    now,
+                )];
+                events.extend((sessions.0)(ids));
+                events
+            }))),
+            ..Default::default()
+        };
+        if !self
             .store
-            .revoke_user_sessions(&user.id, None, RevokeReason::UserDisabled, now, Some(now))
-            .await?;
-        metrics::counter!("latchkey_revocations_total").increment(revoked);
+            .set_user_disabled(&user.id, true, now, &told)
+            .await?
+        {
+            return Err(AuthError::NotFound);
+        }
+        self.written(&told);
+        metrics::counter!("latchkey_revocations_total").increment(1);
         self.audit_admin(EventKind::UserDisabled, Some(&user.id), None)
             .await;
-        let mut told = Outgoing::default();
-        let notice = (Notice::AccountDisabled, MailKind::AccountDisabled);
-        told.mails
-            .extend(self.notice(&user, &Client::default(), notice, vec![]));
-        told.events.push(self.hook_event(
-            "user.disabled",
-            Some(&user.id),
-            serde_json::json!({ "user_id": user.id, "sessions_ended": revoked }),
-        ));
-        if let Err(e) = self.post(&told).await {
-            tracing::error!(error = %e, "queueing the news of a disabled account failed");
-        }
         Ok(User::from(&user))
     }
 
     pub async fn enable_user(&self, email_or_id: &str) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
         self.store
-            .set_user_disabled(&user.id, false, self.now())
+            .set_user_disabled(&user.id, false, self.now(), &Outgoing::default())
             .await?;
         self.audit_admin(EventKind::UserEnabled, Some(&user.id), None)
             .await;
@@ -157,13 +172,16 @@ impl Auth {
     /// Their events stay, under their id, for operators to read.
     pub async fn delete_user(&self, email_or_id: &str) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
-        self.store.delete_user(&user.id, self.now()).await?;
+        let data = serde_json::json!({ "user_id": user.id, "email": user.email });
+        let news = self.news("user.deleted", Some(&user.id), data);
+        if !self.store.delete_user(&user.id, self.now(), &news).await? {
+            return Err(AuthError::NotFound);
+        }
+        self.written(&news);
         metrics::counter!("latchkey_revocations_total").increment(1);
         let detail = Some(format!("deleted by an administrator; was {}", user.email));
         self.audit_admin(EventKind::UserDeleted, Some(&user.id), detail)
             .await;
-        let data = serde_json::json!({ "user_id": user.id, "email": user.email });
-        self.announce("user.deleted", Some(&user.id), data).await;
         Ok(User::from(&user))
     }
 
@@ -202,6 +220,10 @@ impl Auth {
     ) -> Result<u64, AuthError> {
         let user = self.require_user(email_or_id).await?;
         let now = self.now();
+        let news = Outgoing {
+            ended: Some(self.sessions_ended(&user.id, RevokeReason::Admin)),
+            ..Default::default()
+        };
         let revoked = match session {
             Some(sid) => {
                 let owned = self
@@ -214,25 +236,26 @@ impl Auth {
                 }
                 u64::from(
                     self.store
-                        .revoke_session(sid, RevokeReason::Admin, now, &Outgoing::default())
+                        .revoke_session(sid, RevokeReason::Admin, now, &news)
                         .await?,
                 )
             }
             None => {
                 self.store
-                    .revoke_user_sessions(&user.id, None, RevokeReason::Admin, now, Some(now))
+                    .revoke_user_sessions(
+                        &user.id,
+                        None,
+                        RevokeReason::Admin,
+                        now,
+                        Some(now),
+                        &news,
+                    )
                     .await?
             }
         };
         if revoked > 0 {
+            self.written(&news);
             metrics::counter!("latchkey_revocations_total").increment(revoked);
-            let data = serde_json::json!({
-                "user_id": user.id,
-                "session_ids": session.map(|s| vec![s]).unwrap_or_default(),
-                "sessions": revoked,
-                "reason": "admin",
-            });
-            self.announce("session.revoked", Some(&user.id), data).await;
             let detail = Some(format!("{revoked} session(s) revoked by an administrator"));
             self.audit_detail(
                 EventKind::SessionRevoked,
@@ -282,19 +305,25 @@ impl Auth {
             now + KEY_PUBLISH_LEAD
         };
         let retire_at = activates_at + self.config.access_ttl + self.config.leeway;
-        let kid = keys::add_key(
+        let news = |kid: &str| {
+            let data = serde_json::json!({
+                "kid": kid,
+                "activates_at": super::clock::rfc3339(activates_at),
+            });
+            self.news("key.rotated", None, data)
+        };
+        let (kid, news) = keys::add_key(
             self.store.as_ref(),
             master,
             alg,
             now,
             activates_at,
             retire_at,
+            news,
         )
         .await?;
+        self.written(&news);
         self.keys.reload(self.store.as_ref(), now).await?;
-        let data =
-            serde_json::json!({ "kid": kid, "activates_at": super::clock::rfc3339(activates_at) });
-        self.announce("key.rotated", None, data).await;
         let detail = Some(format!("{kid} signs from {activates_at}"));
         self.audit_admin(EventKind::KeyRotated, None, detail).await;
         Ok((kid, activates_at))
@@ -325,16 +354,17 @@ impl Auth {
             Some(_) => None,
         };
         let now = self.now();
-        if !self.store.withdraw_signing_key(kid, now).await? {
+        let data = serde_json::json!({ "kid": kid, "replaced_by": replacement });
+        let news = self.news("key.revoked", None, data);
+        if !self.store.withdraw_signing_key(kid, now, &news).await? {
             return Err(AuthError::NotFound);
         }
+        self.written(&news);
         self.keys.withdraw(kid);
         self.keys.reload(self.store.as_ref(), now).await?;
         metrics::counter!("latchkey_keys_withdrawn_total").increment(1);
         let detail = Some(format!("{kid} withdrawn; its tokens are refused"));
         self.audit_admin(EventKind::KeyRevoked, None, detail).await;
-        let data = serde_json::json!({ "kid": kid, "replaced_by": replacement });
-        self.announce("key.revoked", None, data).await;
         Ok(replacement)
     }
 }

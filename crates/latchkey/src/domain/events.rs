@@ -3,7 +3,7 @@
 //! request it describes; a failure to record is itself logged.
 
 use super::{Auth, Client};
-use crate::store::NewEvent;
+use crate::store::{NewEvent, Outgoing};
 
 /// Kinds of security events, as stored and shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +86,27 @@ impl Auth {
         client: &Client,
         detail: Option<String>,
     ) {
+        self.audit_sending(
+            kind,
+            user_id,
+            session_id,
+            client,
+            detail,
+            &Outgoing::default(),
+        )
+        .await;
+    }
+
+    /// Records a security event and, in the same transaction, what it sends.
+    pub(super) async fn audit_sending(
+        &self,
+        kind: EventKind,
+        user_id: Option<&str>,
+        session_id: Option<&str>,
+        client: &Client,
+        detail: Option<String>,
+        outgoing: &Outgoing,
+    ) {
         tracing::info!(
             target: "latchkey::audit",
             event = kind.as_str(),
@@ -103,8 +124,11 @@ impl Auth {
             detail,
             created_at: self.now(),
         };
-        if let Err(e) = self.store.insert_event(&event).await {
-            tracing::error!(error = %e, event = kind.as_str(), "recording a security event failed");
+        match self.store.insert_event(&event, outgoing).await {
+            Ok(()) => self.written(outgoing),
+            Err(e) => {
+                tracing::error!(error = %e, event = kind.as_str(), "recording a security event failed")
+            }
         }
     }
 }

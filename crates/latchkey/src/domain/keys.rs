@@ -20,7 +20,7 @@ use jsonwebtoken::jwk::{
 use latchkey_verify::{Claims, KeySet, Rules, SigningAlg, VerifiedTokens, VerifyError, VerifyKey};
 
 use super::secrets::{MasterKey, SecretError, random_b64};
-use crate::store::{KeyRecord, Store, StoreError};
+use crate::store::{KeyRecord, Outgoing, Store, StoreError};
 
 /// What can go wrong with the signing keys.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +101,7 @@ impl KeyRing {
             .iter()
             .any(|k| k.retired_at.is_none())
         {
-            add_key(store, &master, alg, now, now, now).await?;
+            add_key(store, &master, alg, now, now, now, |_| Outgoing::default()).await?;
         }
         let loaded = build(&master, &store.signing_keys().await?, now)?;
         Ok(Self {
@@ -232,7 +232,8 @@ pub async fn list(store: &dyn Store) -> Result<Vec<KeyInfo>, KeyError> {
 
 /// Creates a new signing key, published from `now` and signing from
 /// `activates_at`; the keys it replaces sign until then and stay published
-/// until `retired_expire_at`.
+/// until `retired_expire_at`. What `news` makes of the new kid is written
+/// with the key, and returned.
 pub async fn add_key(
     store: &dyn Store,
     master: &MasterKey,
@@ -240,8 +241,10 @@ pub async fn add_key(
     now: i64,
     activates_at: i64,
     retired_expire_at: i64,
-) -> Result<String, KeyError> {
+    news: impl FnOnce(&str) -> Outgoing,
+) -> Result<(String, Outgoing), KeyError> {
     let kid = random_b64(12)?;
+    let outgoing = news(&kid);
     let (pkcs8, jwk) = generate(alg, &kid)?;
     let record = KeyRecord {
         private_key: master.seal(&kid, &pkcs8)?,
@@ -253,8 +256,10 @@ pub async fn add_key(
         retired_at: None,
         expires_at: None,
     };
-    store.add_signing_key(&record, retired_expire_at).await?;
-    Ok(kid)
+    store
+        .add_signing_key(&record, retired_expire_at, &outgoing)
+        .await?;
+    Ok((kid, outgoing))
 }
 
 fn generate(alg: SigningAlg, kid: &str) -> Result<(Vec<u8>, Jwk), KeyError> {

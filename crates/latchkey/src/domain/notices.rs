@@ -13,7 +13,7 @@ use super::email::parse_email;
 use super::events::EventKind;
 use super::mail::{MailKind, Notice, show_time};
 use super::{Auth, AuthError, Client};
-use crate::store::{NewMail, Outgoing, StoreError, ThrottleRecord, UserRecord};
+use crate::store::{NewMail, Outgoing, RevokeReason, StoreError, ThrottleRecord, UserRecord};
 
 /// Mails of one kind one address may be sent per window.
 const MAILS_PER_WINDOW: i64 = 5;
@@ -44,6 +44,14 @@ impl Auth {
                 Some(&user.id),
                 json!({ "user_id": user.id, "reason": how }),
             )],
+            // A new password ends every session.
+            ended: Some(self.sessions_ended(
+                &user.id,
+                match how {
+                    "reset" => RevokeReason::PasswordReset,
+                    _ => RevokeReason::PasswordChanged,
+                },
+            )),
         }
     }
 

@@ -21,7 +21,9 @@ use super::mail::{LinkToken, MailKind, Notice, Verification, digest};
 use super::password::normalize;
 use super::throttle::session_key;
 use super::{Auth, AuthError, Authenticated, Client, User};
-use crate::store::{EmailTokenRecord, Outgoing, Redeem, StoreError, TokenPurpose, UserRecord};
+use crate::store::{
+    EmailTokenRecord, Outgoing, Redeem, RevokeReason, StoreError, TokenPurpose, UserRecord,
+};
 
 impl Auth {
     /// Whether registration and sign-in ask for a verified address.
@@ -453,18 +455,28 @@ impl Auth {
         let redeem = Redeem::CancelEmailChange {
             email_normalized: &old.normalized,
         };
+        let mut outgoing = Outgoing {
+            ended: Some(self.sessions_ended(&user.id, RevokeReason::EmailChangeCancelled)),
+            ..Default::default()
+        };
+        if user.email_normalized != old.normalized {
+            outgoing.events.push(self.hook_event(
+                "user.email_changed",
+                Some(&user.id),
+                json!({
+                    "user_id": user.id,
+                    "old_email": user.email,
+                    "new_email": old.display,
+                    "cancelled": true,
+                }),
+            ));
+        }
         match self
             .store
-            .redeem_email_token(
-                &record.digest,
-                &user.id,
-                redeem,
-                self.now(),
-                &Outgoing::default(),
-            )
+            .redeem_email_token(&record.digest, &user.id, redeem, self.now(), &outgoing)
             .await
         {
-            Ok(true) => {}
+            Ok(true) => self.written(&outgoing),
             Ok(false) => return Err(AuthError::InvalidLink),
             Err(StoreError::Conflict) => return Err(AuthError::EmailTaken),
             Err(e) => return Err(e.into()),

@@ -16,7 +16,7 @@ use super::password::{Hasher, PasswordPolicy};
 use super::refresh::{RefreshKey, RefreshToken};
 use super::secrets::{MasterKey, random};
 use super::webhooks::{HookWaker, WebhookPolicy};
-use crate::store::{SessionRecord, Store, UserRecord};
+use crate::store::{Outgoing, SessionRecord, Store, UserRecord};
 
 /// Why a session was not started for credentials that verified.
 const CREDENTIALS_CHANGED: &str =
@@ -177,11 +177,13 @@ impl Auth {
     /// Starts a new session for `user` and returns its first token pair —
     /// unless the user's credentials changed (or the account was disabled)
     /// since `user` was read: a login that verified an old password must
-    /// never outlive the change.
+    /// never outlive the change. What `news` makes of the session is
+    /// written with it.
     pub(super) async fn start_session(
         &self,
         user: &UserRecord,
         client: &Client,
+        news: impl FnOnce(&SessionRecord) -> Outgoing,
     ) -> Result<TokenPair, AuthError> {
         let now = self.now();
         let mut salt = vec![0u8; 16];
@@ -201,13 +203,15 @@ impl Auth {
             user_agent: client.user_agent.clone(),
             ip: client.ip.clone(),
         };
+        let outgoing = news(&session);
         if !self
             .store
-            .insert_session(&session, user.credential_version)
+            .insert_session(&session, user.credential_version, &outgoing)
             .await?
         {
             return Err(AuthError::InvalidGrant(CREDENTIALS_CHANGED));
         }
+        self.written(&outgoing);
         self.token_pair(&session, 0)
     }
 

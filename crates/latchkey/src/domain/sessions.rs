@@ -167,11 +167,7 @@ impl Auth {
         client: &Client,
     ) -> Result<bool, AuthError> {
         let event = Outgoing {
-            events: vec![self.hook_event(
-                "session.revoked",
-                Some(user_id),
-                json!({ "user_id": user_id, "session_ids": [sid], "reason": reason.as_str() }),
-            )],
+            ended: Some(self.sessions_ended(user_id, reason)),
             ..Default::default()
         };
         let ended = self
@@ -198,6 +194,10 @@ impl Auth {
         client: &Client,
     ) -> Result<(), AuthError> {
         let now = self.now();
+        let news = Outgoing {
+            ended: Some(self.sessions_ended(&caller.record.id, RevokeReason::LogoutAll)),
+            ..Default::default()
+        };
         let revoked = self
             .store
             .revoke_user_sessions(
@@ -206,13 +206,11 @@ impl Auth {
                 RevokeReason::LogoutAll,
                 now,
                 Some(now),
+                &news,
             )
             .await?;
+        self.written(&news);
         metrics::counter!("latchkey_revocations_total").increment(revoked);
-        let data =
-            json!({ "user_id": caller.record.id, "sessions": revoked, "reason": "logout_all" });
-        self.announce("session.revoked", Some(&caller.record.id), data)
-            .await;
         self.audit(
             EventKind::LogoutAll,
             Some(&caller.record.id),

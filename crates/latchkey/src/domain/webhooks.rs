@@ -5,6 +5,7 @@
 //! one delivery per subscribed endpoint; the delivery worker sends them.
 //! See docs/webhooks.md.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -13,9 +14,12 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::events::EventKind;
 use super::secrets::{MasterKey, SecretError, random};
 use super::{Auth, AuthError};
-use crate::store::{DeliveryRecord, NewWebhookEvent, Outgoing, WebhookRecord};
+use crate::store::{
+    DeliveryRecord, EndedEvents, EventTally, NewWebhookEvent, Outgoing, RevokeReason, WebhookRecord,
+};
 
 /// The label endpoint secrets are sealed under.
 const SEAL_LABEL: &str = "webhook-secret";
@@ -39,6 +43,14 @@ pub const EVENT_TYPES: [&str; 14] = [
     "webhook.disabled",
     "webhook.test",
 ];
+
+/// How often the attempts refused by the login throttle are summarised.
+pub const THROTTLED_SUMMARY_PERIOD: i64 = 60;
+/// How long after its time an event is counted (its row may still be
+/// committing).
+const SUMMARY_LAG: i64 = 2;
+/// Addresses named in one summary at most, the busiest first.
+const SUMMARY_IPS: usize = 10;
 
 /// Who may be called: https only, and never a private, loopback or
 /// link-local address — unless the operator allows them (development).
@@ -244,16 +256,31 @@ impl Auth {
         Ok(self.store.set_webhook_disabled(id, at).await?)
     }
 
-    /// Writes an event right after the change it reports (for changes made
-    /// by store operations that write no outbox); a failure is logged.
-    pub(super) async fn announce(&self, kind: &str, user_id: Option<&str>, data: Value) {
-        let outgoing = Outgoing {
+    /// An outgoing of the one event `kind` about `user_id`, now.
+    pub(super) fn news(&self, kind: &str, user_id: Option<&str>, data: Value) -> Outgoing {
+        Outgoing {
             events: vec![self.hook_event(kind, user_id, data)],
             ..Default::default()
-        };
-        if let Err(e) = self.post(&outgoing).await {
-            tracing::error!(error = %e, event = kind, "queueing a webhook event failed");
         }
+    }
+
+    /// What tells the webhooks which sessions of `user_id` a change ended
+    /// and why: one `session.revoked` naming them, built by the store in
+    /// the change's transaction (nothing when the user had none).
+    pub(super) fn sessions_ended(&self, user_id: &str, reason: RevokeReason) -> EndedEvents {
+        let (user_id, now) = (user_id.to_string(), self.now());
+        EndedEvents(Arc::new(move |ids: &[String]| {
+            if ids.is_empty() {
+                return Vec::new();
+            }
+            let data = json!({
+                "user_id": user_id,
+                "session_ids": ids,
+                "sessions": ids.len(),
+                "reason": reason.as_str(),
+            });
+            vec![event("session.revoked", Some(&user_id), data, now)]
+        }))
     }
 
     /// Tells the delivery workers that `outgoing` was written.
@@ -261,9 +288,36 @@ impl Auth {
         if !outgoing.mails.is_empty() {
             self.mail.wake();
         }
-        if !outgoing.events.is_empty() {
+        if outgoing.has_events() {
             self.hooks_wake.0.notify_one();
         }
+    }
+
+    /// Sends the attempts the login throttle refused — one summary a period
+    /// per account, and one for addresses without an account — instead of
+    /// one event per attempt (an attacker's guesses can arrive by the
+    /// thousand). Returns when the next summary is due.
+    pub async fn summarise_throttled(&self) -> Result<i64, AuthError> {
+        let now = self.now();
+        let until = now - SUMMARY_LAG;
+        let build = move |counts: &[EventTally], from: i64| Outgoing {
+            events: throttled_summaries(counts, from, until, now),
+            ..Default::default()
+        };
+        let position = self
+            .store
+            .tally_events(
+                EventKind::LoginThrottled.as_str(),
+                until - THROTTLED_SUMMARY_PERIOD,
+                until,
+                THROTTLED_SUMMARY_PERIOD,
+                &build,
+            )
+            .await?;
+        if position == until {
+            self.hooks_wake.0.notify_one();
+        }
+        Ok(position + THROTTLED_SUMMARY_PERIOD + SUMMARY_LAG)
     }
 
     /// What the webhook delivery worker waits on.
@@ -274,6 +328,50 @@ impl Auth {
     pub fn hook_policy(&self) -> WebhookPolicy {
         self.hook_policy
     }
+}
+
+/// One `user.login_failed` per user (and one for unknown addresses) from
+/// the counts of refused attempts between `from` and `until`.
+fn throttled_summaries(
+    counts: &[EventTally],
+    from: i64,
+    until: i64,
+    now: i64,
+) -> Vec<NewWebhookEvent> {
+    let mut by_user: BTreeMap<Option<&str>, Vec<&EventTally>> = BTreeMap::new();
+    for count in counts {
+        by_user
+            .entry(count.user_id.as_deref())
+            .or_default()
+            .push(count);
+    }
+    by_user
+        .into_iter()
+        .map(|(user_id, mut rows)| {
+            rows.sort_by_key(|r| std::cmp::Reverse(r.count));
+            let ips: Vec<&str> = rows
+                .iter()
+                .filter_map(|r| r.ip.as_deref())
+                .take(SUMMARY_IPS)
+                .collect();
+            let data = json!({
+                "user_id": user_id,
+                "email": rows[0].email,
+                "ip": null,
+                "device": null,
+                "throttled": true,
+                "attempts": rows.iter().map(|r| r.count).sum::<i64>(),
+                "first_at": super::clock::rfc3339(rows.iter().map(|r| r.first_at).min().unwrap_or(from)),
+                "last_at": super::clock::rfc3339(rows.iter().map(|r| r.last_at).max().unwrap_or(until)),
+                "window": {
+                    "from": super::clock::rfc3339(from),
+                    "until": super::clock::rfc3339(until),
+                },
+                "ips": ips,
+            });
+            event("user.login_failed", user_id, data, now)
+        })
+        .collect()
 }
 
 /// A webhook event of `kind` about `user_id` at `now`, as sent: the

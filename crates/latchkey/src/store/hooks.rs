@@ -47,6 +47,72 @@ const RETRY: &str = "UPDATE webhook_deliveries SET next_attempt_at = $2, last_st
 const GIVEN_UP: &str = "UPDATE webhook_deliveries SET failed_at = $2, last_status = $3,
      last_error = $5, last_latency_ms = $4 WHERE id = $1";
 
+/// A summary's position, created at $2 for kind $1 the first time.
+const START_TALLY: &str = "INSERT INTO event_tallies (kind, tallied_until) VALUES ($1, $2)
+     ON CONFLICT (kind) DO NOTHING";
+/// The events of kind $1 from $2 up to $3, counted per user and address.
+const TALLY: &str = "SELECT e.user_id, u.email, e.ip, COUNT(*) AS count,
+         MIN(e.created_at) AS first_at, MAX(e.created_at) AS last_at
+     FROM events e LEFT JOIN users u ON u.id = e.user_id
+     WHERE e.kind = $1 AND e.created_at >= $2 AND e.created_at < $3
+     GROUP BY e.user_id, u.email, e.ip
+     ORDER BY e.user_id, count DESC
+     LIMIT 10000";
+const TALLIED: &str = "UPDATE event_tallies SET tallied_until = $2 WHERE kind = $1";
+
+/// Once `every` seconds have passed since the summary's position (read by
+/// `position`, which locks it where the backend needs that), counts the
+/// events of `kind` from there up to `until`, writes what `build` makes of
+/// the counts and moves the position to `until`; on the transaction `conn`
+/// is in. Returns the position.
+pub async fn tally<DB>(
+    conn: &mut DB::Connection,
+    position: &'static str,
+    kind: &str,
+    (start, until, every): (i64, i64, i64),
+    build: super::TallyBuild<'_>,
+) -> Result<i64, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    for<'e> &'e [u8]: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<&'e str>: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    bool: for<'e> Encode<'e, DB> + Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    super::EventTally: for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    sqlx::query(START_TALLY)
+        .bind(kind)
+        .bind(start)
+        .execute(&mut *conn)
+        .await?;
+    let (from,): (i64,) = sqlx::query_as(position)
+        .bind(kind)
+        .fetch_one(&mut *conn)
+        .await?;
+    if from + every > until {
+        return Ok(from);
+    }
+    let counts: Vec<super::EventTally> = sqlx::query_as(TALLY)
+        .bind(kind)
+        .bind(from)
+        .bind(until)
+        .fetch_all(&mut *conn)
+        .await?;
+    if !counts.is_empty() {
+        super::outbox::write::<DB>(conn, &build(&counts, from), &[]).await?;
+    }
+    sqlx::query(TALLIED)
+        .bind(kind)
+        .bind(until)
+        .execute(&mut *conn)
+        .await?;
+    Ok(until)
+}
+
 /// Writes a delivery of each event to each endpoint that wants it.
 pub async fn fan_out<DB>(
     conn: &mut DB::Connection,

@@ -16,6 +16,8 @@ pub use snapshot::{ClientRecord, RevocationRecord, Snapshot, ThrottleRecord};
 /// The next state of a throttle row, computed from the current one.
 pub type ThrottleStep<'a> = &'a (dyn Fn(&ThrottleRecord) -> ThrottleRecord + Send + Sync);
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -195,12 +197,45 @@ pub struct Outgoing {
     /// Events for the webhooks: each becomes a delivery to every enabled
     /// endpoint that subscribes to its type.
     pub events: Vec<NewWebhookEvent>,
+    /// Events about the sessions the change ends, which only the store
+    /// knows once it has ended them.
+    pub ended: Option<EndedEvents>,
 }
 
 impl Outgoing {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty() && self.mails.is_empty() && self.events.is_empty()
+        self.tokens.is_empty()
+            && self.mails.is_empty()
+            && self.events.is_empty()
+            && self.ended.is_none()
+    }
+
+    /// Whether webhook events may be written.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty() || self.ended.is_some()
+    }
+
+    /// The events about the sessions `ended` (ids), for the store to write
+    /// with the others.
+    pub fn ended_events(&self, ended: &[String]) -> Vec<NewWebhookEvent> {
+        match &self.ended {
+            Some(build) => (build.0)(ended),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// What builds events from the ids of the sessions a change ended.
+pub type EndedBuild = dyn Fn(&[String]) -> Vec<NewWebhookEvent> + Send + Sync;
+
+/// Builds events from the ids of the sessions a change ended.
+#[derive(Clone)]
+pub struct EndedEvents(pub Arc<EndedBuild>);
+
+impl std::fmt::Debug for EndedEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EndedEvents")
     }
 }
 
@@ -229,6 +264,23 @@ pub struct WebhookRecord {
     pub created_at: i64,
     pub disabled_at: Option<i64>,
 }
+
+/// How many security events of one kind a user (or, with no user, every
+/// unknown address) had from one IP address within a summary's window.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventTally {
+    pub user_id: Option<String>,
+    /// The user's address, when the user still exists.
+    pub email: Option<String>,
+    pub ip: Option<String>,
+    pub count: i64,
+    pub first_at: i64,
+    pub last_at: i64,
+}
+
+/// What a summary of counted events sends, built from the counts and the
+/// window's start.
+pub type TallyBuild<'a> = &'a (dyn Fn(&[EventTally], i64) -> Outgoing + Send + Sync);
 
 /// One event's delivery to one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -468,21 +520,47 @@ pub trait Store: Send + Sync + 'static {
     /// Delivers delivery `id`'s event to its endpoint again, from `now`;
     /// returns the new delivery's id, or None when there is no such delivery.
     async fn replay_delivery(&self, id: i64, now: i64) -> StoreResult<Option<i64>>;
+    /// Once `every` seconds have passed since the last summary of the
+    /// security events of `kind` (since `start` the first time), counts
+    /// those recorded from then up to `until`, per user and IP address, and
+    /// writes what `build` makes of the counts in the same transaction as
+    /// the summary's new position — so each event is counted in one
+    /// summary, across instances too. Returns the position: where the next
+    /// summary starts.
+    async fn tally_events(
+        &self,
+        kind: &str,
+        start: i64,
+        until: i64,
+        every: i64,
+        build: TallyBuild<'_>,
+    ) -> StoreResult<i64>;
 
-    /// Returns false when no such user exists.
-    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64)
-    -> StoreResult<bool>;
-    /// Deletes the user and their sessions, recording a user-wide revocation.
-    async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool>;
+    /// Disables or enables a user, with what the change sends; disabling
+    /// also ends every session of the user (with `not_before = now` and a
+    /// new credential version) in the same transaction. Returns false,
+    /// sending nothing, when no such user exists.
+    async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<bool>;
+    /// Deletes the user and their sessions, recording a user-wide
+    /// revocation, with what the deletion sends; false when there is none.
+    async fn delete_user(&self, user_id: &str, now: i64, outgoing: &Outgoing) -> StoreResult<bool>;
 
     /// Inserts the session only while its user is enabled and still at
     /// `credential_version` (checked in the same statement, which on
     /// PostgreSQL waits for a concurrent revocation of the user to commit).
-    /// Returns false, inserting nothing, otherwise.
+    /// Returns false, inserting nothing, otherwise. `outgoing` is written
+    /// with the session, or not at all.
     async fn insert_session(
         &self,
         session: &SessionRecord,
         credential_version: i64,
+        outgoing: &Outgoing,
     ) -> StoreResult<bool>;
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     /// A session and whether its user may use it (exists, not disabled): what
@@ -519,7 +597,8 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes every live session of a user except `keep`, recording each
     /// revocation and, with `not_before`, a user-wide entry and a new
     /// credential version (raised first, so logins in flight that verified
-    /// the old version cannot insert a session afterwards). Returns the count.
+    /// the old version cannot insert a session afterwards), and what the
+    /// revocation sends. Returns the count.
     async fn revoke_user_sessions(
         &self,
         user_id: &str,
@@ -527,6 +606,7 @@ pub trait Store: Send + Sync + 'static {
         reason: RevokeReason,
         now: i64,
         not_before: Option<i64>,
+        outgoing: &Outgoing,
     ) -> StoreResult<u64>;
     /// Live sessions of a user, newest first.
     async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>>;
@@ -545,7 +625,8 @@ pub trait Store: Send + Sync + 'static {
     async fn step_throttle(&self, key: &str, step: ThrottleStep<'_>)
     -> StoreResult<ThrottleRecord>;
 
-    async fn insert_event(&self, event: &NewEvent) -> StoreResult<()>;
+    /// Records a security event, and what it sends, in one transaction.
+    async fn insert_event(&self, event: &NewEvent, outgoing: &Outgoing) -> StoreResult<()>;
     /// A user's events, newest first, with ids below `before` when given.
     async fn user_events(
         &self,
@@ -557,11 +638,21 @@ pub trait Store: Send + Sync + 'static {
     async fn signing_keys(&self) -> StoreResult<Vec<KeyRecord>>;
     /// Withdraws a published key at `now`: it stops signing and leaves the
     /// JWKS, and a `key` entry goes to the revocation feed. Returns false
-    /// when no published key has that kid.
-    async fn withdraw_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool>;
+    /// when no published key has that kid (and sends nothing).
+    async fn withdraw_signing_key(
+        &self,
+        kid: &str,
+        now: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<bool>;
     /// Adds `key`, which signs from `key.activates_at`; the keys signing now
     /// retire at that moment and leave the JWKS at `retired_expire_at`.
-    async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()>;
+    async fn add_signing_key(
+        &self,
+        key: &KeyRecord,
+        retired_expire_at: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<()>;
 
     /// Deletes at most `batch` rows of each kind older than the cut-offs.
     async fn prune(&self, before: PruneBefore, batch: i64) -> StoreResult<u64>;

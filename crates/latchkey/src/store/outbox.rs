@@ -61,8 +61,13 @@ pub const RETRY_FAILED_MAIL: &str =
      WHERE failed_at IS NOT NULL AND sealed IS NOT NULL";
 
 /// Writes the tokens (each replacing the user's earlier ones of its
-/// purpose) and messages of `outgoing` on the transaction `conn` is in.
-pub async fn write<DB>(conn: &mut DB::Connection, outgoing: &Outgoing) -> Result<(), sqlx::Error>
+/// purpose), messages and events of `outgoing` on the transaction `conn` is
+/// in; `ended` names the sessions the change ended, for the events about them.
+pub async fn write<DB>(
+    conn: &mut DB::Connection,
+    outgoing: &Outgoing,
+    ended: &[String],
+) -> Result<(), sqlx::Error>
 where
     DB: Database,
     DB::Arguments: sqlx::IntoArguments<DB>,
@@ -90,6 +95,7 @@ where
             .await?;
     }
     super::hooks::fan_out::<DB>(conn, &outgoing.events).await?;
+    super::hooks::fan_out::<DB>(conn, &outgoing.ended_events(ended)).await?;
     for m in &outgoing.mails {
         sqlx::query(INSERT_MAIL)
             .bind(m.recipient.as_str())

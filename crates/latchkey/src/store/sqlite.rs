@@ -204,6 +204,8 @@ const SET_REVOCATION_CURSOR: [&str; 2] = [
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
+const TALLY_POSITION: &str = "SELECT tallied_until FROM event_tallies WHERE kind = $1";
+
 /// Takes due mail: $1 now, $2 lease end, $3 limit. SQLite's one writer
 /// serialises takers.
 const CLAIM_MAIL: &str = concat!(
@@ -260,7 +262,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.fail(e))?;
-        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing)
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &[])
             .await
             .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))
@@ -279,7 +281,7 @@ impl Store for SqliteStore {
 
     async fn send(&self, outgoing: &Outgoing) -> StoreResult<()> {
         let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
-        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing)
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &[])
             .await
             .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))
@@ -325,13 +327,14 @@ impl Store for SqliteStore {
         {
             return Ok(false);
         }
+        let mut ended = Vec::new();
         if let Some(reason) = redeem.ends_sessions() {
             sql::cut_user::<sqlx::Sqlite>(&mut tx, user_id, now, now)
                 .await
                 .map_err(|e| self.fail(e))?;
-            revoke_sessions_of(&mut tx, user_id, None, reason, now).await?;
+            ended = revoke_sessions_of(&mut tx, user_id, None, reason, now).await?;
         }
-        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing)
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &ended)
             .await
             .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))?;
@@ -447,7 +450,8 @@ impl Store for SqliteStore {
         let version = sql::cut_user::<sqlx::Sqlite>(&mut tx, user_id, now, now)
             .await
             .map_err(|e| self.fail(e))?;
-        revoke_sessions_of(&mut tx, user_id, None, RevokeReason::PasswordChanged, now).await?;
+        let ended =
+            revoke_sessions_of(&mut tx, user_id, None, RevokeReason::PasswordChanged, now).await?;
         // A reset link mailed before the change must not undo it.
         sqlx::query(outbox::DROP_TOKENS)
             .bind(user_id)
@@ -455,7 +459,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.fail(e))?;
-        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing)
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &ended)
             .await
             .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))?;
@@ -533,6 +537,29 @@ impl Store for SqliteStore {
             .map_err(|e| self.fail(e))
     }
 
+    async fn tally_events(
+        &self,
+        kind: &str,
+        start: i64,
+        until: i64,
+        every: i64,
+        build: TallyBuild<'_>,
+    ) -> StoreResult<i64> {
+        // Begins with a write, so the transaction holds the writer lock throughout.
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
+        let position = hooks::tally::<sqlx::Sqlite>(
+            &mut tx,
+            TALLY_POSITION,
+            kind,
+            (start, until, every),
+            build,
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(position)
+    }
+
     async fn deliveries(&self, webhook_id: &str, limit: i64) -> StoreResult<Vec<DeliveryRecord>> {
         sqlx::query_as(hooks::DELIVERIES)
             .bind(webhook_id)
@@ -547,48 +574,82 @@ impl Store for SqliteStore {
         user_id: &str,
         disabled: bool,
         now: i64,
+        outgoing: &Outgoing,
     ) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         let done = sqlx::query(sql::SET_USER_DISABLED)
             .bind(user_id)
             .bind(disabled)
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let mut ended = Vec::new();
+        if disabled {
+            sql::cut_user::<sqlx::Sqlite>(&mut tx, user_id, now, now)
+                .await
+                .map_err(|e| self.fail(e))?;
+            ended =
+                revoke_sessions_of(&mut tx, user_id, None, RevokeReason::UserDisabled, now).await?;
+        }
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &ended)
+            .await
+            .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(true)
     }
 
-    async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool> {
+    async fn delete_user(&self, user_id: &str, now: i64, outgoing: &Outgoing) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         let done = sqlx::query(DELETE_USER)
             .bind(user_id)
             .execute(&mut *tx)
             .await
             .map_err(|e| self.fail(e))?;
-        if done.rows_affected() > 0 {
-            sqlx::query(sql::FEED_USER)
-                .bind(user_id)
-                .bind(now + 1)
-                .bind(now + 1)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.fail(e))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
         }
+        sqlx::query(sql::FEED_USER)
+            .bind(user_id)
+            .bind(now + 1)
+            .bind(now + 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.fail(e))?;
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &[])
+            .await
+            .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))?;
-        Ok(done.rows_affected() > 0)
+        Ok(true)
     }
 
     async fn insert_session(
         &self,
         s: &SessionRecord,
         credential_version: i64,
+        outgoing: &Outgoing,
     ) -> StoreResult<bool> {
-        let done = bind_session(sqlx::query(START_SESSION), s)
-            .bind(credential_version)
-            .execute(&self.writer)
+        let start = bind_session(sqlx::query(START_SESSION), s).bind(credential_version);
+        if outgoing.is_empty() {
+            let done = start
+                .execute(&self.writer)
+                .await
+                .map_err(|e| self.fail(e))?;
+            return Ok(done.rows_affected() > 0);
+        }
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
+        let done = start.execute(&mut *tx).await.map_err(|e| self.fail(e))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &[])
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(done.rows_affected() > 0)
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(true)
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
@@ -629,7 +690,7 @@ impl Store for SqliteStore {
             .map_err(|e| self.fail(e))?;
         if let Some((user_id,)) = &user {
             feed_session(&mut tx, id, user_id, now).await?;
-            outbox::write::<sqlx::Sqlite>(&mut tx, outgoing)
+            outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &[id.to_string()])
                 .await
                 .map_err(|e| self.fail(e))?;
         }
@@ -644,6 +705,7 @@ impl Store for SqliteStore {
         reason: RevokeReason,
         now: i64,
         not_before: Option<i64>,
+        outgoing: &Outgoing,
     ) -> StoreResult<u64> {
         let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         if let Some(nbf) = not_before {
@@ -651,9 +713,12 @@ impl Store for SqliteStore {
                 .await
                 .map_err(|e| self.fail(e))?;
         }
-        let revoked = revoke_sessions_of(&mut tx, user_id, keep, reason, now).await?;
+        let ended = revoke_sessions_of(&mut tx, user_id, keep, reason, now).await?;
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &ended)
+            .await
+            .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))?;
-        Ok(revoked)
+        Ok(ended.len() as u64)
     }
 
     async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>> {
@@ -712,12 +777,21 @@ impl Store for SqliteStore {
         Ok(before)
     }
 
-    async fn insert_event(&self, e: &NewEvent) -> StoreResult<()> {
-        sql::bind_new_event(sqlx::query(sql::INSERT_EVENT), e)
-            .execute(&self.writer)
+    async fn insert_event(&self, e: &NewEvent, outgoing: &Outgoing) -> StoreResult<()> {
+        let insert = sql::bind_new_event(sqlx::query(sql::INSERT_EVENT), e);
+        if outgoing.is_empty() {
+            insert
+                .execute(&self.writer)
+                .await
+                .map_err(|e| self.fail(e))?;
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
+        insert.execute(&mut *tx).await.map_err(|e| self.fail(e))?;
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &[])
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(())
+        tx.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn user_events(
@@ -742,7 +816,12 @@ impl Store for SqliteStore {
             .map_err(|e| self.fail(e))
     }
 
-    async fn withdraw_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
+    async fn withdraw_signing_key(
+        &self,
+        kid: &str,
+        now: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         for statement in [sql::WITHDRAW_KEY, sql::FEED_KEY] {
             let done = sqlx::query(statement)
@@ -755,11 +834,19 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
         }
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &[])
+            .await
+            .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(true)
     }
 
-    async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()> {
+    async fn add_signing_key(
+        &self,
+        key: &KeyRecord,
+        retired_expire_at: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<()> {
         let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         sqlx::query(sql::RETIRE_KEYS)
             .bind(key.activates_at)
@@ -769,6 +856,9 @@ impl Store for SqliteStore {
             .map_err(|e| self.fail(e))?;
         sql::bind_key(sqlx::query(sql::INSERT_KEY), key)
             .execute(&mut *tx)
+            .await
+            .map_err(|e| self.fail(e))?;
+        outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &[])
             .await
             .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))
@@ -925,7 +1015,7 @@ async fn revoke_sessions_of(
     keep: Option<&str>,
     reason: RevokeReason,
     now: i64,
-) -> StoreResult<u64> {
+) -> StoreResult<Vec<String>> {
     let revoked: Vec<String> = sqlx::query_scalar(END_SESSIONS_OF)
         .bind(user_id)
         .bind(now)
@@ -937,7 +1027,7 @@ async fn revoke_sessions_of(
     for sid in &revoked {
         feed_session(tx, sid, user_id, now).await?;
     }
-    Ok(revoked.len() as u64)
+    Ok(revoked)
 }
 
 async fn feed_session(tx: &mut Tx, session_id: &str, user_id: &str, now: i64) -> StoreResult<()> {

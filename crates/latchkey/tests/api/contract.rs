@@ -3,14 +3,15 @@
 //! serialised throttle steps, revocation counts and feed rows, import and
 //! prune boundaries), each proven on SQLite and on PostgreSQL.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use latchkey::store::postgres::PgStore;
 use latchkey::store::sqlite::SqliteStore;
 use latchkey::store::{
-    Delivery, EmailTokenRecord, NewMail, Outgoing, PruneBefore, Redeem, RevokeReason,
-    SessionRecord, Store, StoreError, ThrottleRecord, TokenPurpose, UserRecord,
+    Delivery, EmailTokenRecord, EndedEvents, EventTally, NewEvent, NewMail, Outgoing, PruneBefore,
+    Redeem, RevokeReason, SessionRecord, Store, StoreError, ThrottleRecord, TokenPurpose,
+    UserRecord, WebhookRecord,
 };
 
 use crate::backend::{Backend, PgDatabase, require_postgres};
@@ -122,7 +123,7 @@ async fn user_with_sessions(store: &dyn Store, id: &str, sessions: usize) {
         .expect("insert user");
     for n in 0..sessions {
         let started = store
-            .insert_session(&session(&format!("{id}-s{n}"), id), 0)
+            .insert_session(&session(&format!("{id}-s{n}"), id), 0, &Outgoing::default())
             .await
             .expect("insert session");
         assert!(started);
@@ -199,7 +200,12 @@ async fn a_revoked_or_expired_session_never_advances(store: &Arc<dyn Store>) {
     // cannot revive a session whose deadline has passed.
     let mut old = session("bob-old", "bob");
     old.expires_at = t - 10;
-    assert!(store.insert_session(&old, 0).await.expect("insert"));
+    assert!(
+        store
+            .insert_session(&old, 0, &Outgoing::default())
+            .await
+            .expect("insert")
+    );
     assert!(
         !store
             .advance_session("bob-old", 0, t - 100, t + 3600)
@@ -235,13 +241,13 @@ async fn a_session_starts_only_at_the_current_credential_version(store: &Arc<dyn
     );
     assert!(
         !store
-            .insert_session(&session("cy-late", "cy"), 0)
+            .insert_session(&session("cy-late", "cy"), 0, &Outgoing::default())
             .await
             .expect("old version")
     );
     assert!(
         store
-            .insert_session(&session("cy-new", "cy"), 1)
+            .insert_session(&session("cy-new", "cy"), 1, &Outgoing::default())
             .await
             .expect("new version")
     );
@@ -259,12 +265,12 @@ async fn a_session_starts_only_at_the_current_credential_version(store: &Arc<dyn
             .expect("current")
     );
     store
-        .set_user_disabled("cy", true, t)
+        .set_user_disabled("cy", true, t, &Outgoing::default())
         .await
         .expect("disable");
     assert!(
         !store
-            .insert_session(&session("cy-off", "cy"), 1)
+            .insert_session(&session("cy-off", "cy"), 1, &Outgoing::default())
             .await
             .expect("disabled")
     );
@@ -281,7 +287,14 @@ async fn bulk_revocations_count_and_feed_each_session(store: &Arc<dyn Store>) {
     user_with_sessions(store.as_ref(), "eve", 2).await;
     let t = now();
     let revoked = store
-        .revoke_user_sessions("dee", Some("dee-s0"), RevokeReason::LogoutAll, t, Some(t))
+        .revoke_user_sessions(
+            "dee",
+            Some("dee-s0"),
+            RevokeReason::LogoutAll,
+            t,
+            Some(t),
+            &Outgoing::default(),
+        )
         .await
         .expect("revoke others");
     assert_eq!(revoked, 2);
@@ -429,7 +442,12 @@ async fn prune_deletes_only_what_is_older_than_each_cut_off(store: &Arc<dyn Stor
     for (id, expires_at) in [("ida-old", t - 10), ("ida-edge", t), ("ida-new", t + 10)] {
         let mut s = session(id, "ida");
         s.expires_at = expires_at;
-        assert!(store.insert_session(&s, 0).await.expect("insert"));
+        assert!(
+            store
+                .insert_session(&s, 0, &Outgoing::default())
+                .await
+                .expect("insert")
+        );
     }
     let cut = PruneBefore {
         sessions: t,
@@ -450,7 +468,12 @@ async fn prune_deletes_only_what_is_older_than_each_cut_off(store: &Arc<dyn Stor
     for n in 0..5 {
         let mut s = session(&format!("ida-b{n}"), "ida");
         s.expires_at = t - 20;
-        assert!(store.insert_session(&s, 0).await.expect("insert"));
+        assert!(
+            store
+                .insert_session(&s, 0, &Outgoing::default())
+                .await
+                .expect("insert")
+        );
     }
     assert_eq!(store.prune(cut, 2).await.expect("batch"), 2);
     assert_eq!(store.prune(cut, 100).await.expect("rest"), 3);
@@ -621,4 +644,160 @@ async fn takers_of_due_mail_never_take_the_same_message(store: &Arc<dyn Store>) 
         tokens: 0,
     };
     assert_eq!(store.prune(cut, 100).await.expect("prune"), 1);
+}
+
+contract!(a_change_names_the_sessions_it_ended_in_its_own_transaction);
+async fn a_change_names_the_sessions_it_ended_in_its_own_transaction(store: &Arc<dyn Store>) {
+    user_with_sessions(store.as_ref(), "fay", 3).await;
+    let named = Arc::new(Mutex::new(Vec::<Vec<String>>::new()));
+    let news = || {
+        let named = named.clone();
+        Outgoing {
+            ended: Some(EndedEvents(Arc::new(move |ids: &[String]| {
+                let mut ids = ids.to_vec();
+                ids.sort();
+                named.lock().expect("lock").push(ids);
+                Vec::new()
+            }))),
+            ..Default::default()
+        }
+    };
+    let t = now();
+    let revoked = store
+        .revoke_user_sessions(
+            "fay",
+            Some("fay-s0"),
+            RevokeReason::LogoutAll,
+            t,
+            None,
+            &news(),
+        )
+        .await
+        .expect("revoke others");
+    assert_eq!(revoked, 2);
+    assert!(
+        store
+            .set_user_disabled("fay", true, t, &news())
+            .await
+            .expect("disable")
+    );
+    // Disabling ended the one session left; a refused start writes nothing.
+    let hook = WebhookRecord {
+        id: "wh_all".into(),
+        url: "https://hooks.example.com/".into(),
+        events: "*".into(),
+        secret: vec![1; 8],
+        created_at: t,
+        disabled_at: None,
+    };
+    store.insert_webhook(&hook).await.expect("add webhook");
+    let login = |sid: &str| Outgoing {
+        events: vec![latchkey::domain::webhooks::event(
+            "user.login",
+            Some("fay"),
+            serde_json::json!({ "session_id": sid }),
+            t,
+        )],
+        ..Default::default()
+    };
+    assert!(
+        !store
+            .insert_session(&session("fay-late", "fay"), 1, &login("fay-late"))
+            .await
+            .expect("refused")
+    );
+    assert!(
+        store
+            .deliveries("wh_all", 10)
+            .await
+            .expect("deliveries")
+            .is_empty(),
+        "an event for a session that was not started"
+    );
+    assert!(
+        store
+            .set_user_disabled("fay", false, t, &Outgoing::default())
+            .await
+            .expect("enable")
+    );
+    assert!(
+        store
+            .insert_session(&session("fay-new", "fay"), 1, &login("fay-new"))
+            .await
+            .expect("started")
+    );
+    let sent = store.deliveries("wh_all", 10).await.expect("deliveries");
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].payload.contains("fay-new"));
+    assert!(
+        store
+            .session("fay-s0")
+            .await
+            .expect("read")
+            .expect("kept")
+            .revoked_at
+            .is_some()
+    );
+    assert_eq!(
+        *named.lock().expect("lock"),
+        [
+            vec!["fay-s1".to_string(), "fay-s2".to_string()],
+            vec!["fay-s0".to_string()]
+        ]
+    );
+}
+
+contract!(summaries_count_each_event_once_even_when_raced);
+async fn summaries_count_each_event_once_even_when_raced(store: &Arc<dyn Store>) {
+    let t = now();
+    for i in 0..30 {
+        let event = NewEvent {
+            user_id: (i % 3 != 0).then(|| format!("u{}", i % 2)),
+            session_id: None,
+            kind: "login_throttled".into(),
+            ip: Some(format!("192.0.2.{}", i % 4)),
+            user_agent: None,
+            detail: None,
+            created_at: t - 30 + i % 20,
+        };
+        store
+            .insert_event(&event, &Outgoing::default())
+            .await
+            .expect("insert event");
+    }
+    let counted = Arc::new(Mutex::new(0i64));
+    let summarisers = (0..6).map(|_| {
+        let (store, counted) = (store.clone(), counted.clone());
+        tokio::spawn(async move {
+            let build = move |counts: &[EventTally], _from: i64| {
+                *counted.lock().expect("lock") += counts.iter().map(|c| c.count).sum::<i64>();
+                Outgoing::default()
+            };
+            store
+                .tally_events("login_throttled", t - 60, t, 60, &build)
+                .await
+                .expect("tally")
+        })
+    });
+    for summariser in summarisers.collect::<Vec<_>>() {
+        assert_eq!(
+            summariser.await.expect("task"),
+            t,
+            "the position moved to t"
+        );
+    }
+    assert_eq!(
+        *counted.lock().expect("lock"),
+        30,
+        "each event counted once"
+    );
+    // Not due again until a period has passed.
+    let never = |_: &[EventTally], _: i64| -> Outgoing { panic!("summarised too soon") };
+    assert_eq!(
+        store
+            .tally_events("login_throttled", t - 60, t + 59, 60, &never)
+            .await
+            .expect("tally"),
+        t
+    );
 }

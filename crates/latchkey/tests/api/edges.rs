@@ -306,7 +306,10 @@ async fn the_cli_never_prints_hidden_characters_raw() {
         .into_iter()
         .find(|u| u.email == email)
         .expect("user");
-    app.store.delete_user(&user.id, 0).await.expect("delete");
+    app.store
+        .delete_user(&user.id, 0, &latchkey::store::Outgoing::default())
+        .await
+        .expect("delete");
     user.name = Some("Ada\u{202E}nimda\u{1b}[31m".into());
     let nothing = latchkey::store::Outgoing::default();
     app.store

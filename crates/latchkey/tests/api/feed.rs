@@ -326,7 +326,14 @@ async fn cursors_continue_above_pruned_ones_after_an_export_and_import() {
     target.import(&snapshot).await.expect("import");
     let user = &snapshot.users[0].id;
     target
-        .revoke_user_sessions(user, None, RevokeReason::LogoutAll, 0, Some(0))
+        .revoke_user_sessions(
+            user,
+            None,
+            RevokeReason::LogoutAll,
+            0,
+            Some(0),
+            &latchkey::store::Outgoing::default(),
+        )
         .await
         .expect("revoke");
     let after = target.revocations_after(0, 10).await.expect("feed");

@@ -145,15 +145,7 @@ pub fn cli_in_env(
     stdin: Option<&str>,
     env: &[(&str, &str)],
 ) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    cmd.arg("--data-dir").arg(home.path());
-    cmd.args(["--database-url", settings.database_url.expose()]);
-    // Server settings reach admin commands through the environment.
-    cmd.env("LATCHKEY_ARGON2_MEMORY_KIB", "1024")
-        .env("LATCHKEY_ARGON2_ITERATIONS", "1")
-        .env("LATCHKEY_ISSUER", &settings.issuer);
-    cmd.env("RUST_LOG", "warn").env_remove("LATCHKEY_CONFIG");
-    cmd.envs(env.iter().copied());
+    let mut cmd = latchkey_command(home, settings, env);
     cmd.args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -169,6 +161,21 @@ pub fn cli_in_env(
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("latchkey output")
+}
+
+/// The real `latchkey` binary, on `home` with `settings`' database and
+/// `env` added, as an operator's shell would run it.
+pub fn latchkey_command(home: &TestHome, settings: &Settings, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.arg("--data-dir").arg(home.path());
+    cmd.args(["--database-url", settings.database_url.expose()]);
+    // Server settings reach admin commands through the environment.
+    cmd.env("LATCHKEY_ARGON2_MEMORY_KIB", "1024")
+        .env("LATCHKEY_ARGON2_ITERATIONS", "1")
+        .env("LATCHKEY_ISSUER", &settings.issuer);
+    cmd.env("RUST_LOG", "warn").env_remove("LATCHKEY_CONFIG");
+    cmd.envs(env.iter().copied());
+    cmd
 }
 
 /// The standard output of a command that must have succeeded.

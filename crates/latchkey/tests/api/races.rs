@@ -100,7 +100,11 @@ async fn a_session_verified_before_logout_everywhere_is_not_started_after_it() {
     late.id = "late-session".into();
     late.revoked_at = None;
     let inserted = store
-        .insert_session(&late, before.credential_version)
+        .insert_session(
+            &late,
+            before.credential_version,
+            &latchkey::store::Outgoing::default(),
+        )
         .await
         .expect("insert");
     assert!(

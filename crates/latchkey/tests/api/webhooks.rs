@@ -80,12 +80,38 @@ impl Receiver {
 
     /// The first verified event of `kind` about `user_id`, waiting up to 20 s.
     async fn wait_for(&self, kind: &str, user_id: &str) -> (Instant, Value) {
+        self.wait_where(kind, user_id, |_| true).await
+    }
+
+    /// Verified events of `kind` about `user_id` (a JSON value: null for none).
+    fn of(&self, kind: &str, user_id: impl Into<Value>) -> Vec<Value> {
+        let user_id = user_id.into();
+        self.all()
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|v| {
+                v["ok"] == true
+                    && v["payload"]["type"] == kind
+                    && v["payload"]["data"]["user_id"] == user_id
+            })
+            .collect()
+    }
+
+    /// [`wait_for`](Self::wait_for) an event whose data also satisfies `check`.
+    async fn wait_where(
+        &self,
+        kind: &str,
+        user_id: impl Into<Value>,
+        check: impl Fn(&Value) -> bool,
+    ) -> (Instant, Value) {
+        let user_id = user_id.into();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let found = self.all().into_iter().find(|(_, v)| {
                 v["ok"] == true
                     && v["payload"]["type"] == kind
                     && v["payload"]["data"]["user_id"] == user_id
+                    && check(&v["payload"]["data"])
             });
             if let Some(found) = found {
                 let schema = &found.1["schema_error"];
@@ -97,7 +123,7 @@ impl Receiver {
             }
             assert!(
                 Instant::now() < deadline,
-                "no verified {kind} for {user_id}; received: {:?}",
+                "no such verified {kind} for {user_id}; received: {:?}",
                 self.all()
                     .iter()
                     .map(|(_, v)| (&v["ok"], &v["type"], &v["error"]))
@@ -606,4 +632,197 @@ fn every_event_type_has_a_published_schema_and_every_schema_an_event_type() {
             "docs/webhooks.md does not describe {t}"
         );
     }
+}
+
+#[tokio::test]
+async fn refused_logins_are_summarised_once_a_minute_not_sent_one_by_one() {
+    let Some(mut receiver) = Receiver::start().await else {
+        return;
+    };
+    let app = app_with_hooks().await;
+    subscribe(&app, &mut receiver, "user.login_failed").await;
+    let (email, tokens) = app.new_user().await;
+    let id = user_id(&tokens);
+    let stranger = unique_email();
+    // Five wrong passwords are checked, each its own event; then the
+    // throttle refuses without checking (the test clock stands still).
+    for address in [&email, &stranger] {
+        for _ in 0..5 {
+            let resp = app.login(address, "not the password 1").await;
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        }
+    }
+    for (address, refusals) in [(&email, 20), (&stranger, 4)] {
+        for _ in 0..refusals {
+            let resp = app.login(address, "not the password 2").await;
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.of("user.login_failed", id.as_str()).len() < 5
+        || receiver.of("user.login_failed", Value::Null).len() < 5
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the checked failures did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        receiver.of("user.login_failed", id.as_str()).len(),
+        5,
+        "no event per refused attempt"
+    );
+    // A minute later, one summary per account and one for unknown addresses.
+    app.clock.advance(63);
+    let (_, summary) = receiver
+        .wait_where("user.login_failed", id.as_str(), |d| d["throttled"] == true)
+        .await;
+    let data = &summary["payload"]["data"];
+    assert_eq!(data["attempts"], 20);
+    assert_eq!(data["email"], email.as_str());
+    assert_eq!(data["ips"], serde_json::json!(["127.0.0.1"]));
+    let (_, unknown) = receiver
+        .wait_where("user.login_failed", Value::Null, |d| d["throttled"] == true)
+        .await;
+    assert_eq!(unknown["payload"]["data"]["attempts"], 4);
+    assert_eq!(unknown["payload"]["data"]["email"], Value::Null);
+    // Nothing new: no summary the next minute; each refusal counted once.
+    app.clock.advance(61);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let summaries = |user: Value| {
+        receiver
+            .of("user.login_failed", user)
+            .into_iter()
+            .filter(|v| v["payload"]["data"]["throttled"] == true)
+            .count()
+    };
+    assert_eq!(summaries(Value::from(id.as_str())), 1);
+    assert_eq!(summaries(Value::Null), 1);
+}
+
+#[tokio::test]
+async fn a_new_password_or_a_disabled_account_names_every_session_it_ended() {
+    let Some(mut receiver) = Receiver::start().await else {
+        return;
+    };
+    let app = app_with_hooks().await;
+    subscribe(&app, &mut receiver, "session.revoked,user.disabled").await;
+    let (email, first) = app.new_user().await;
+    let second = app.login_ok(&email, PASSWORD).await;
+    let id = user_id(&first);
+    let body = serde_json::json!({
+        "current_password": PASSWORD,
+        "new_password": "an entirely new passphrase 9",
+    });
+    let resp = app
+        .post_auth("/v1/me/password", &first.access, Some(body))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let third = Tokens::from_body(resp.json().await.expect("json"));
+    let (_, changed) = receiver
+        .wait_where("session.revoked", id.as_str(), |d| {
+            d["reason"] == "password_changed"
+        })
+        .await;
+    let mut ended: Vec<&str> = changed["payload"]["data"]["session_ids"]
+        .as_array()
+        .expect("session_ids")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ended.sort();
+    let mut expected = [first.session_id.as_str(), second.session_id.as_str()];
+    expected.sort();
+    assert_eq!(ended, expected);
+    assert_eq!(changed["payload"]["data"]["sessions"], 2);
+    assert!(
+        app.cli(&["users", "disable", &email], None)
+            .status
+            .success()
+    );
+    app.catch_up_with_wall_clock();
+    let (_, disabled) = receiver.wait_for("user.disabled", &id).await;
+    assert_eq!(disabled["payload"]["data"]["sessions_ended"], 1);
+    let (_, revoked) = receiver
+        .wait_where("session.revoked", id.as_str(), |d| {
+            d["reason"] == "user_disabled"
+        })
+        .await;
+    assert_eq!(
+        revoked["payload"]["data"]["session_ids"],
+        serde_json::json!([third.session_id])
+    );
+}
+
+#[tokio::test]
+async fn an_event_written_before_the_server_was_killed_is_delivered_after_the_restart() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let app = app_with_hooks().await;
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let (_, secret) = app
+        .auth
+        .add_webhook(&url, &["user.registered".to_string()])
+        .await
+        .expect("add webhook");
+    let settings = app.settings.clone();
+    let home = app.stop().await;
+    // The real binary serves; nothing listens at the endpoint yet, so the
+    // event cannot be delivered before the server dies.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let env = [("LATCHKEY_WEBHOOK_ALLOW_PRIVATE", "true")];
+    let mut command = latchkey_command(&home, &settings, &env);
+    command
+        .args(["serve", "--listen", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut server = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn latchkey serve");
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({ "email": unique_email(), "password": PASSWORD });
+    let mut registered = None;
+    for _ in 0..200 {
+        match client
+            .post(format!("http://{addr}/v1/register"))
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(resp) => {
+                registered = Some(resp);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let resp = registered.expect("the server never answered");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let tokens = Tokens::from_body(resp.json().await.expect("json"));
+    // SIGKILL: no shutdown, no draining, nothing flushed.
+    server.kill().await.expect("kill -9");
+    let Some(mut receiver) = Receiver::start_on(port).await else {
+        return;
+    };
+    receiver.trust(&secret).await;
+    let app = spawn_app_in(home, |s| {
+        s.webhook_allow_private = true;
+        s.mail.notices = vec![];
+    })
+    .await;
+    // Past the first retry and any lease the killed server held.
+    app.clock.advance(70);
+    let id = user_id(&tokens);
+    receiver.wait_for("user.registered", &id).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(receiver.of("user.registered", id.as_str()).len(), 1);
 }

@@ -149,7 +149,7 @@ const END_SESSIONS_OF: &str = "WITH revoked AS (
          UPDATE sessions SET revoked_at = $2, revoke_reason = $3
          WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $4 RETURNING id)
      INSERT INTO revocations (kind, session_id, user_id, revoked_at)
-     SELECT 'session', id, $1, $2 FROM revoked";
+     SELECT 'session', id, $1, $2 FROM revoked RETURNING session_id";
 const REVOCATION_CURSOR: &str = "SELECT last FROM feed_position";
 /// Loaded rows already moved the position past their cursors; pruned ones
 /// are only known from the snapshot's high-water mark.
@@ -159,6 +159,10 @@ const RESET_EVENT_ID: &str =
      FROM events";
 
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// Locked: a second instance summarising at once waits, then finds the
+/// position moved.
+const TALLY_POSITION: &str = "SELECT tallied_until FROM event_tallies WHERE kind = $1 FOR UPDATE";
 
 /// Takes due mail: $1 now, $2 lease end, $3 limit. SKIP LOCKED lets
 /// instances take different messages at once instead of queueing.
@@ -201,7 +205,7 @@ impl Store for PgStore {
             sql::bind_user(sqlx::query(sql::INSERT_USER), u)
                 .execute(&mut *tx)
                 .await?;
-            outbox::write::<sqlx::Postgres>(&mut tx, outgoing).await?;
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &[]).await?;
             tx.commit().await
         })
         .await
@@ -223,7 +227,7 @@ impl Store for PgStore {
     async fn send(&self, outgoing: &Outgoing) -> StoreResult<()> {
         retry(Replay::OnlyIfNotApplied, move || async move {
             let mut tx = self.pool.begin().await?;
-            outbox::write::<sqlx::Postgres>(&mut tx, outgoing).await?;
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &[]).await?;
             tx.commit().await
         })
         .await
@@ -270,11 +274,12 @@ impl Store for PgStore {
             if !outbox::redeem::<sqlx::Postgres>(&mut tx, digest, user_id, redeem, now).await? {
                 return Ok(false);
             }
+            let mut ended = Vec::new();
             if let Some(reason) = redeem.ends_sessions() {
                 sql::cut_user::<sqlx::Postgres>(&mut tx, user_id, now, now).await?;
-                revoke_sessions_of(&mut tx, user_id, None, reason, now).await?;
+                ended = revoke_sessions_of(&mut tx, user_id, None, reason, now).await?;
             }
-            outbox::write::<sqlx::Postgres>(&mut tx, outgoing).await?;
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &ended).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -400,14 +405,16 @@ impl Store for PgStore {
                 return Ok(None);
             }
             let version = sql::cut_user::<sqlx::Postgres>(&mut tx, user_id, now, now).await?;
-            revoke_sessions_of(&mut tx, user_id, None, RevokeReason::PasswordChanged, now).await?;
+            let ended =
+                revoke_sessions_of(&mut tx, user_id, None, RevokeReason::PasswordChanged, now)
+                    .await?;
             // A reset link mailed before the change must not undo it.
             sqlx::query(outbox::DROP_TOKENS)
                 .bind(user_id)
                 .bind(TokenPurpose::ResetPassword.as_str())
                 .execute(&mut *tx)
                 .await?;
-            outbox::write::<sqlx::Postgres>(&mut tx, outgoing).await?;
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &ended).await?;
             tx.commit().await?;
             Ok(Some(version))
         })
@@ -497,6 +504,30 @@ impl Store for PgStore {
         .await
     }
 
+    async fn tally_events(
+        &self,
+        kind: &str,
+        start: i64,
+        until: i64,
+        every: i64,
+        build: TallyBuild<'_>,
+    ) -> StoreResult<i64> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
+            let position = hooks::tally::<sqlx::Postgres>(
+                &mut tx,
+                TALLY_POSITION,
+                kind,
+                (start, until, every),
+                build,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(position)
+        })
+        .await
+    }
+
     async fn deliveries(&self, webhook_id: &str, limit: i64) -> StoreResult<Vec<DeliveryRecord>> {
         retry(Replay::Idempotent, move || {
             sqlx::query_as(hooks::DELIVERIES)
@@ -512,28 +543,47 @@ impl Store for PgStore {
         user_id: &str,
         disabled: bool,
         now: i64,
+        outgoing: &Outgoing,
     ) -> StoreResult<bool> {
-        // PostgreSQL counts matched rows, so a rerun answers the same.
-        retry(Replay::Idempotent, move || async move {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
+            // The user row first: its lock orders this against session inserts.
             let done = sqlx::query(sql::SET_USER_DISABLED)
                 .bind(user_id)
                 .bind(disabled)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-            Ok(done.rows_affected() > 0)
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            let mut ended = Vec::new();
+            if disabled {
+                sql::cut_user::<sqlx::Postgres>(&mut tx, user_id, now, now).await?;
+                ended = revoke_sessions_of(&mut tx, user_id, None, RevokeReason::UserDisabled, now)
+                    .await?;
+            }
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &ended).await?;
+            tx.commit().await?;
+            Ok(true)
         })
         .await
     }
 
-    async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<bool> {
+    async fn delete_user(&self, user_id: &str, now: i64, outgoing: &Outgoing) -> StoreResult<bool> {
         retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
             let done = sqlx::query(DELETE_USER)
                 .bind(user_id)
                 .bind(now + 1)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-            Ok(done.rows_affected() > 0)
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &[]).await?;
+            tx.commit().await?;
+            Ok(true)
         })
         .await
     }
@@ -542,13 +592,21 @@ impl Store for PgStore {
         &self,
         s: &SessionRecord,
         credential_version: i64,
+        outgoing: &Outgoing,
     ) -> StoreResult<bool> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            let done = bind_session(sqlx::query(START_SESSION), s)
-                .bind(credential_version)
-                .execute(&self.pool)
-                .await?;
-            Ok(done.rows_affected() > 0)
+            let start = bind_session(sqlx::query(START_SESSION), s).bind(credential_version);
+            if outgoing.is_empty() {
+                let done = start.execute(&self.pool).await?;
+                return Ok(done.rows_affected() > 0);
+            }
+            let mut tx = self.pool.begin().await?;
+            if start.execute(&mut *tx).await?.rows_affected() == 0 {
+                return Ok(false);
+            }
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &[]).await?;
+            tx.commit().await?;
+            Ok(true)
         })
         .await
     }
@@ -626,7 +684,7 @@ impl Store for PgStore {
                 .await?;
             let ended = done.rows_affected() > 0;
             if ended {
-                outbox::write::<sqlx::Postgres>(&mut tx, outgoing).await?;
+                outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &[id.to_string()]).await?;
             }
             tx.commit().await?;
             Ok(ended)
@@ -641,6 +699,7 @@ impl Store for PgStore {
         reason: RevokeReason,
         now: i64,
         not_before: Option<i64>,
+        outgoing: &Outgoing,
     ) -> StoreResult<u64> {
         retry(Replay::OnlyIfNotApplied, move || async move {
             let mut tx = self.pool.begin().await?;
@@ -648,9 +707,10 @@ impl Store for PgStore {
             if let Some(nbf) = not_before {
                 sql::cut_user::<sqlx::Postgres>(&mut tx, user_id, nbf, now).await?;
             }
-            let revoked = revoke_sessions_of(&mut tx, user_id, keep, reason, now).await?;
+            let ended = revoke_sessions_of(&mut tx, user_id, keep, reason, now).await?;
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &ended).await?;
             tx.commit().await?;
-            Ok(revoked)
+            Ok(ended.len() as u64)
         })
         .await
     }
@@ -709,12 +769,16 @@ impl Store for PgStore {
         .await
     }
 
-    async fn insert_event(&self, e: &NewEvent) -> StoreResult<()> {
+    async fn insert_event(&self, e: &NewEvent, outgoing: &Outgoing) -> StoreResult<()> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            sql::bind_new_event(sqlx::query(sql::INSERT_EVENT), e)
-                .execute(&self.pool)
-                .await
-                .map(drop)
+            let insert = sql::bind_new_event(sqlx::query(sql::INSERT_EVENT), e);
+            if outgoing.is_empty() {
+                return insert.execute(&self.pool).await.map(drop);
+            }
+            let mut tx = self.pool.begin().await?;
+            insert.execute(&mut *tx).await?;
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &[]).await?;
+            tx.commit().await
         })
         .await
     }
@@ -742,7 +806,12 @@ impl Store for PgStore {
         .await
     }
 
-    async fn withdraw_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
+    async fn withdraw_signing_key(
+        &self,
+        kid: &str,
+        now: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<bool> {
         retry(Replay::OnlyIfNotApplied, move || async move {
             let mut tx = self.pool.begin().await?;
             for statement in [sql::WITHDRAW_KEY, sql::FEED_KEY] {
@@ -755,13 +824,19 @@ impl Store for PgStore {
                     return Ok(false);
                 }
             }
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &[]).await?;
             tx.commit().await?;
             Ok(true)
         })
         .await
     }
 
-    async fn add_signing_key(&self, key: &KeyRecord, retired_expire_at: i64) -> StoreResult<()> {
+    async fn add_signing_key(
+        &self,
+        key: &KeyRecord,
+        retired_expire_at: i64,
+        outgoing: &Outgoing,
+    ) -> StoreResult<()> {
         // SERIALIZABLE, as SQLite's single writer is: two rotations (or two
         // instances creating the first key) at once must not both leave their
         // key unretired; the loser fails with 40001 and reruns after the winner.
@@ -778,6 +853,7 @@ impl Store for PgStore {
             sql::bind_key(sqlx::query(sql::INSERT_KEY), key)
                 .execute(&mut *tx)
                 .await?;
+            outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &[]).await?;
             tx.commit().await
         })
         .await
@@ -957,13 +1033,12 @@ async fn revoke_sessions_of(
     keep: Option<&str>,
     reason: RevokeReason,
     now: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(END_SESSIONS_OF)
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(END_SESSIONS_OF)
         .bind(user_id)
         .bind(now)
         .bind(reason.as_str())
         .bind(keep)
-        .execute(&mut **tx)
-        .await?;
-    Ok(done.rows_affected())
+        .fetch_all(&mut **tx)
+        .await
 }
