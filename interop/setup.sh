@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the third-party peers the tests talk to: the token verifiers the interop tests run
 # (crates/latchkey/tests/api/interop.rs) and the SMTP server of the mail tests
-# (aiosmtpd, tests/api/mail.rs) and the webhook receiver (standardwebhooks,
-# tests/api/webhooks.rs): PyJWT, aiosmtpd and standardwebhooks into interop/python/.venv and
+# (aiosmtpd, tests/api/mail.rs), the webhook receiver (standardwebhooks,
+# tests/api/webhooks.rs) and the Django project users are imported from
+# (Django with its bcrypt, argon2 and PostgreSQL drivers, tests/api/django.rs): PyJWT, aiosmtpd and standardwebhooks into interop/python/.venv and
 # jose into interop/node/node_modules, both at the exact pinned versions.
 # Idempotent: safe to run again; it only reinstalls what the pins say.
 set -euo pipefail
@@ -24,7 +25,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
   --requirement "$here/python/requirements.txt" || fail "pip install failed"
-"$venv/bin/python" -c 'import jwt, cryptography, aiosmtpd, standardwebhooks, jsonschema; print("   PyJWT", jwt.__version__, "cryptography", cryptography.__version__, "aiosmtpd", aiosmtpd.__version__)' \
+"$venv/bin/python" -c 'import jwt, cryptography, aiosmtpd, standardwebhooks, jsonschema, django, bcrypt, argon2, psycopg; print("   PyJWT", jwt.__version__, "cryptography", cryptography.__version__, "aiosmtpd", aiosmtpd.__version__)' \
   || fail "PyJWT does not import from $venv"
 
 echo "== interop: Node verifier (jose) in interop/node/node_modules"

@@ -1,6 +1,7 @@
 //! The `latchkey` command line: `serve`, `migrate`, `version` and the admin
 //! commands, which work directly on the database (also while a server runs).
 
+mod import;
 mod mail;
 mod webhooks;
 
@@ -13,6 +14,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use latchkey_verify::SigningAlg;
 
+pub use self::import::ImportFrom;
 pub use self::mail::MailCommand;
 pub use self::webhooks::WebhooksCommand;
 use crate::app::{App, open_store};
@@ -86,12 +88,17 @@ pub enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
-    /// Load an export into the configured database, which must be empty. The
-    /// same master key must be configured, so sessions and keys keep working.
+    /// Load an export into the configured database, which must be empty (the
+    /// same master key must be configured, so sessions and keys keep
+    /// working); or bring users from another system: `import django`,
+    /// `import users`.
+    #[command(args_conflicts_with_subcommands = true)]
     Import {
         /// The file written by `latchkey export`.
         #[arg(long)]
-        input: PathBuf,
+        input: Option<PathBuf>,
+        #[command(subcommand)]
+        from: Option<ImportFrom>,
     },
     /// Print the version.
     Version,
@@ -207,7 +214,11 @@ pub async fn run_admin(command: Command, settings: Settings) -> anyhow::Result<(
             println!("migrations applied to {}", settings.database_url.redacted());
         }
         Command::Export { output } => export(&settings, output.as_deref()).await?,
-        Command::Import { input } => import(&settings, &input).await?,
+        Command::Import { input, from } => match (input, from) {
+            (Some(input), None) => import(&settings, &input).await?,
+            (None, Some(from)) => import::run(from, settings).await?,
+            _ => bail!("give --input FILE (an export), or `import django` or `import users`"),
+        },
         Command::Users(cmd) => {
             users(cmd, &App::build(settings, Arc::new(SystemClock)).await?).await?
         }

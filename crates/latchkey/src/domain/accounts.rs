@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::events::EventKind;
 use super::mail::{MailKind, Notice, Verification};
+use super::password::legacy::Format;
 use super::password::{PasswordError, normalize};
 use super::throttle::{account_key, device_key, session_key};
 use super::{Auth, AuthError, Authenticated, Client, TokenPair, User};
@@ -181,7 +182,7 @@ impl Auth {
             // Only after the password was right, so a guesser learns nothing.
             return Err(AuthError::EmailNotVerified);
         }
-        self.rehash_if_needed(user, &password).await;
+        self.rehash_if_needed(user, &password, client).await;
         let news = |session: &SessionRecord| {
             let data = json!({
                 "user_id": user.id,
@@ -228,8 +229,9 @@ impl Auth {
     /// Stores a fresh hash when the stored one used weaker parameters, only
     /// while the stored hash is still the one just verified: a password
     /// changed meanwhile is never overwritten with the old one. A failure
-    /// only delays the upgrade to the next login.
-    async fn rehash_if_needed(&self, user: &UserRecord, password: &SecretString) {
+    /// only delays the upgrade to the next login. Replacing another
+    /// system's hash (an imported user's first sign-in) is a security event.
+    async fn rehash_if_needed(&self, user: &UserRecord, password: &SecretString, client: &Client) {
         if !self.hasher.needs_rehash(&user.password_hash) {
             return;
         }
@@ -242,7 +244,20 @@ impl Auth {
             Err(e) => Err(e.to_string()),
         };
         match result {
-            Ok(true) => {}
+            Ok(true) => {
+                let format = Format::of(&user.password_hash);
+                if format != Format::Argon2 {
+                    let detail = format!("{} hash replaced by Argon2id", format.as_str());
+                    self.audit_detail(
+                        EventKind::PasswordUpgraded,
+                        Some(&user.id),
+                        None,
+                        client,
+                        Some(detail),
+                    )
+                    .await;
+                }
+            }
             Ok(false) => {
                 tracing::info!(user_id = %user.id, "password changed during login; not rehashed")
             }
@@ -358,7 +373,7 @@ fn clean_locale(tag: &str) -> Result<String, AuthError> {
     Ok(tag.to_string())
 }
 
-fn clean_name(name: Option<&str>) -> Result<Option<String>, AuthError> {
+pub(super) fn clean_name(name: Option<&str>) -> Result<Option<String>, AuthError> {
     let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
         return Ok(None);
     };

@@ -32,6 +32,9 @@ pub enum EventKind {
     EmailChanged,
     EmailChangeCancelled,
     RegistrationAttempted,
+    UserImported,
+    /// A password hash of another system replaced by Argon2id at sign-in.
+    PasswordUpgraded,
 }
 
 impl EventKind {
@@ -61,6 +64,8 @@ impl EventKind {
             EventKind::EmailChanged => "email_changed",
             EventKind::EmailChangeCancelled => "email_change_cancelled",
             EventKind::RegistrationAttempted => "registration_attempted",
+            EventKind::UserImported => "user_imported",
+            EventKind::PasswordUpgraded => "password_upgraded",
         }
     }
 }

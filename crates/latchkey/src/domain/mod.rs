@@ -27,6 +27,7 @@ pub mod clock;
 pub mod devices;
 pub mod email;
 pub mod events;
+pub mod import;
 pub mod keys;
 pub mod mail;
 pub mod model;

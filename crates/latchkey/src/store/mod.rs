@@ -3,6 +3,7 @@
 //! sees SQL, and nothing here knows about HTTP.
 
 mod hooks;
+mod imports;
 mod outbox;
 pub mod postgres;
 mod quick_reads;
@@ -11,6 +12,7 @@ pub mod snapshot;
 mod sql;
 pub mod sqlite;
 
+pub use imports::{ImportSource, Imported};
 pub use snapshot::{ClientRecord, RevocationRecord, Snapshot, ThrottleRecord};
 
 /// The next state of a throttle row, computed from the current one.
@@ -535,6 +537,16 @@ pub trait Store: Send + Sync + 'static {
         every: i64,
         build: TallyBuild<'_>,
     ) -> StoreResult<i64>;
+
+    /// Creates `user` (brought from another system), or updates the user an
+    /// earlier import made with that address while they have not signed in
+    /// to Latchkey since, in one transaction; never touches other accounts.
+    async fn import_user(
+        &self,
+        user: &UserRecord,
+        from: &ImportSource,
+        now: i64,
+    ) -> StoreResult<Imported>;
 
     /// Disables or enables a user, with what the change sends; disabling
     /// also ends every session of the user (with `not_before = now` and a

@@ -12,6 +12,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::hooks;
+use super::imports;
 use super::outbox;
 use super::quick_reads::QuickReads;
 use super::rotations::Rotations;
@@ -567,6 +568,21 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.fail(e))
+    }
+
+    async fn import_user(
+        &self,
+        user: &UserRecord,
+        from: &ImportSource,
+        now: i64,
+    ) -> StoreResult<Imported> {
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
+        let done =
+            imports::import_user::<sqlx::Sqlite>(&mut tx, imports::FIND_SQLITE, user, from, now)
+                .await
+                .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(done)
     }
 
     async fn set_user_disabled(

@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod contract;
 mod cookies;
+mod django;
 mod edges;
 mod feed;
 mod fuzz;

@@ -13,6 +13,8 @@ use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Ver
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::legacy;
+
 /// Bytes of Argon2 output stored in the PHC string (the argon2 crate's default).
 const OUTPUT_LEN: usize = 32;
 /// Moved by increment/decrement rather than `set`: two concurrent `set`s can
@@ -172,7 +174,7 @@ impl Hasher {
     /// Whether a stored hash was made with parameters other than the current ones
     /// (or not argon2id) and should be rehashed after a successful login.
     pub fn needs_rehash(&self, phc: &str) -> bool {
-        let Some(stored) = StoredHash::parse(phc) else {
+        let Some(stored) = StoredHash::parse(phc, Version::default()) else {
             return true;
         };
         let current = &self.inner.argon2;
@@ -311,10 +313,16 @@ impl Inner {
         Ok(phc.to_string())
     }
 
-    fn verify_blocking(&self, password: &[u8], phc: &str) -> Result<bool, HashError> {
-        let Some(stored) = StoredHash::parse(phc) else {
-            tracing::error!("stored password hash is malformed; treating it as a mismatch");
-            return Ok(false);
+    /// Verifies against Latchkey's own PHC strings, and the hashes of other
+    /// systems kept as they stored them (see [`legacy`](super::legacy)).
+    fn verify_blocking(&self, password: &[u8], stored: &str) -> Result<bool, HashError> {
+        // Django wraps argon2-cffi's PHC, which means version 0x10 when `v=` is absent.
+        let parsed = match legacy::django_argon2_phc(stored) {
+            Some(phc) => StoredHash::parse(phc, Version::V0x10),
+            None => StoredHash::parse(stored, Version::default()),
+        };
+        let Some(stored) = parsed else {
+            return self.verify_foreign(password, stored);
         };
         let context = Argon2::new(stored.algorithm, stored.version, stored.params.clone());
         let mut buffer = [0u8; Output::MAX_LENGTH];
@@ -332,6 +340,21 @@ impl Inner {
         }
         // `Output`'s equality is constant-time.
         Ok(Output::new(out).is_ok_and(|computed| computed == stored.expected))
+    }
+
+    /// A hash of another format: checked if it can be, otherwise refused
+    /// after the work of a check, so an unusable password costs the same
+    /// time as a wrong one.
+    fn verify_foreign(&self, password: &[u8], stored: &str) -> Result<bool, HashError> {
+        if let Some(foreign) = legacy::Foreign::parse(stored) {
+            return Ok(foreign.verify(password));
+        }
+        match legacy::Format::of(stored) {
+            legacy::Format::Unusable | legacy::Format::Weak => {}
+            _ => tracing::error!("stored password hash is malformed; treating it as a mismatch"),
+        }
+        self.verify_blocking(password, &self.dummy_phc)
+            .map(|_| false)
     }
 
     /// Lends `job` a block buffer: a pooled one sized for the current params, or,
@@ -393,13 +416,13 @@ struct StoredHash {
 }
 
 impl StoredHash {
-    fn parse(phc: &str) -> Option<StoredHash> {
+    /// `unversioned` is the version of a string without `v=`.
+    fn parse(phc: &str, unversioned: Version) -> Option<StoredHash> {
         let hash = PasswordHash::new(phc).ok()?;
         let algorithm = Algorithm::try_from(hash.algorithm.as_str()).ok()?;
-        // Same default as the argon2 crate's own verifier when `v=` is absent.
         let version = match hash.version {
             Some(v) => Version::try_from(v).ok()?,
-            None => Version::default(),
+            None => unversioned,
         };
         let params = Params::try_from(&hash).ok()?;
         Some(StoredHash {

@@ -5,6 +5,7 @@
 //! call that needs it, and Argon2 never runs on an async worker thread.
 
 mod hasher;
+pub mod legacy;
 mod policy;
 
 pub use self::hasher::{Argon2Params, HashError, Hasher, Ticket};

@@ -16,6 +16,7 @@ use sqlx::{FromRow, PgPool};
 
 use self::retry::{Replay, map_err, retry};
 use super::hooks;
+use super::imports;
 use super::outbox;
 use super::sql::{self, bind_session, bind_throttle};
 
@@ -534,6 +535,28 @@ impl Store for PgStore {
                 .bind(webhook_id)
                 .bind(limit)
                 .fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn import_user(
+        &self,
+        user: &UserRecord,
+        from: &ImportSource,
+        now: i64,
+    ) -> StoreResult<Imported> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
+            let done = imports::import_user::<sqlx::Postgres>(
+                &mut tx,
+                imports::FIND_POSTGRES,
+                user,
+                from,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(done)
         })
         .await
     }
