@@ -167,8 +167,8 @@ $('email-form').addEventListener('submit', action(async (event) => {
   const { email, password } = fields(event.target);
   await client.changeEmail({ password, newEmail: email });
   event.target.reset();
-  say(`Follow the link we mailed to ${email} to finish the change.`);
   await showProfile();
+  say(`Follow the link we mailed to ${email} to finish the change.`);
 }));
 
 $('resend-verification').addEventListener('click', action(async () => {
@@ -222,8 +222,9 @@ $('password-form').addEventListener('submit', action(async (event) => {
   const { current, next } = fields(event.target);
   await client.changePassword({ currentPassword: current, newPassword: next });
   event.target.reset();
-  say('Password changed. Every other device has been signed out.');
+  // The profile first: whoever sees the message sees the screen it belongs to.
   await showProfile();
+  say('Password changed. Every other device has been signed out.');
 }));
 
 for (const button of document.querySelectorAll('button[data-screen]')) {

@@ -2,6 +2,9 @@
 //! writes, so a refresh answered 200 survives a crash. Every multi-statement
 //! write begins with a write, which takes SQLite's single writer lock at once
 //! (no read-to-write upgrade that could fail with SQLITE_BUSY mid-transaction).
+//! Every transaction ends in a commit or an explicit rollback: one merely
+//! dropped is rolled back only at its connection's next use, and keeps the
+//! lock until then — other processes (the CLI) would wait on it.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -326,6 +329,7 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| self.fail(e))?
         {
+            tx.rollback().await.map_err(|e| self.fail(e))?;
             return Ok(false);
         }
         let mut ended = Vec::new();
@@ -446,6 +450,7 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| self.fail(e))?;
         if changed.rows_affected() == 0 {
+            tx.rollback().await.map_err(|e| self.fail(e))?;
             return Ok(None);
         }
         let version = sql::cut_user::<sqlx::Sqlite>(&mut tx, user_id, now, now)
@@ -601,6 +606,7 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| self.fail(e))?;
         if done.rows_affected() == 0 {
+            tx.rollback().await.map_err(|e| self.fail(e))?;
             return Ok(false);
         }
         let mut ended = Vec::new();
@@ -626,6 +632,7 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| self.fail(e))?;
         if done.rows_affected() == 0 {
+            tx.rollback().await.map_err(|e| self.fail(e))?;
             return Ok(false);
         }
         sqlx::query(sql::FEED_USER)
@@ -659,6 +666,7 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
         let done = start.execute(&mut *tx).await.map_err(|e| self.fail(e))?;
         if done.rows_affected() == 0 {
+            tx.rollback().await.map_err(|e| self.fail(e))?;
             return Ok(false);
         }
         outbox::write::<sqlx::Sqlite>(&mut tx, outgoing, &[])
@@ -847,6 +855,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(|e| self.fail(e))?;
             if done.rows_affected() == 0 {
+                tx.rollback().await.map_err(|e| self.fail(e))?;
                 return Ok(false);
             }
         }

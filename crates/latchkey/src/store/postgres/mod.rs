@@ -273,6 +273,7 @@ impl Store for PgStore {
         retry(Replay::OnlyIfNotApplied, move || async move {
             let mut tx = self.pool.begin().await?;
             if !outbox::redeem::<sqlx::Postgres>(&mut tx, digest, user_id, redeem, now).await? {
+                tx.rollback().await?;
                 return Ok(false);
             }
             let mut ended = Vec::new();
@@ -403,6 +404,7 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?;
             if changed.rows_affected() == 0 {
+                tx.rollback().await?;
                 return Ok(None);
             }
             let version = sql::cut_user::<sqlx::Postgres>(&mut tx, user_id, now, now).await?;
@@ -578,6 +580,7 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {
+                tx.rollback().await?;
                 return Ok(false);
             }
             let mut ended = Vec::new();
@@ -602,6 +605,7 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {
+                tx.rollback().await?;
                 return Ok(false);
             }
             outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &[]).await?;
@@ -625,6 +629,7 @@ impl Store for PgStore {
             }
             let mut tx = self.pool.begin().await?;
             if start.execute(&mut *tx).await?.rows_affected() == 0 {
+                tx.rollback().await?;
                 return Ok(false);
             }
             outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &[]).await?;
@@ -844,6 +849,7 @@ impl Store for PgStore {
                     .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
+                    tx.rollback().await?;
                     return Ok(false);
                 }
             }
@@ -927,6 +933,7 @@ impl Store for PgStore {
                 .fetch_one(&mut *tx)
                 .await?;
             if existing > 0 {
+                tx.rollback().await?;
                 return Ok(false);
             }
             sql::load::<sqlx::Postgres>(&mut tx, snap).await?;
