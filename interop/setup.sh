@@ -28,6 +28,15 @@ fi
 "$venv/bin/python" -c 'import jwt, cryptography, aiosmtpd, standardwebhooks, jsonschema, django, bcrypt, argon2, psycopg; print("   PyJWT", jwt.__version__, "cryptography", cryptography.__version__, "aiosmtpd", aiosmtpd.__version__)' \
   || fail "PyJWT does not import from $venv"
 
+echo "== interop: the djoser + simplejwt peer in bench/peer/.venv"
+peer="$here/../bench/peer/.venv"
+if [ ! -x "$peer/bin/python" ]; then
+  python3 -m venv "$peer" || fail "python3 -m venv failed for the peer"
+fi
+"$peer/bin/python" -m pip install --quiet --disable-pip-version-check \
+  --requirement "$here/../bench/peer/requirements.txt" || fail "pip install failed for the peer"
+"$peer/bin/python" -c 'import djoser, rest_framework_simplejwt' || fail "djoser does not import from $peer"
+
 echo "== interop: Node verifier (jose) in interop/node/node_modules"
 (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error) || fail "npm ci failed"
 (cd "$here/node" && node -e 'import("jose").then(() => console.log("   jose", require("./node_modules/jose/package.json").version))') \

@@ -97,4 +97,7 @@ SIMPLE_JWT = {
 DJOSER = {
     "LOGIN_FIELD": "email",
     "USER_CREATE_PASSWORD_RETYPE": False,
+    # JWT only: no DRF auth tokens to delete with the user (djoser's default
+    # model, rest_framework.authtoken, is not installed).
+    "TOKEN_MODEL": None,
 }

@@ -176,6 +176,9 @@ pub struct ServerArgs {
     /// How long a webhook delivery is retried before it is given up, 1m to 7d (default 24h)
     #[arg(long, env = "LATCHKEY_WEBHOOK_RETRY_WINDOW")]
     pub webhook_retry_window: Option<String>,
+    /// Other servers' endpoints served as well: djoser (djoser's and simplejwt's under /auth/; default none)
+    #[arg(long, env = "LATCHKEY_COMPAT")]
+    pub compat: Option<String>,
     /// Security notices mailed: all, none, or a comma-separated list of new_device, password_changed, email_changed, refresh_reuse, account_disabled (default all)
     #[arg(long, env = "LATCHKEY_MAIL_NOTICES")]
     pub mail_notices: Option<String>,
@@ -203,7 +206,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 46] {
+    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 47] {
         let (d, s) = (&self.deployment, &self.server);
         [
             ("listen", s.listen.as_ref()),
@@ -255,6 +258,7 @@ impl SettingsArgs {
             ("mail_notices", s.mail_notices.as_ref()),
             ("webhook_allow_private", s.webhook_allow_private.as_ref()),
             ("webhook_retry_window", s.webhook_retry_window.as_ref()),
+            ("compat", s.compat.as_ref()),
         ]
     }
 }

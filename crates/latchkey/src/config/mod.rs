@@ -45,7 +45,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 /// Settings that hold several values: comma-separated in env and flags, and
 /// also an array of strings in the TOML file.
-const LIST_SETTINGS: [&str; 3] = ["trusted_proxies", "cors_origins", "mail_notices"];
+const LIST_SETTINGS: [&str; 4] = ["trusted_proxies", "cors_origins", "mail_notices", "compat"];
 const DURATION_HINT: &str = "expected a duration such as 300, 300s, 5m, 2h or 7d";
 
 /// The validated settings the server runs with. Its `Debug` shows no
@@ -128,6 +128,16 @@ pub struct Settings {
     pub webhook_allow_private: bool,
     /// How long a webhook delivery is retried before it is given up.
     pub webhook_retry_window: Duration,
+    /// Other servers' URL sets served as well (`djoser`: djoser's and
+    /// simplejwt's endpoints under `/auth/`).
+    pub compat: Vec<Compat>,
+}
+
+/// An API of another server that Latchkey can serve as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compat {
+    /// djoser's and djangorestframework-simplejwt's endpoints under `/auth/`.
+    Djoser,
 }
 
 /// Where trusted proxies put the client's address. Only one is read: a
@@ -283,6 +293,7 @@ impl Settings {
             mail: MailSettings::default(),
             webhook_allow_private: false,
             webhook_retry_window: DAY,
+            compat: Vec::new(),
         }
     }
 
@@ -315,6 +326,10 @@ impl Settings {
             &mut s.webhook_retry_window,
             seconds(MINUTE, Some(7 * DAY)),
         )?;
+        s.compat = r.list("compat", |v| match v.to_ascii_lowercase().as_str() {
+            "djoser" => Ok(Compat::Djoser),
+            _ => Err("expected djoser".to_string()),
+        })?;
         if s.refresh_idle_ttl > s.session_ttl {
             return Err(ConfigError::IdleLongerThanSession {
                 idle: s.refresh_idle_ttl,

@@ -37,6 +37,43 @@ impl Auth {
         locale: Option<&str>,
         client: &Client,
     ) -> Result<Option<(User, TokenPair)>, AuthError> {
+        let Some(user) = self
+            .create_account(email, password, name, locale, client)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if self.verification() == Verification::Required {
+            self.audit(EventKind::Register, Some(&user.id), None, client)
+                .await;
+            return Ok(None);
+        }
+        let mut pair = self
+            .start_session(&user, client, |_| Outgoing::default())
+            .await?;
+        pair.device_token = Some(self.device_key.mint(&user.id)?);
+        self.audit(
+            EventKind::Register,
+            Some(&user.id),
+            Some(&pair.session_id),
+            client,
+        )
+        .await;
+        Ok(Some((User::from(&user), pair)))
+    }
+
+    /// Creates an account and mails the link that verifies its address, not
+    /// signed in. None, with verification required, when the address has
+    /// an account: its owner is told by mail instead, and the caller must
+    /// answer as for a new account.
+    pub async fn create_account(
+        self: &Arc<Self>,
+        email: &str,
+        password: &str,
+        name: Option<&str>,
+        locale: Option<&str>,
+        client: &Client,
+    ) -> Result<Option<UserRecord>, AuthError> {
         let locale = match locale {
             Some(tag) => Some(clean_locale(tag)?),
             None => client
@@ -56,23 +93,7 @@ impl Auth {
             other => other?,
         };
         metrics::counter!("latchkey_registrations_total").increment(1);
-        if required {
-            self.audit(EventKind::Register, Some(&user.id), None, client)
-                .await;
-            return Ok(None);
-        }
-        let mut pair = self
-            .start_session(&user, client, |_| Outgoing::default())
-            .await?;
-        pair.device_token = Some(self.device_key.mint(&user.id)?);
-        self.audit(
-            EventKind::Register,
-            Some(&user.id),
-            Some(&pair.session_id),
-            client,
-        )
-        .await;
-        Ok(Some((User::from(&user), pair)))
+        Ok(Some(user))
     }
 
     /// Validates, hashes and stores a new user (also used by the admin
@@ -224,6 +245,29 @@ impl Auth {
         .await;
         metrics::counter!("latchkey_logins_total", "result" => "ok").increment(1);
         Ok(pair)
+    }
+
+    /// Deletes the caller's own account once its password is confirmed
+    /// (wrong passwords are throttled per session, as for a change).
+    pub async fn delete_own_account(
+        &self,
+        caller: &Authenticated,
+        current: &str,
+        client: &Client,
+    ) -> Result<(), AuthError> {
+        let user = &caller.record;
+        let ticket = self.hasher.ticket()?;
+        let current = normalize(current).map_err(|_| AuthError::InvalidCredentials)?;
+        let key = session_key(&caller.claims.sid);
+        let (attempt, ticket) = self
+            .begin_attempt(key, Some(&user.id), client, ticket)
+            .await?;
+        let check = ticket.verify(&current, &user.password_hash);
+        if !self.judge(attempt, check).await? {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let detail = format!("deleted by its owner; was {}", user.email);
+        self.remove_user(user, detail, client).await
     }
 
     /// Stores a fresh hash when the stored one used weaker parameters, only

@@ -172,6 +172,18 @@ impl Auth {
     /// Their events stay, under their id, for operators to read.
     pub async fn delete_user(&self, email_or_id: &str) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
+        let detail = format!("deleted by an administrator; was {}", user.email);
+        self.remove_user(&user, detail, &Client::default()).await?;
+        Ok(User::from(&user))
+    }
+
+    /// Deletes `user` with their sessions, recording `detail`.
+    pub(super) async fn remove_user(
+        &self,
+        user: &UserRecord,
+        detail: String,
+        client: &Client,
+    ) -> Result<(), AuthError> {
         let data = serde_json::json!({ "user_id": user.id, "email": user.email });
         let news = self.news("user.deleted", Some(&user.id), data);
         if !self.store.delete_user(&user.id, self.now(), &news).await? {
@@ -179,10 +191,15 @@ impl Auth {
         }
         self.written(&news);
         metrics::counter!("latchkey_revocations_total").increment(1);
-        let detail = Some(format!("deleted by an administrator; was {}", user.email));
-        self.audit_admin(EventKind::UserDeleted, Some(&user.id), detail)
-            .await;
-        Ok(User::from(&user))
+        self.audit_detail(
+            EventKind::UserDeleted,
+            Some(&user.id),
+            None,
+            client,
+            Some(detail),
+        )
+        .await;
+        Ok(())
     }
 
     /// The security events of a user, newest first, by email or id; the id

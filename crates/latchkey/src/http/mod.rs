@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod browser;
+pub mod compat;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -101,9 +102,13 @@ pub fn router(state: AppState) -> Router {
                 .into_response()
         }
     });
-    let router = router
+    let mut router = router
         .route("/openapi.json", openapi_json)
-        .merge(pages::router())
+        .merge(pages::router());
+    if state.djoser {
+        router = router.merge(compat::router());
+    }
+    let router = router
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT));

@@ -30,6 +30,8 @@ pub struct AppState {
     pub token_limit: IpLimiter,
     /// The bearer token `/metrics` requires, if any.
     pub metrics_token: Option<Arc<SecretString>>,
+    /// djoser's and simplejwt's endpoints are served too.
+    pub djoser: bool,
 }
 
 impl AppState {
@@ -51,6 +53,7 @@ impl AppState {
             password_limit: IpLimiter::per_minute(settings.ip_rate_limit),
             token_limit: IpLimiter::per_minute(settings.token_rate_limit),
             metrics_token: settings.metrics_token.clone().map(Arc::new),
+            djoser: settings.compat.contains(&crate::config::Compat::Djoser),
         }
     }
 }

@@ -11,6 +11,7 @@ mod tools;
 mod accounts;
 mod browser;
 mod cli;
+mod compat;
 mod contract;
 mod cookies;
 mod django;

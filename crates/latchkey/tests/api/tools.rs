@@ -73,7 +73,17 @@ fn run_locked(script: &str) -> Result<(), String> {
 /// installed by `interop/setup.sh` on first use; None after a loud skip, or
 /// a panic under `LATCHKEY_REQUIRE_ALL=1`, when it cannot.
 pub async fn python_with(module: &str, why: &str) -> Option<PathBuf> {
-    let program = workspace().join("interop/python/.venv/bin/python");
+    venv_with("interop/python/.venv", module, why).await
+}
+
+/// The Python of the djoser + simplejwt peer (`bench/peer/.venv`, which
+/// `interop/setup.sh` makes too), as [`python_with`] gives the tests' own.
+pub async fn peer_python(why: &str) -> Option<PathBuf> {
+    venv_with("bench/peer/.venv", "djoser", why).await
+}
+
+async fn venv_with(venv: &str, module: &str, why: &str) -> Option<PathBuf> {
+    let program = workspace().join(venv).join("bin/python");
     let ready = |p: &Path| {
         Command::new(p)
             .args(["-c", &format!("import {module}")])
