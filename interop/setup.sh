@@ -25,7 +25,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
   --requirement "$here/python/requirements.txt" || fail "pip install failed"
-"$venv/bin/python" -c 'import jwt, cryptography, aiosmtpd, standardwebhooks, jsonschema, django, bcrypt, argon2, psycopg; print("   PyJWT", jwt.__version__, "cryptography", cryptography.__version__, "aiosmtpd", aiosmtpd.__version__)' \
+"$venv/bin/python" -c 'import jwt, cryptography, aiosmtpd, standardwebhooks, jsonschema, django, bcrypt, argon2, psycopg, rest_framework, flask, pytest; print("   PyJWT", jwt.__version__, "cryptography", cryptography.__version__, "aiosmtpd", aiosmtpd.__version__)' \
   || fail "PyJWT does not import from $venv"
 
 echo "== interop: the djoser + simplejwt peer in bench/peer/.venv"

@@ -24,6 +24,7 @@ mod keys;
 mod lifecycle;
 mod lockout;
 mod mail;
+mod python_package;
 mod races;
 mod resource_server;
 mod restore;
