@@ -43,7 +43,12 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn the_djoser_client_runs_unchanged_against_the_real_peer_and_against_latchkey() {
-    let Some(python) = tools::python_with("json", "the djoser client needs Python").await else {
+    let Some(python) = tools::python_with(
+        "rest_framework",
+        "the djoser client and the DRF view need Python with DRF",
+    )
+    .await
+    else {
         return;
     };
     let Some(peer) = tools::peer_python("the djoser client runs against the real peer").await
@@ -96,10 +101,69 @@ async fn the_djoser_client_runs_unchanged_against_the_real_peer_and_against_latc
     }
     assert!(up, "the peer did not start");
     run_client(&python, &base).await;
+    // A user registered through djoser, to come to Latchkey below.
+    let email = unique_email();
+    let made = client
+        .post(format!("{base}/auth/users/"))
+        .json(&json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .expect("register at the peer");
+    assert_eq!(made.status(), StatusCode::CREATED);
     server.kill().await.expect("stop the peer");
 
     let app = app_with_djoser().await;
     run_client(&python, &app.base).await;
+
+    // The peer's users (its custom user model, email as login) come over
+    // with their passwords, and sign in to Latchkey through djoser's URLs;
+    // the token then passes a DRF view through the Python package.
+    let peer_db = data.path().join("db.sqlite3");
+    let peer_db = peer_db.to_str().expect("path");
+    let imported = app.cli(
+        &[
+            "import",
+            "django",
+            peer_db,
+            "--users-table",
+            "accounts_user",
+        ],
+        None,
+    );
+    assert!(
+        stdout(&imported).contains("argon2 "),
+        "{}",
+        stdout(&imported)
+    );
+    app.catch_up_with_wall_clock();
+    let pair: Value = app
+        .post_json(
+            "/auth/jwt/create/",
+            json!({ "email": email, "password": PASSWORD }),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let access = pair["access"]
+        .as_str()
+        .expect("signed in with the djoser password");
+    let package = tools::workspace().join("clients/python/src");
+    let viewed = tokio::process::Command::new(&python)
+        .arg(tools::workspace().join("interop/python/drf_call.py"))
+        .args([&app.settings.issuer, &app.settings.audience, access])
+        .env("PYTHONPATH", package)
+        .output()
+        .await
+        .expect("run drf_call.py");
+    let seen: Value = serde_json::from_slice(&viewed.stdout)
+        .unwrap_or_else(|_| panic!("drf_call.py: {}", String::from_utf8_lossy(&viewed.stderr)));
+    assert_eq!(seen["status"], 200, "{seen}");
+    assert_eq!(
+        seen["data"]["user"],
+        decode_segment(access, 1)["sub"],
+        "the DRF view saw the user"
+    );
 }
 
 #[tokio::test]

@@ -27,7 +27,15 @@ async fn the_python_package_verifies_tokens_in_drf_and_flask_and_follows_revocat
     let (client_id, client_secret) = (field("client_id:"), field("client_secret:"));
     let package = tools::workspace().join("clients/python");
     let run = tokio::process::Command::new(python)
-        .args(["-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests"])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-s",
+            "-p",
+            "no:cacheprovider",
+            "tests",
+        ])
         .current_dir(&package)
         .env("PYTHONPATH", package.join("src"))
         .env("LATCHKEY_TEST_ISSUER", &app.settings.issuer)
