@@ -14,7 +14,9 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
+use super::error::ApiError;
 use super::extract::{ClientMeta, bearer_token};
+use super::limits::IpLimiter;
 use crate::domain::{AuthError, Authenticated, User};
 
 pub fn router() -> Router<AppState> {
@@ -224,6 +226,14 @@ impl Body {
     }
 }
 
+/// Refuses a client over `limit` as DRF's throttles do.
+fn limited(limit: &IpLimiter, meta: &ClientMeta) -> DrfResult<()> {
+    limit.check(meta.ip).map_err(|e| match e {
+        ApiError::RateLimited { retry_after } => Drf::Throttled(retry_after),
+        _ => Drf::Throttled(1),
+    })
+}
+
 /// The signed-in user of a request, with simplejwt's answers when there is none.
 async fn caller(state: &AppState, headers: &axum::http::HeaderMap) -> DrfResult<Authenticated> {
     let token = bearer_token(headers).ok().flatten().ok_or_else(|| {
@@ -269,10 +279,7 @@ async fn create_user(
             "The two password fields didn't match.".into(),
         )]));
     }
-    state
-        .password_limit
-        .check(meta.ip)
-        .map_err(|_| Drf::Throttled(60))?;
+    limited(&state.password_limit, &meta)?;
     let created = state
         .auth
         .create_account(&email, &password, None, None, &meta.client)
@@ -357,10 +364,7 @@ async fn reset_password(
     body: Body,
 ) -> DrfResult<Response> {
     let [email] = body.strings(["email"])?;
-    state
-        .password_limit
-        .check(meta.ip)
-        .map_err(|_| Drf::Throttled(60))?;
+    limited(&state.password_limit, &meta)?;
     state
         .auth
         .request_password_reset(&email, &meta.client)
@@ -403,10 +407,7 @@ async fn jwt_create(
     body: Body,
 ) -> DrfResult<Response> {
     let [email, password] = body.strings(["email", "password"])?;
-    state
-        .password_limit
-        .check(meta.ip)
-        .map_err(|_| Drf::Throttled(60))?;
+    limited(&state.password_limit, &meta)?;
     let pair = state
         .auth
         .login(&email, &password, None, &meta.client)
@@ -431,10 +432,7 @@ async fn jwt_refresh(
     body: Body,
 ) -> DrfResult<Response> {
     let [refresh] = body.strings(["refresh"])?;
-    state
-        .token_limit
-        .check(meta.ip)
-        .map_err(|_| Drf::Throttled(60))?;
+    limited(&state.token_limit, &meta)?;
     let pair = state
         .auth
         .refresh(&refresh, &meta.client)
@@ -465,10 +463,7 @@ async fn jwt_blacklist(
     body: Body,
 ) -> DrfResult<Response> {
     let [refresh] = body.strings(["refresh"])?;
-    state
-        .token_limit
-        .check(meta.ip)
-        .map_err(|_| Drf::Throttled(60))?;
+    limited(&state.token_limit, &meta)?;
     state
         .auth
         .logout_refresh(&refresh, &meta.client)

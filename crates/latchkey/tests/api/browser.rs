@@ -142,12 +142,6 @@ async fn app_and_spa() -> (TestApp, Child, String) {
     panic!("could not start the SPA server: {last_error}");
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// Keeps the app's manual clock on the wall clock while the browser runs, so
 /// token lifetimes and the reuse grace window pass as they would in production.
 fn follow_wall_clock(clock: Arc<ManualClock>) -> AbortOnDrop {

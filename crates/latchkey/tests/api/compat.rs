@@ -33,14 +33,6 @@ async fn run_client(python: &Path, base: &str) {
     assert!(printed.contains("all steps passed"), "{printed}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 #[tokio::test]
 async fn the_djoser_client_runs_unchanged_against_the_real_peer_and_against_latchkey() {
     let Some(python) = tools::python_with(

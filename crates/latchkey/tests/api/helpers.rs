@@ -178,6 +178,12 @@ pub fn latchkey_command(home: &TestHome, settings: &Settings, env: &[(&str, &str
     cmd
 }
 
+/// A port that was free a moment ago (nothing listens on it yet).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
 /// The standard output of a command that must have succeeded.
 pub fn stdout(out: &Output) -> String {
     assert!(
@@ -366,6 +372,22 @@ impl TestApp {
             server.await.expect("server task").expect("server result");
         }
         self.dir.clone()
+    }
+
+    /// The kinds of the security events `GET /v1/me/events` shows the holder of `access`.
+    pub async fn event_kinds(&self, access: &str) -> Vec<String> {
+        let events: Value = self
+            .get("/v1/me/events", Some(access))
+            .await
+            .json()
+            .await
+            .expect("events");
+        events["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["kind"].as_str().map(str::to_string))
+            .collect()
     }
 
     /// Moves the app's clock up to the wall clock, which the CLI (a separate

@@ -324,18 +324,8 @@ async fn without_smtp_mail_lands_in_the_outbox_folder_and_its_reset_link_works()
     // The mail proved the address.
     let me: Value = app.me(&fresh.access).await.json().await.expect("json");
     assert_eq!(me["email_verified"], true);
-    let events: Value = app
-        .get("/v1/me/events", Some(&fresh.access))
-        .await
-        .json()
-        .await
-        .expect("json");
-    let kinds: Vec<&str> = events["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(|e| e["kind"].as_str())
-        .collect();
+    let kinds = app.event_kinds(&fresh.access).await;
+    let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
     assert!(
         kinds.contains(&"password_reset") && kinds.contains(&"password_reset_requested"),
         "{kinds:?}"
@@ -407,11 +397,7 @@ async fn smtp_delivers_verification_and_reset_in_the_readers_language() {
 async fn a_mail_server_that_is_down_delays_mail_which_survives_a_restart_and_never_fails_the_request()
  {
     // A port nothing listens on yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let url = format!("smtp://127.0.0.1:{port}?tls=none");
     let app = spawn_app_with(|s| s.mail.smtp = Some(parse_smtp(&url))).await;
     let (email, _) = app.new_user().await;

@@ -144,6 +144,23 @@ async fn app_with_hooks() -> TestApp {
     .await
 }
 
+/// The receiver back on `port` (trusting `secret`) and the server restarted
+/// on `home`; None after a loud skip.
+async fn come_back(
+    home: std::sync::Arc<TestHome>,
+    port: u16,
+    secret: &str,
+) -> Option<(Receiver, TestApp)> {
+    let mut receiver = Receiver::start_on(port).await?;
+    receiver.trust(secret).await;
+    let app = spawn_app_in(home, |s| {
+        s.webhook_allow_private = true;
+        s.mail.notices = vec![];
+    })
+    .await;
+    Some((receiver, app))
+}
+
 async fn subscribe(app: &TestApp, receiver: &mut Receiver, events: &str) -> String {
     let (hook, secret) = app
         .auth
@@ -412,11 +429,7 @@ async fn the_cli_adds_lists_tests_and_removes_endpoints() {
 
 #[tokio::test]
 async fn events_wait_for_a_receiver_that_is_down_through_a_restart_and_arrive_in_order_once() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let app = app_with_hooks().await;
     let url = format!("http://127.0.0.1:{port}/hooks");
     let (hook, secret) = app
@@ -457,15 +470,9 @@ async fn events_wait_for_a_receiver_that_is_down_through_a_restart_and_arrive_in
     }
     // The server restarts; the receiver comes back.
     let home = app.stop().await;
-    let Some(mut receiver) = Receiver::start_on(port).await else {
+    let Some((receiver, app)) = come_back(home, port, &secret).await else {
         return;
     };
-    receiver.trust(&secret).await;
-    let app = spawn_app_in(home, |s| {
-        s.webhook_allow_private = true;
-        s.mail.notices = vec![];
-    })
-    .await;
     app.clock.advance(13);
     let deadline = Instant::now() + Duration::from_secs(30);
     while receiver.all().len() < 4 {
@@ -758,11 +765,7 @@ async fn a_new_password_or_a_disabled_account_names_every_session_it_ended() {
 
 #[tokio::test]
 async fn an_event_written_before_the_server_was_killed_is_delivered_after_the_restart() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let app = app_with_hooks().await;
     let url = format!("http://127.0.0.1:{port}/hooks");
     let (_, secret) = app
@@ -810,15 +813,9 @@ async fn an_event_written_before_the_server_was_killed_is_delivered_after_the_re
     let tokens = Tokens::from_body(resp.json().await.expect("json"));
     // SIGKILL: no shutdown, no draining, nothing flushed.
     server.kill().await.expect("kill -9");
-    let Some(mut receiver) = Receiver::start_on(port).await else {
+    let Some((receiver, app)) = come_back(home, port, &secret).await else {
         return;
     };
-    receiver.trust(&secret).await;
-    let app = spawn_app_in(home, |s| {
-        s.webhook_allow_private = true;
-        s.mail.notices = vec![];
-    })
-    .await;
     // Past the first retry and any lease the killed server held.
     app.clock.advance(70);
     let id = user_id(&tokens);
