@@ -2,8 +2,9 @@
 
     interop/python/.venv/bin/python bench/imported_hashes.py [--binary target/release/latchkey] [--count 10]
 
-Makes a Django project's database with Django's own hashers at their
-default costs (interop/python/django_users.py: PBKDF2-SHA256 at 1,000,000
+Makes a Django project's database, its users registered through djoser with
+Django's own hashers at their default costs (interop/python/django_users.py,
+run in bench/peer/.venv: PBKDF2-SHA256 at 1,000,000
 rounds, Argon2id, bcrypt-SHA256 at 12 rounds, scrypt at 2^14), imports it
 into Latchkey on a fresh data directory with `latchkey import django`, and
 times, one request at a time, each user's first sign-in (the Django hash is
@@ -51,8 +52,11 @@ def main():
         for f in FORMATS
         for i in range(args.count)
     ]
+    # Registered through djoser, in the peer's venv (bench/compare.sh or
+    # interop/setup.sh makes it).
     made = subprocess.run(
-        [sys.executable, os.path.join(HERE, "../interop/python/django_users.py"),
+        [os.path.join(HERE, "peer/.venv/bin/python"),
+         os.path.join(HERE, "../interop/python/django_users.py"),
          "--database", f"sqlite://{django_db}"],
         input=json.dumps(users), capture_output=True, text=True, check=True,
     )

@@ -1,7 +1,7 @@
-//! Coming from Django: a real Django project's users (made by Django itself,
-//! `interop/python/django_users.py`, with every hash format it writes or
-//! wrote) imported with `latchkey import django`, then signed in with
-//! their old passwords.
+//! Coming from Django: a real Django project's users (registered through
+//! djoser by `interop/python/django_users.py`, in the djoser peer's venv,
+//! with every hash format Django writes or wrote) imported with `latchkey
+//! import django`, then signed in with their old passwords.
 
 use std::process::Stdio;
 
@@ -59,7 +59,7 @@ fn django_users(tag: &str) -> Vec<Value> {
 
 /// Makes the Django database at `url` with [`django_users`].
 async fn make_django_project(url: &str, users: &[Value]) -> Option<Vec<Value>> {
-    let python = tools::python_with("django", "the Django import tests need Django").await?;
+    let python = tools::peer_python("the Django import tests create users through djoser").await?;
     let mut child = tokio::process::Command::new(python)
         .arg(tools::workspace().join("interop/python/django_users.py"))
         .args(["--database", url])

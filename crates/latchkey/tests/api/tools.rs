@@ -79,7 +79,7 @@ pub async fn python_with(module: &str, why: &str) -> Option<PathBuf> {
 /// The Python of the djoser + simplejwt peer (`bench/peer/.venv`, which
 /// `interop/setup.sh` makes too), as [`python_with`] gives the tests' own.
 pub async fn peer_python(why: &str) -> Option<PathBuf> {
-    venv_with("bench/peer/.venv", "djoser", why).await
+    venv_with("bench/peer/.venv", "djoser, bcrypt, psycopg", why).await
 }
 
 async fn venv_with(venv: &str, module: &str, why: &str) -> Option<PathBuf> {
