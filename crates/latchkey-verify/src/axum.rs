@@ -5,7 +5,7 @@
 //!
 //! | situation | status | `WWW-Authenticate` | body `error` |
 //! |---|---|---|---|
-//! | no bearer token | 401 | `Bearer realm="api"` | `unauthorized` |
+//! | no bearer token | 401 | `Bearer realm="api"` | `invalid_token` (as the Latchkey server answers) |
 //! | token refused | 401 | `Bearer realm="api", error="invalid_token", error_description="…"` | `invalid_token` |
 //! | feed stale, fail-closed | 503 + `Retry-After` | — | `temporarily_unavailable` |
 //!
@@ -96,7 +96,7 @@ impl IntoResponse for AuthRejection {
         let (status, code, description) = match &self {
             AuthRejection::Missing => (
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                "invalid_token",
                 "a bearer access token is required",
             ),
             AuthRejection::Invalid(VerifyError::RevocationsUnavailable) => (

@@ -73,8 +73,10 @@ async fn apps() -> (FakeLatchkey, Signer, Router, Router) {
 
 fn assert_missing(answer: &Answer) {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    // No error attribute in the challenge (RFC 6750 §3.1: no credentials were
+    // sent); the body names the error as the Latchkey server does.
     assert_eq!(answer.challenge.as_deref(), Some(r#"Bearer realm="api""#));
-    assert_eq!(answer.body["error"], "unauthorized");
+    assert_eq!(answer.body["error"], "invalid_token");
 }
 
 fn assert_invalid(answer: &Answer) {
