@@ -128,6 +128,35 @@ async fn import_and_sign_in(url: &str) {
     }
     assert!(report.contains("dry run, nothing written"), "{report}");
     assert!(app.rows().await.users.is_empty(), "a dry run wrote");
+    // A custom model's columns are named with --users-table and --email-field.
+    let other = app.cli(
+        &[
+            "import",
+            "django",
+            url,
+            "--email-field",
+            "mail",
+            "--dry-run",
+        ],
+        None,
+    );
+    assert!(!other.status.success());
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(err.contains("no column \"mail\""), "{err}");
+    let named = app.cli(
+        &[
+            "import",
+            "django",
+            url,
+            "--users-table",
+            "auth_user",
+            "--email-field",
+            "email",
+            "--dry-run",
+        ],
+        None,
+    );
+    assert!(stdout(&named).contains("read 14 users"));
 
     let out = app.cli(&["import", "django", url], None);
     let report = stdout(&out);
