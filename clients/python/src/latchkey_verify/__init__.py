@@ -69,7 +69,13 @@ class RevocationFeed:
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> "RevocationFeed":
+        """Reads the whole feed once, then follows it in the background: a
+        verifier is ready when it is made (as the Rust builder's is)."""
         if self._thread is None:
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - the thread keeps trying; until then, closed
+                pass
             self._thread = threading.Thread(target=self._run, name="latchkey-feed", daemon=True)
             self._thread.start()
         return self
