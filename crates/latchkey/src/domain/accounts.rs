@@ -14,7 +14,7 @@ use serde_json::json;
 use super::events::EventKind;
 use super::mail::{MailKind, Notice, Verification};
 use super::password::legacy::Format;
-use super::password::{PasswordError, normalize};
+use super::password::{PasswordError, Ticket, normalize};
 use super::throttle::{account_key, device_key, session_key};
 use super::{Auth, AuthError, Authenticated, Client, TokenPair, User};
 use crate::store::{Outgoing, SessionRecord, StoreError, TokenPurpose, UserRecord};
@@ -255,19 +255,35 @@ impl Auth {
         current: &str,
         client: &Client,
     ) -> Result<(), AuthError> {
-        let user = &caller.record;
         let ticket = self.hasher.ticket()?;
+        if !self
+            .current_password_matches(caller, current, client, ticket)
+            .await?
+        {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let user = &caller.record;
+        let detail = format!("deleted by its owner; was {}", user.email);
+        self.remove_user(user, detail, client).await
+    }
+
+    /// Whether `current` is the caller's password; wrong ones are throttled
+    /// per session, so strangers' guesses at the login never block it.
+    async fn current_password_matches(
+        &self,
+        caller: &Authenticated,
+        current: &str,
+        client: &Client,
+        ticket: Ticket,
+    ) -> Result<bool, AuthError> {
+        let user = &caller.record;
         let current = normalize(current).map_err(|_| AuthError::InvalidCredentials)?;
         let key = session_key(&caller.claims.sid);
         let (attempt, ticket) = self
             .begin_attempt(key, Some(&user.id), client, ticket)
             .await?;
         let check = ticket.verify(&current, &user.password_hash);
-        if !self.judge(attempt, check).await? {
-            return Err(AuthError::InvalidCredentials);
-        }
-        let detail = format!("deleted by its owner; was {}", user.email);
-        self.remove_user(user, detail, client).await
+        self.judge(attempt, check).await
     }
 
     /// Stores a fresh hash when the stored one used weaker parameters, only
@@ -324,13 +340,10 @@ impl Auth {
         let new = self
             .check_new_password(new, &user.email_normalized, user.name.as_deref())
             .await?;
-        let current = normalize(current).map_err(|_| AuthError::InvalidCredentials)?;
-        let key = session_key(&caller.claims.sid);
-        let (attempt, ticket) = self
-            .begin_attempt(key, Some(&user.id), client, ticket)
-            .await?;
-        let check = ticket.verify(&current, &user.password_hash);
-        if !self.judge(attempt, check).await? {
+        if !self
+            .current_password_matches(caller, current, client, ticket)
+            .await?
+        {
             self.audit(
                 EventKind::PasswordChangeFailed,
                 Some(&user.id),
