@@ -36,7 +36,12 @@ async fn spawn_server(dir: &Path) -> Server {
     let app = App::build(settings, Arc::new(SystemClock))
         .await
         .expect("build the app");
-    let (client, secret) = app.state.auth.add_client("bench").await.expect("client");
+    let (client, secret) = app
+        .state
+        .auth
+        .add_client("bench", false, &latchkey::domain::Actor::cli())
+        .await
+        .expect("client");
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.serve(listener, async move {
         let _ = stopped.await;

@@ -24,7 +24,7 @@ use crate::domain::clock::SystemClock;
 use crate::domain::clock::rfc3339;
 use crate::domain::secrets::MasterKey;
 use crate::domain::text::printable;
-use crate::domain::{Session, User};
+use crate::domain::{Actor, Session, User};
 use crate::store::snapshot::SNAPSHOT_VERSION;
 use crate::store::{Snapshot, StoreError};
 
@@ -196,11 +196,17 @@ pub enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
-    /// Create credentials for a resource server; the secret is shown once.
-    Add { name: String },
-    /// List resource servers.
+    /// Create credentials for a resource server (or, with `--admin`, for a
+    /// caller of the admin API); the secret is shown once.
+    Add {
+        name: String,
+        /// An admin client: it may call /admin/v1 and sign in to the console.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List clients.
     List,
-    /// Remove a resource server's credentials.
+    /// Remove a client's credentials.
     Remove { id: String },
 }
 
@@ -271,7 +277,7 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
         } => {
             let password = password_from_stdin()?;
             let user = auth
-                .add_user(&email, &password, name.as_deref())
+                .add_user(&email, &password, name.as_deref(), &Actor::cli())
                 .await
                 .map_err(explain)?;
             println!("created user {} <{}>", user.id, printable(&user.email));
@@ -281,7 +287,10 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
             password_stdin: _,
         } => {
             let password = password_from_stdin()?;
-            let user = auth.set_password(&user, &password).await.map_err(explain)?;
+            let user = auth
+                .set_password(&user, &password, &Actor::cli())
+                .await
+                .map_err(explain)?;
             println!(
                 "password set for {} <{}>; every session of the user ended",
                 user.id,
@@ -289,12 +298,15 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
             );
         }
         UsersCommand::VerifyEmail { user } => {
-            let user = auth.verify_email(&user).await.map_err(explain)?;
+            let user = auth
+                .verify_email(&user, &Actor::cli())
+                .await
+                .map_err(explain)?;
             println!("verified {} <{}>", user.id, printable(&user.email));
         }
         UsersCommand::List { limit, offset } => {
             println!("{:<36}  {:<32}  {:<8}  CREATED", "ID", "EMAIL", "STATUS");
-            for u in auth.list_users(limit, offset).await.map_err(explain)? {
+            for u in auth.list_users(limit, offset, "").await.map_err(explain)? {
                 println!(
                     "{:<36}  {:<32}  {:<8}  {}",
                     u.id,
@@ -309,7 +321,10 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
             print_user(&u, sessions.len());
         }
         UsersCommand::Disable { user } => {
-            let u = auth.disable_user(&user).await.map_err(explain)?;
+            let u = auth
+                .disable_user(&user, &Actor::cli())
+                .await
+                .map_err(explain)?;
             println!(
                 "disabled {} <{}>; all sessions revoked",
                 u.id,
@@ -317,11 +332,17 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
             );
         }
         UsersCommand::Enable { user } => {
-            let u = auth.enable_user(&user).await.map_err(explain)?;
+            let u = auth
+                .enable_user(&user, &Actor::cli())
+                .await
+                .map_err(explain)?;
             println!("enabled {} <{}>", u.id, printable(&u.email));
         }
         UsersCommand::Delete { user } => {
-            let u = auth.delete_user(&user).await.map_err(explain)?;
+            let u = auth
+                .delete_user(&user, &Actor::cli())
+                .await
+                .map_err(explain)?;
             println!(
                 "deleted {} <{}>; all sessions revoked",
                 u.id,
@@ -384,13 +405,16 @@ async fn sessions(cmd: SessionsCommand, app: &App) -> anyhow::Result<()> {
             all: false,
         } => {
             let n = auth
-                .admin_revoke_sessions(&user, session.as_deref())
+                .admin_revoke_sessions(&user, session.as_deref(), &Actor::cli())
                 .await
                 .map_err(explain)?;
             println!("revoked {n} session(s)");
         }
         SessionsCommand::Revoke { .. } => {
-            let (sessions, users) = auth.revoke_everything().await.map_err(explain)?;
+            let (sessions, users) = auth
+                .revoke_everything(&Actor::cli())
+                .await
+                .map_err(explain)?;
             // Adopts the database's new identity here, as every server will.
             auth.check_restore(&app.state.guard).await?;
             println!(
@@ -442,7 +466,7 @@ async fn keys(cmd: KeysCommand, app: &App) -> anyhow::Result<()> {
         KeysCommand::Rotate { alg, now } => {
             let alg = alg.unwrap_or(app.settings.signing_alg);
             let (kid, from) = auth
-                .rotate_keys(&app.master, alg, now)
+                .rotate_keys(alg, now, &Actor::cli())
                 .await
                 .map_err(explain)?;
             println!(
@@ -452,7 +476,7 @@ async fn keys(cmd: KeysCommand, app: &App) -> anyhow::Result<()> {
         }
         KeysCommand::Revoke { kid, alg } => {
             let alg = alg.unwrap_or(app.settings.signing_alg);
-            let replacement = match auth.withdraw_key(&app.master, alg, &kid).await {
+            let replacement = match auth.withdraw_key(alg, &kid, &Actor::cli()).await {
                 Err(AuthError::NotFound) => bail!("no published signing key has the kid {kid}"),
                 other => other.map_err(explain)?,
             };
@@ -528,8 +552,11 @@ async fn import(settings: &Settings, input: &Path) -> anyhow::Result<()> {
 async fn clients(cmd: ClientsCommand, app: &App) -> anyhow::Result<()> {
     let auth = &app.state.auth;
     match cmd {
-        ClientsCommand::Add { name } => {
-            let (client, secret) = auth.add_client(&name).await.map_err(explain)?;
+        ClientsCommand::Add { name, admin } => {
+            let (client, secret) = auth
+                .add_client(&name, admin, &Actor::cli())
+                .await
+                .map_err(explain)?;
             println!("client_id:     {}", client.id);
             println!("client_secret: {secret}");
             eprintln!(
@@ -537,14 +564,21 @@ async fn clients(cmd: ClientsCommand, app: &App) -> anyhow::Result<()> {
             );
         }
         ClientsCommand::List => {
-            println!("{:<28}  {:<20}  NAME", "ID", "CREATED");
+            println!("{:<28}  {:<20}  {:<8}  NAME", "ID", "CREATED", "ROLE");
             for c in auth.list_clients().await.map_err(explain)? {
                 let name = printable(&c.name);
-                println!("{:<28}  {:<20}  {name}", c.id, rfc3339(c.created_at));
+                let role = if c.admin { "admin" } else { "resource" };
+                println!(
+                    "{:<28}  {:<20}  {role:<8}  {name}",
+                    c.id,
+                    rfc3339(c.created_at)
+                );
             }
         }
         ClientsCommand::Remove { id } => {
-            auth.remove_client(&id).await.map_err(explain)?;
+            auth.remove_client(&id, &Actor::cli())
+                .await
+                .map_err(explain)?;
             println!("removed client {id}");
         }
     }

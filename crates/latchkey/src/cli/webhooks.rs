@@ -5,6 +5,7 @@ use clap::Subcommand;
 
 use super::explain;
 use crate::app::App;
+use crate::domain::Actor;
 use crate::domain::text::printable;
 
 #[derive(Debug, Subcommand)]
@@ -40,7 +41,10 @@ pub async fn run(cmd: WebhooksCommand, app: &App) -> anyhow::Result<()> {
     let auth = &app.state.auth;
     match cmd {
         WebhooksCommand::Add { url, events } => {
-            let (hook, secret) = auth.add_webhook(&url, &[events]).await.map_err(explain)?;
+            let (hook, secret) = auth
+                .add_webhook(&url, &[events], &Actor::cli())
+                .await
+                .map_err(explain)?;
             println!("webhook_id: {}", hook.id);
             println!("secret: {secret}");
             println!("events: {}", hook.events.join(" "));
@@ -60,21 +64,28 @@ pub async fn run(cmd: WebhooksCommand, app: &App) -> anyhow::Result<()> {
             }
         }
         WebhooksCommand::Enable { id } => {
-            auth.set_webhook_enabled(&id, true).await.map_err(explain)?;
+            auth.set_webhook_enabled(&id, true, &Actor::cli())
+                .await
+                .map_err(explain)?;
             println!("enabled {id}");
         }
         WebhooksCommand::Disable { id } => {
-            auth.set_webhook_enabled(&id, false)
+            auth.set_webhook_enabled(&id, false, &Actor::cli())
                 .await
                 .map_err(explain)?;
             println!("disabled {id}");
         }
         WebhooksCommand::Remove { id } => {
-            auth.remove_webhook(&id).await.map_err(explain)?;
+            auth.remove_webhook(&id, &Actor::cli())
+                .await
+                .map_err(explain)?;
             println!("removed {id}");
         }
         WebhooksCommand::Test { id } => {
-            let event_id = auth.test_webhook(&id).await.map_err(explain)?;
+            let event_id = auth
+                .test_webhook(&id, &Actor::cli())
+                .await
+                .map_err(explain)?;
             app.dispatcher.deliver_due().await?;
             let sent = auth.webhook_deliveries(&id, 20).await.map_err(explain)?;
             match sent.iter().find(|d| d.event_id == event_id) {
@@ -91,7 +102,10 @@ pub async fn run(cmd: WebhooksCommand, app: &App) -> anyhow::Result<()> {
             }
         }
         WebhooksCommand::Replay { delivery } => {
-            let again = auth.replay_delivery(delivery).await.map_err(explain)?;
+            let again = auth
+                .replay_delivery(delivery, &Actor::cli())
+                .await
+                .map_err(explain)?;
             app.dispatcher.deliver_due().await?;
             println!("delivery {delivery} queued again as delivery {again}");
         }

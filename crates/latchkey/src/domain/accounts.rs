@@ -264,7 +264,7 @@ impl Auth {
         }
         let user = &caller.record;
         let detail = format!("deleted by its owner; was {}", user.email);
-        self.remove_user(user, detail, client).await
+        self.remove_user(user, detail, Ok(client)).await
     }
 
     /// Whether `current` is the caller's password; wrong ones are throttled

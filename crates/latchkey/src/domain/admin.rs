@@ -7,16 +7,56 @@ use std::sync::Arc;
 use super::events::EventKind;
 use super::keys;
 use super::mail::{MailKind, Notice};
-use super::secrets::MasterKey;
-use super::{Auth, AuthError, Client};
+use super::{Auth, AuthError, Client, ResourceClient};
 use super::{Event, Session, User};
-use crate::store::{EndedEvents, MailRecord, Outgoing, RevokeReason, UserRecord};
+use crate::store::{EndedEvents, EventQuery, MailRecord, Outgoing, RevokeReason, UserRecord};
+
+/// Who performs an operator's action: the shell on the server's machine or
+/// an admin client, recorded with every event the action writes.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// `cli`, or `client:ID` for an admin client.
+    pub id: String,
+    /// Where the request came from (nothing for the shell).
+    pub from: Client,
+}
+
+impl Actor {
+    /// The `latchkey` command on the server's machine.
+    pub fn cli() -> Self {
+        Actor {
+            id: "cli".to_string(),
+            from: Client::default(),
+        }
+    }
+
+    /// An admin client calling the admin API from `from`.
+    pub fn client(client: &ResourceClient, from: Client) -> Self {
+        Actor {
+            id: format!("client:{}", client.id),
+            from,
+        }
+    }
+}
 
 impl Auth {
-    /// Users ordered by creation, `limit` of them after the first `offset`.
-    pub async fn list_users(&self, limit: i64, offset: i64) -> Result<Vec<User>, AuthError> {
-        let users = self.store.list_users(limit, offset).await?;
+    /// Users ordered by creation, `limit` of them after the first `offset`,
+    /// whose address starts with `email_prefix` (case-insensitive).
+    pub async fn list_users(
+        &self,
+        limit: i64,
+        offset: i64,
+        email_prefix: &str,
+    ) -> Result<Vec<User>, AuthError> {
+        let prefix = email_prefix.trim().to_lowercase();
+        let users = self.store.list_users(limit, offset, &prefix).await?;
         Ok(users.iter().map(User::from).collect())
+    }
+
+    /// Security events of every user matching `query`, newest first.
+    pub async fn search_events(&self, query: &EventQuery) -> Result<Vec<Event>, AuthError> {
+        let events = self.store.search_events(query).await?;
+        Ok(events.into_iter().map(Event::from).collect())
     }
 
     /// A user by id or by email (case-insensitive).
@@ -39,12 +79,6 @@ impl Auth {
         }
     }
 
-    /// Records an operator's action (no client: it came from the CLI).
-    async fn audit_admin(&self, kind: EventKind, user_id: Option<&str>, detail: Option<String>) {
-        self.audit_detail(kind, user_id, None, &Client::default(), detail)
-            .await;
-    }
-
     async fn require_user(&self, email_or_id: &str) -> Result<UserRecord, AuthError> {
         self.find_record(email_or_id)
             .await?
@@ -52,7 +86,7 @@ impl Auth {
     }
 
     /// Disables a user and ends all their sessions.
-    pub async fn disable_user(&self, email_or_id: &str) -> Result<User, AuthError> {
+    pub async fn disable_user(&self, email_or_id: &str, actor: &Actor) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
         let now = self.now();
         // While disabled, every token of the user is refused by the flag
@@ -88,17 +122,17 @@ impl Auth {
         }
         self.written(&told);
         metrics::counter!("latchkey_revocations_total").increment(1);
-        self.audit_admin(EventKind::UserDisabled, Some(&user.id), None)
+        self.audit_admin(actor, EventKind::UserDisabled, Some(&user.id), None, None)
             .await;
         Ok(User::from(&user))
     }
 
-    pub async fn enable_user(&self, email_or_id: &str) -> Result<User, AuthError> {
+    pub async fn enable_user(&self, email_or_id: &str, actor: &Actor) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
         self.store
             .set_user_disabled(&user.id, false, self.now(), &Outgoing::default())
             .await?;
-        self.audit_admin(EventKind::UserEnabled, Some(&user.id), None)
+        self.audit_admin(actor, EventKind::UserEnabled, Some(&user.id), None, None)
             .await;
         Ok(User::from(&user))
     }
@@ -109,17 +143,23 @@ impl Auth {
         email: &str,
         password: &str,
         name: Option<&str>,
+        actor: &Actor,
     ) -> Result<User, AuthError> {
         let user = self.create_user(email, password, name, None, None).await?;
         let detail = Some(format!("created by an administrator as {}", user.email));
-        self.audit_admin(EventKind::UserCreated, Some(&user.id), detail)
+        self.audit_admin(actor, EventKind::UserCreated, Some(&user.id), None, detail)
             .await;
         Ok(User::from(&user))
     }
 
     /// Sets a user's password on an operator's behalf, under the password
     /// policy; every session of the user ends, as with a change.
-    pub async fn set_password(&self, email_or_id: &str, password: &str) -> Result<User, AuthError> {
+    pub async fn set_password(
+        &self,
+        email_or_id: &str,
+        password: &str,
+        actor: &Actor,
+    ) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
         let ticket = self.hasher.ticket()?;
         let password = self
@@ -142,18 +182,30 @@ impl Auth {
             })?;
         metrics::counter!("latchkey_revocations_total").increment(1);
         let detail = Some("password set by an administrator".to_string());
-        self.audit_admin(EventKind::PasswordChanged, Some(&user.id), detail)
-            .await;
+        self.audit_admin(
+            actor,
+            EventKind::PasswordChanged,
+            Some(&user.id),
+            None,
+            detail,
+        )
+        .await;
         Ok(User::from(&user))
     }
 
     /// Marks a user's address verified on an operator's behalf.
-    pub async fn verify_email(&self, email_or_id: &str) -> Result<User, AuthError> {
+    pub async fn verify_email(&self, email_or_id: &str, actor: &Actor) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
         self.store.set_email_verified(&user.id, self.now()).await?;
         let detail = Some("verified by an administrator".to_string());
-        self.audit_admin(EventKind::EmailVerified, Some(&user.id), detail)
-            .await;
+        self.audit_admin(
+            actor,
+            EventKind::EmailVerified,
+            Some(&user.id),
+            None,
+            detail,
+        )
+        .await;
         let user = self.require_user(&user.id).await?;
         Ok(User::from(&user))
     }
@@ -170,19 +222,20 @@ impl Auth {
 
     /// Deletes a user with their sessions; their tokens stop working at once.
     /// Their events stay, under their id, for operators to read.
-    pub async fn delete_user(&self, email_or_id: &str) -> Result<User, AuthError> {
+    pub async fn delete_user(&self, email_or_id: &str, actor: &Actor) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
         let detail = format!("deleted by an administrator; was {}", user.email);
-        self.remove_user(&user, detail, &Client::default()).await?;
+        self.remove_user(&user, detail, Err(actor)).await?;
         Ok(User::from(&user))
     }
 
-    /// Deletes `user` with their sessions, recording `detail`.
+    /// Deletes `user` with their sessions, recording `detail` as done by the
+    /// user from `by` (`Ok`) or by an operator (`Err`).
     pub(super) async fn remove_user(
         &self,
         user: &UserRecord,
         detail: String,
-        client: &Client,
+        by: Result<&Client, &Actor>,
     ) -> Result<(), AuthError> {
         let data = serde_json::json!({ "user_id": user.id, "email": user.email });
         let news = self.news("user.deleted", Some(&user.id), data);
@@ -191,14 +244,17 @@ impl Auth {
         }
         self.written(&news);
         metrics::counter!("latchkey_revocations_total").increment(1);
-        self.audit_detail(
-            EventKind::UserDeleted,
-            Some(&user.id),
-            None,
-            client,
-            Some(detail),
-        )
-        .await;
+        let kind = EventKind::UserDeleted;
+        match by {
+            Ok(client) => {
+                self.audit_detail(kind, Some(&user.id), None, client, Some(detail))
+                    .await
+            }
+            Err(actor) => {
+                self.audit_admin(actor, kind, Some(&user.id), None, Some(detail))
+                    .await
+            }
+        }
         Ok(())
     }
 
@@ -234,6 +290,7 @@ impl Auth {
         &self,
         email_or_id: &str,
         session: Option<&str>,
+        actor: &Actor,
     ) -> Result<u64, AuthError> {
         let user = self.require_user(email_or_id).await?;
         let now = self.now();
@@ -274,11 +331,11 @@ impl Auth {
             self.written(&news);
             metrics::counter!("latchkey_revocations_total").increment(revoked);
             let detail = Some(format!("{revoked} session(s) revoked by an administrator"));
-            self.audit_detail(
+            self.audit_admin(
+                actor,
                 EventKind::SessionRevoked,
                 Some(&user.id),
                 session,
-                &Client::default(),
                 detail,
             )
             .await;
@@ -290,7 +347,7 @@ impl Auth {
     /// issued so far, for the server and (through the feed) for verifiers;
     /// gives the database a new identity, which acknowledges a restore (see
     /// [`super::restore`]). Returns the sessions ended and the users cut.
-    pub async fn revoke_everything(&self) -> Result<(u64, u64), AuthError> {
+    pub async fn revoke_everything(&self, actor: &Actor) -> Result<(u64, u64), AuthError> {
         let database_id = super::secrets::random_b64(16)?;
         let (sessions, users) = self
             .store
@@ -300,7 +357,7 @@ impl Auth {
         let detail = format!(
             "every session revoked by an administrator: {sessions} session(s) of {users} user(s)"
         );
-        self.audit_admin(EventKind::SessionRevoked, None, Some(detail))
+        self.audit_admin(actor, EventKind::SessionRevoked, None, None, Some(detail))
             .await;
         Ok((sessions, users))
     }
@@ -311,9 +368,9 @@ impl Auth {
     /// the old keys stay published until their last tokens have expired.
     pub async fn rotate_keys(
         &self,
-        master: &MasterKey,
         alg: latchkey_verify::SigningAlg,
         immediately: bool,
+        actor: &Actor,
     ) -> Result<(String, i64), AuthError> {
         let now = self.now();
         let activates_at = if immediately {
@@ -331,7 +388,7 @@ impl Auth {
         };
         let (kid, news) = keys::add_key(
             self.store.as_ref(),
-            master,
+            &self.master,
             alg,
             now,
             activates_at,
@@ -342,7 +399,8 @@ impl Auth {
         self.written(&news);
         self.keys.reload(self.store.as_ref(), now).await?;
         let detail = Some(format!("{kid} signs from {activates_at}"));
-        self.audit_admin(EventKind::KeyRotated, None, detail).await;
+        self.audit_admin(actor, EventKind::KeyRotated, None, None, detail)
+            .await;
         Ok((kid, activates_at))
     }
 }
@@ -355,9 +413,9 @@ impl Auth {
     /// signs at once, so the server never stops issuing tokens.
     pub async fn withdraw_key(
         &self,
-        master: &MasterKey,
         alg: latchkey_verify::SigningAlg,
         kid: &str,
+        actor: &Actor,
     ) -> Result<Option<String>, AuthError> {
         let record = self
             .store
@@ -366,9 +424,10 @@ impl Auth {
             .into_iter()
             .find(|k| k.kid == kid && k.expires_at.is_none_or(|e| e > self.now()))
             .ok_or(AuthError::NotFound)?;
+        // A key retiring later (a rotation's lead time) still signs now.
         let replacement = match record.retired_at {
-            None => Some(self.rotate_keys(master, alg, true).await?.0),
-            Some(_) => None,
+            Some(at) if at <= self.now() => None,
+            _ => Some(self.rotate_keys(alg, true, actor).await?.0),
         };
         let now = self.now();
         let data = serde_json::json!({ "kid": kid, "replaced_by": replacement });
@@ -381,7 +440,8 @@ impl Auth {
         self.keys.reload(self.store.as_ref(), now).await?;
         metrics::counter!("latchkey_keys_withdrawn_total").increment(1);
         let detail = Some(format!("{kid} withdrawn; its tokens are refused"));
-        self.audit_admin(EventKind::KeyRevoked, None, detail).await;
+        self.audit_admin(actor, EventKind::KeyRevoked, None, None, detail)
+            .await;
         Ok(replacement)
     }
 }

@@ -7,8 +7,9 @@ use latchkey_verify::Claims;
 use latchkey_verify::wire::{RevocationEntry, RevocationPage};
 use subtle::ConstantTimeEq;
 
+use super::events::EventKind;
 use super::secrets::random_b64;
-use super::{Auth, AuthError, ResourceClient};
+use super::{Actor, Auth, AuthError, ResourceClient};
 use crate::store::{ClientRecord, RevocationRecord};
 
 /// Prefix of client secrets, so secret scanners can find leaked ones.
@@ -23,8 +24,14 @@ fn secret_hash(secret: &str) -> Vec<u8> {
 }
 
 impl Auth {
-    /// Creates a client; the secret is returned once and only its hash kept.
-    pub async fn add_client(&self, name: &str) -> Result<(ResourceClient, String), AuthError> {
+    /// Creates a client (an admin client when `admin`: it may call the admin
+    /// API); the secret is returned once and only its hash kept.
+    pub async fn add_client(
+        &self,
+        name: &str,
+        admin: bool,
+        actor: &Actor,
+    ) -> Result<(ResourceClient, String), AuthError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(AuthError::InvalidRequest(
@@ -37,8 +44,13 @@ impl Auth {
             name: name.to_string(),
             secret_hash: secret_hash(&secret),
             created_at: self.now(),
+            admin,
         };
         self.store.insert_client(&client).await?;
+        let role = if admin { "admin client" } else { "client" };
+        let detail = Some(format!("{role} {} ({})", client.id, client.name));
+        self.audit_admin(actor, EventKind::ClientAdded, None, None, detail)
+            .await;
         Ok((ResourceClient::from(&client), secret))
     }
 
@@ -47,11 +59,14 @@ impl Auth {
         Ok(clients.iter().map(ResourceClient::from).collect())
     }
 
-    pub async fn remove_client(&self, id: &str) -> Result<(), AuthError> {
-        match self.store.delete_client(id).await? {
-            true => Ok(()),
-            false => Err(AuthError::NotFound),
+    pub async fn remove_client(&self, id: &str, actor: &Actor) -> Result<(), AuthError> {
+        if !self.store.delete_client(id).await? {
+            return Err(AuthError::NotFound);
         }
+        let detail = Some(format!("client {id}"));
+        self.audit_admin(actor, EventKind::ClientRemoved, None, None, detail)
+            .await;
+        Ok(())
     }
 
     /// Checks a client's credentials in constant time; an unknown id costs

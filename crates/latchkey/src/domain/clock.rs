@@ -15,6 +15,16 @@ pub fn rfc3339(ts: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The Unix time of an RFC 3339 timestamp, or of a whole number of seconds.
+pub fn parse_time(text: &str) -> Option<i64> {
+    if let Ok(secs) = text.parse::<i64>() {
+        return Some(secs);
+    }
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
 pub trait Clock: Send + Sync + 'static {
     /// Seconds since the Unix epoch.
     fn now(&self) -> i64;

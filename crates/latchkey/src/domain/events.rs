@@ -2,7 +2,7 @@
 //! its user) and to the `latchkey::audit` log target. Recording never fails the
 //! request it describes; a failure to record is itself logged.
 
-use super::{Auth, Client};
+use super::{Actor, Auth, Client};
 use crate::store::{NewEvent, Outgoing};
 
 /// Kinds of security events, as stored and shown.
@@ -33,6 +33,14 @@ pub enum EventKind {
     EmailChangeCancelled,
     RegistrationAttempted,
     UserImported,
+    ClientAdded,
+    ClientRemoved,
+    WebhookAdded,
+    WebhookRemoved,
+    WebhookEnabled,
+    WebhookDisabled,
+    WebhookTested,
+    DeliveryReplayed,
     /// A password hash of another system replaced by Argon2id at sign-in.
     PasswordUpgraded,
 }
@@ -65,6 +73,14 @@ impl EventKind {
             EventKind::EmailChangeCancelled => "email_change_cancelled",
             EventKind::RegistrationAttempted => "registration_attempted",
             EventKind::UserImported => "user_imported",
+            EventKind::ClientAdded => "client_added",
+            EventKind::ClientRemoved => "client_removed",
+            EventKind::WebhookAdded => "webhook_added",
+            EventKind::WebhookRemoved => "webhook_removed",
+            EventKind::WebhookEnabled => "webhook_enabled",
+            EventKind::WebhookDisabled => "webhook_disabled",
+            EventKind::WebhookTested => "webhook_tested",
+            EventKind::DeliveryReplayed => "delivery_replayed",
             EventKind::PasswordUpgraded => "password_upgraded",
         }
     }
@@ -112,14 +128,6 @@ impl Auth {
         detail: Option<String>,
         outgoing: &Outgoing,
     ) {
-        tracing::info!(
-            target: "latchkey::audit",
-            event = kind.as_str(),
-            user_id = user_id.unwrap_or("-"),
-            session_id = session_id.unwrap_or("-"),
-            ip = client.ip.as_deref().unwrap_or("-"),
-            detail = detail.as_deref().unwrap_or(""),
-        );
         let event = NewEvent {
             user_id: user_id.map(str::to_string),
             session_id: session_id.map(str::to_string),
@@ -128,7 +136,43 @@ impl Auth {
             user_agent: client.user_agent.clone(),
             detail,
             created_at: self.now(),
+            actor: None,
         };
+        self.record(kind, event, outgoing).await;
+    }
+
+    /// Records an operator's action, naming who acted.
+    pub(super) async fn audit_admin(
+        &self,
+        actor: &Actor,
+        kind: EventKind,
+        user_id: Option<&str>,
+        session_id: Option<&str>,
+        detail: Option<String>,
+    ) {
+        let event = NewEvent {
+            user_id: user_id.map(str::to_string),
+            session_id: session_id.map(str::to_string),
+            kind: kind.as_str().to_string(),
+            ip: actor.from.ip.clone(),
+            user_agent: actor.from.user_agent.clone(),
+            detail,
+            created_at: self.now(),
+            actor: Some(actor.id.clone()),
+        };
+        self.record(kind, event, &Outgoing::default()).await;
+    }
+
+    async fn record(&self, kind: EventKind, event: NewEvent, outgoing: &Outgoing) {
+        tracing::info!(
+            target: "latchkey::audit",
+            event = kind.as_str(),
+            user_id = event.user_id.as_deref().unwrap_or("-"),
+            session_id = event.session_id.as_deref().unwrap_or("-"),
+            ip = event.ip.as_deref().unwrap_or("-"),
+            actor = event.actor.as_deref().unwrap_or("-"),
+            detail = event.detail.as_deref().unwrap_or(""),
+        );
         match self.store.insert_event(&event, outgoing).await {
             Ok(()) => self.written(outgoing),
             Err(e) => {

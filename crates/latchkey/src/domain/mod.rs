@@ -47,6 +47,8 @@ pub mod webhooks;
 #[cfg(test)]
 mod tests;
 
+pub use crate::store::EventQuery;
+pub use admin::Actor;
 pub use model::{Event, ResourceClient, Session, User};
 pub use service::{Auth, AuthConfig, Authenticated, Client, TokenPair};
 

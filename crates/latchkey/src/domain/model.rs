@@ -65,6 +65,8 @@ pub struct ResourceClient {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    /// May call the admin API.
+    pub admin: bool,
 }
 
 impl From<&ClientRecord> for ResourceClient {
@@ -73,6 +75,7 @@ impl From<&ClientRecord> for ResourceClient {
             id: c.id.clone(),
             name: c.name.clone(),
             created_at: c.created_at,
+            admin: c.admin,
         }
     }
 }
@@ -81,12 +84,15 @@ impl From<&ClientRecord> for ResourceClient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub id: i64,
+    pub user_id: Option<String>,
     pub session_id: Option<String>,
     pub kind: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub detail: Option<String>,
     pub created_at: i64,
+    /// Who acted, for an operator's action: `cli` or `client:ID`.
+    pub actor: Option<String>,
 }
 
 impl From<EventRecord> for Event {
@@ -99,6 +105,8 @@ impl From<EventRecord> for Event {
             user_agent: e.user_agent,
             detail: e.detail,
             created_at: e.created_at,
+            user_id: e.user_id,
+            actor: e.actor,
         }
     }
 }

@@ -245,11 +245,17 @@ async fn failures_escalate_to_a_block_that_holds_even_the_right_password() {
 async fn disabling_a_user_refuses_their_tokens_and_logins_until_enabled() {
     let w = world().await;
     let pair = w.login(PASSWORD).await.expect("login");
-    w.auth.disable_user(EMAIL).await.expect("disable");
+    w.auth
+        .disable_user(EMAIL, &super::Actor::cli())
+        .await
+        .expect("disable");
     assert!(!w.access_works(&pair).await);
     assert!(is_invalid_grant(w.refresh(&pair).await));
     assert!(is_invalid_grant(w.login(PASSWORD).await));
-    w.auth.enable_user(EMAIL).await.expect("enable");
+    w.auth
+        .enable_user(EMAIL, &super::Actor::cli())
+        .await
+        .expect("enable");
     assert!(!w.access_works(&pair).await, "ended sessions stay ended");
     w.clock.advance(1);
     let fresh = w.login(PASSWORD).await.expect("login again");

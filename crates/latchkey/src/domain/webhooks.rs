@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::events::EventKind;
 use super::secrets::{MasterKey, SecretError, random};
-use super::{Auth, AuthError};
+use super::{Actor, Auth, AuthError};
 use crate::store::{
     DeliveryRecord, EndedEvents, EventTally, NewWebhookEvent, Outgoing, RevokeReason, WebhookRecord,
 };
@@ -154,6 +154,7 @@ impl Auth {
         &self,
         url: &str,
         events: &[String],
+        actor: &Actor,
     ) -> Result<(Webhook, String), AuthError> {
         let url = self
             .hook_policy
@@ -180,6 +181,12 @@ impl Auth {
             disabled_at: None,
         };
         self.store.insert_webhook(&record).await?;
+        let detail = Some(format!(
+            "{} {} for {}",
+            record.id, record.url, record.events
+        ));
+        self.audit_admin(actor, EventKind::WebhookAdded, None, None, detail)
+            .await;
         Ok((Webhook::from(&record), secret))
     }
 
@@ -193,11 +200,14 @@ impl Auth {
             .collect())
     }
 
-    pub async fn remove_webhook(&self, id: &str) -> Result<(), AuthError> {
-        match self.store.delete_webhook(id).await? {
-            true => Ok(()),
-            false => Err(AuthError::NotFound),
+    pub async fn remove_webhook(&self, id: &str, actor: &Actor) -> Result<(), AuthError> {
+        if !self.store.delete_webhook(id).await? {
+            return Err(AuthError::NotFound);
         }
+        let detail = Some(format!("webhook {id}"));
+        self.audit_admin(actor, EventKind::WebhookRemoved, None, None, detail)
+            .await;
+        Ok(())
     }
 
     /// An endpoint's recent deliveries, newest first.
@@ -210,18 +220,21 @@ impl Auth {
     }
 
     /// Sends a delivery's event to its endpoint again (same event id).
-    pub async fn replay_delivery(&self, id: i64) -> Result<i64, AuthError> {
+    pub async fn replay_delivery(&self, id: i64, actor: &Actor) -> Result<i64, AuthError> {
         let again = self
             .store
             .replay_delivery(id, self.now())
             .await?
             .ok_or(AuthError::NotFound)?;
         self.hooks_wake.0.notify_one();
+        let detail = Some(format!("delivery {id} sent again as {again}"));
+        self.audit_admin(actor, EventKind::DeliveryReplayed, None, None, detail)
+            .await;
         Ok(again)
     }
 
     /// Sends a `webhook.test` event to one endpoint.
-    pub async fn test_webhook(&self, id: &str) -> Result<String, AuthError> {
+    pub async fn test_webhook(&self, id: &str, actor: &Actor) -> Result<String, AuthError> {
         if !self.store.webhooks().await?.iter().any(|h| h.id == id) {
             return Err(AuthError::NotFound);
         }
@@ -233,6 +246,9 @@ impl Auth {
             ..Default::default()
         };
         self.post(&outgoing).await?;
+        let detail = Some(format!("webhook {id}: event {event_id}"));
+        self.audit_admin(actor, EventKind::WebhookTested, None, None, detail)
+            .await;
         Ok(event_id)
     }
 
@@ -248,12 +264,24 @@ impl Auth {
 
     /// Enables an endpoint again (one disabled after failing for its whole
     /// retry window, or by hand) or disables it.
-    pub async fn set_webhook_enabled(&self, id: &str, enabled: bool) -> Result<bool, AuthError> {
+    pub async fn set_webhook_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        actor: &Actor,
+    ) -> Result<bool, AuthError> {
         if !self.store.webhooks().await?.iter().any(|h| h.id == id) {
             return Err(AuthError::NotFound);
         }
         let at = (!enabled).then(|| self.now());
-        Ok(self.store.set_webhook_disabled(id, at).await?)
+        let changed = self.store.set_webhook_disabled(id, at).await?;
+        let kind = match enabled {
+            true => EventKind::WebhookEnabled,
+            false => EventKind::WebhookDisabled,
+        };
+        let detail = Some(format!("webhook {id}"));
+        self.audit_admin(actor, kind, None, None, detail).await;
+        Ok(changed)
     }
 
     /// An outgoing of the one event `kind` about `user_id`, now.

@@ -26,6 +26,9 @@ pub enum ApiError {
     /// Resource-server credentials missing or wrong (RFC 6749 §5.2).
     InvalidClient,
     InvalidCredentials,
+    /// Authenticated, but not allowed to do this (a resource-server client
+    /// calling the admin API).
+    Forbidden(String),
     /// A mailed link's token that is unknown, expired or used.
     InvalidLink,
     /// The password was right; the address still has to be verified.
@@ -66,9 +69,10 @@ impl ApiError {
             ApiError::InvalidToken(_) | ApiError::MissingToken | ApiError::InvalidClient => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::CsrfFailed(_) | ApiError::InvalidCredentials | ApiError::EmailNotVerified => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::CsrfFailed(_)
+            | ApiError::InvalidCredentials
+            | ApiError::EmailNotVerified
+            | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::EmailTaken => StatusCode::CONFLICT,
@@ -89,6 +93,7 @@ impl ApiError {
             ApiError::UnsupportedGrantType => "unsupported_grant_type",
             ApiError::InvalidToken(_) | ApiError::MissingToken => "invalid_token",
             ApiError::CsrfFailed(_) => "csrf_failed",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::InvalidClient => "invalid_client",
             ApiError::CursorExpired => "cursor_expired",
             ApiError::InvalidCredentials => "invalid_credentials",
@@ -112,6 +117,7 @@ impl ApiError {
             | ApiError::InvalidGrant(m)
             | ApiError::InvalidToken(m)
             | ApiError::CsrfFailed(m)
+            | ApiError::Forbidden(m)
             | ApiError::WeakPassword(m) => m.clone(),
             ApiError::UnsupportedGrantType => "only the refresh_token grant is supported".into(),
             ApiError::MissingToken => "a bearer access token is required".into(),

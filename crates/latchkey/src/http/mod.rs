@@ -4,6 +4,7 @@
 //! [`state`] holds what handlers reach and [`error`] the API's one error
 //! type; nothing here uses the store except through the domain.
 
+pub mod admin;
 pub mod auth;
 pub mod browser;
 pub mod compat;
@@ -83,6 +84,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(wellknown::router())
         .merge(ops::router())
         .merge(resource::router())
+        .merge(admin::router())
 }
 
 /// The complete application router.

@@ -32,6 +32,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<SecretString>>,
     /// djoser's and simplejwt's endpoints are served too.
     pub djoser: bool,
+    /// The algorithm of keys rotated in through the admin API.
+    pub signing_alg: latchkey_verify::SigningAlg,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
             token_limit: IpLimiter::per_minute(settings.token_rate_limit),
             metrics_token: settings.metrics_token.clone().map(Arc::new),
             djoser: settings.compat.contains(&crate::config::Compat::Djoser),
+            signing_alg: settings.signing_alg,
         }
     }
 }

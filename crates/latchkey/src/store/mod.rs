@@ -95,6 +95,8 @@ pub struct NewEvent {
     pub user_agent: Option<String>,
     pub detail: Option<String>,
     pub created_at: i64,
+    /// Who acted, for an operator's action: `cli` or `client:ID`.
+    pub actor: Option<String>,
 }
 
 /// A recorded audit event.
@@ -108,6 +110,22 @@ pub struct EventRecord {
     pub user_agent: Option<String>,
     pub detail: Option<String>,
     pub created_at: i64,
+    #[serde(default)]
+    pub actor: Option<String>,
+}
+
+/// Which events to find, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub user_id: Option<String>,
+    pub kind: Option<String>,
+    /// From this time (inclusive).
+    pub since: Option<i64>,
+    /// Before this time.
+    pub until: Option<i64>,
+    /// Ids below this one (the previous page's last).
+    pub before: Option<i64>,
+    pub limit: i64,
 }
 
 /// A signing key; `private_key` is sealed under the master key.
@@ -435,7 +453,14 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<UserRecord>>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>>;
     /// Users ordered by creation, `limit` of them after the first `offset`.
-    async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>>;
+    /// Users by creation, `limit` after the first `offset`, whose normalised
+    /// address starts with `email_prefix`.
+    async fn list_users(
+        &self,
+        limit: i64,
+        offset: i64,
+        email_prefix: &str,
+    ) -> StoreResult<Vec<UserRecord>>;
     /// Replaces the password hash only while it is still `expected` (a
     /// rehash must never overwrite a password changed meanwhile); leaves the
     /// credential version as it is. Returns whether it replaced it.
@@ -639,6 +664,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a security event, and what it sends, in one transaction.
     async fn insert_event(&self, event: &NewEvent, outgoing: &Outgoing) -> StoreResult<()>;
+    /// Every user's events matching `query`, newest first.
+    async fn search_events(&self, query: &EventQuery) -> StoreResult<Vec<EventRecord>>;
     /// A user's events, newest first, with ids below `before` when given.
     async fn user_events(
         &self,

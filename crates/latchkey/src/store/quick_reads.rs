@@ -86,6 +86,7 @@ impl QuickReads {
                 name: row.get(1)?,
                 secret_hash: row.get(2)?,
                 created_at: row.get(3)?,
+                admin: row.get(4)?,
             })
         })
     }

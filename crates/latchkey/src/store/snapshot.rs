@@ -53,6 +53,9 @@ pub struct ClientRecord {
     #[serde(with = "b64")]
     pub secret_hash: Vec<u8>,
     pub created_at: i64,
+    /// May call the admin API.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// Every row of every table.

@@ -6,7 +6,9 @@
 
 use sqlx::{Database, Encode, FromRow, Type};
 
-use super::{ClientRecord, EventRecord, KeyRecord, NewEvent, SessionRecord, UserRecord};
+use super::{
+    ClientRecord, EventQuery, EventRecord, KeyRecord, NewEvent, SessionRecord, UserRecord,
+};
 use super::{RevocationRecord, Snapshot, ThrottleRecord};
 
 // Column lists as macros, so that statements built from them stay static.
@@ -37,7 +39,7 @@ macro_rules! throttle_columns {
 }
 macro_rules! event_columns {
     () => {
-        "id, user_id, session_id, kind, ip, user_agent, detail, created_at"
+        "id, user_id, session_id, kind, ip, user_agent, detail, created_at, actor"
     };
 }
 macro_rules! key_columns {
@@ -52,7 +54,7 @@ macro_rules! revocation_columns {
 }
 macro_rules! client_columns {
     () => {
-        "id, name, secret_hash, created_at"
+        "id, name, secret_hash, created_at, admin"
     };
 }
 pub(super) use prefixed_session_columns;
@@ -73,11 +75,12 @@ pub const USER_BY_EMAIL: &str = concat!(
     " FROM users WHERE email_normalized = $1"
 );
 pub const USER_BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
-/// ?1 = limit, ?2 = offset.
+/// $1 limit, $2 offset, $3 a prefix of the normalised address ('' for all).
 pub const LIST_USERS: &str = concat!(
     "SELECT ",
     user_columns!(),
-    " FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2"
+    " FROM users WHERE substr(email_normalized, 1, length($3)) = $3
+     ORDER BY created_at, id LIMIT $1 OFFSET $2"
 );
 /// A rehash: only while the hash is still the one that was verified.
 pub const REPLACE_PASSWORD_HASH: &str =
@@ -140,18 +143,26 @@ pub const LOAD_THROTTLE: &str = concat!(
 
 // Events.
 pub const INSERT_EVENT: &str =
-    "INSERT INTO events (user_id, session_id, kind, ip, user_agent, detail, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    "INSERT INTO events (user_id, session_id, kind, ip, user_agent, detail, created_at, actor)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 /// $1 user, $2 the id to stay below, $3 limit.
 pub const USER_EVENTS: &str = concat!(
     "SELECT ",
     event_columns!(),
     " FROM events WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
 );
+/// Every user's events, newest first: $1 user (or NULL), $2 kind (or NULL),
+/// from $3 to before $4, ids below $5, $6 at most.
+pub const SEARCH_EVENTS: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR kind = $2)
+     AND created_at >= $3 AND created_at < $4 AND id < $5 ORDER BY id DESC LIMIT $6"
+);
 pub const LOAD_EVENT: &str = concat!(
     "INSERT INTO events (",
     event_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 );
 
 // Signing keys.
@@ -180,7 +191,7 @@ pub const INSERT_KEY: &str = concat!(
 pub const INSERT_CLIENT: &str = concat!(
     "INSERT INTO clients (",
     client_columns!(),
-    ") VALUES ($1, $2, $3, $4)"
+    ") VALUES ($1, $2, $3, $4, $5)"
 );
 pub const CLIENT: &str = concat!("SELECT ", client_columns!(), " FROM clients WHERE id = $1");
 pub const LIST_CLIENTS: &str = concat!(
@@ -347,7 +358,26 @@ binder! {
             .bind(&e.user_agent)
             .bind(&e.detail)
             .bind(e.created_at)
+            .bind(&e.actor)
     }
+}
+
+/// Binds [`SEARCH_EVENTS`].
+pub fn bind_event_query<'q, DB, O>(
+    q: sqlx::query::QueryAs<'q, DB, O, <DB as Database>::Arguments>,
+    e: &'q EventQuery,
+) -> sqlx::query::QueryAs<'q, DB, O, <DB as Database>::Arguments>
+where
+    DB: Database,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<String>: for<'e> Encode<'e, DB> + Type<DB>,
+{
+    q.bind(&e.user_id)
+        .bind(&e.kind)
+        .bind(e.since.unwrap_or(i64::MIN))
+        .bind(e.until.unwrap_or(i64::MAX))
+        .bind(e.before.unwrap_or(i64::MAX))
+        .bind(e.limit)
 }
 
 binder! {
@@ -361,6 +391,7 @@ binder! {
             .bind(&e.user_agent)
             .bind(&e.detail)
             .bind(e.created_at)
+            .bind(&e.actor)
     }
 }
 
@@ -398,6 +429,7 @@ binder! {
             .bind(&c.name)
             .bind(&c.secret_hash)
             .bind(c.created_at)
+            .bind(c.admin)
     }
 }
 

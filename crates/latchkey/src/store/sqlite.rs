@@ -405,10 +405,16 @@ impl Store for SqliteStore {
             .map_err(|e| self.fail(e))
     }
 
-    async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>> {
+    async fn list_users(
+        &self,
+        limit: i64,
+        offset: i64,
+        email_prefix: &str,
+    ) -> StoreResult<Vec<UserRecord>> {
         sqlx::query_as(sql::LIST_USERS)
             .bind(limit)
             .bind(offset)
+            .bind(email_prefix)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.fail(e))
@@ -816,6 +822,13 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))
+    }
+
+    async fn search_events(&self, q: &EventQuery) -> StoreResult<Vec<EventRecord>> {
+        sql::bind_event_query(sqlx::query_as(sql::SEARCH_EVENTS), q)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))
     }
 
     async fn user_events(

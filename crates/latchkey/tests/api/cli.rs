@@ -236,11 +236,13 @@ async fn a_rotated_key_is_published_before_it_signs_anything() {
     let app = spawn_app().await;
     let (email, before) = app.new_user().await;
     let old_kid = kid_of(&before.access);
-    let master =
-        latchkey::domain::secrets::MasterKey::load_or_create(None, app.dir.path()).expect("master");
     let (kid, from) = app
         .auth
-        .rotate_keys(&master, app.settings.signing_alg, false)
+        .rotate_keys(
+            app.settings.signing_alg,
+            false,
+            &latchkey::domain::Actor::cli(),
+        )
         .await
         .expect("rotate");
     assert!(from >= latchkey::domain::clock::Clock::now(app.clock.as_ref()) + 90);
@@ -272,10 +274,9 @@ async fn retired_keys_leave_the_jwks_once_their_tokens_have_expired() {
     let kid = app
         .auth
         .rotate_keys(
-            &latchkey::domain::secrets::MasterKey::load_or_create(None, app.dir.path())
-                .expect("master"),
             app.settings.signing_alg,
             true,
+            &latchkey::domain::Actor::cli(),
         )
         .await
         .expect("rotate")

@@ -9,9 +9,9 @@ use std::time::Duration;
 use latchkey::store::postgres::PgStore;
 use latchkey::store::sqlite::SqliteStore;
 use latchkey::store::{
-    Delivery, EmailTokenRecord, EndedEvents, EventTally, NewEvent, NewMail, Outgoing, PruneBefore,
-    Redeem, RevokeReason, SessionRecord, Store, StoreError, ThrottleRecord, TokenPurpose,
-    UserRecord, WebhookRecord,
+    Delivery, EmailTokenRecord, EndedEvents, EventQuery, EventTally, NewEvent, NewMail, Outgoing,
+    PruneBefore, Redeem, RevokeReason, SessionRecord, Store, StoreError, ThrottleRecord,
+    TokenPurpose, UserRecord, WebhookRecord,
 };
 
 use crate::backend::{Backend, PgDatabase, require_postgres};
@@ -759,6 +759,7 @@ async fn summaries_count_each_event_once_even_when_raced(store: &Arc<dyn Store>)
             user_agent: None,
             detail: None,
             created_at: t - 30 + i % 20,
+            actor: None,
         };
         store
             .insert_event(&event, &Outgoing::default())
@@ -800,4 +801,81 @@ async fn summaries_count_each_event_once_even_when_raced(store: &Arc<dyn Store>)
             .expect("tally"),
         t
     );
+}
+
+contract!(operators_find_users_by_address_prefix_and_events_by_user_kind_and_time);
+async fn operators_find_users_by_address_prefix_and_events_by_user_kind_and_time(
+    store: &Arc<dyn Store>,
+) {
+    for id in ["ann", "anna", "bob", "an_x"] {
+        store
+            .insert_user(&user(id), &Outgoing::default())
+            .await
+            .expect("user");
+    }
+    let found = |users: Vec<UserRecord>| users.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    let mut ann = found(store.list_users(10, 0, "ann").await.expect("list"));
+    ann.sort();
+    assert_eq!(ann, ["ann", "anna"]);
+    // `_` and `%` are characters, not patterns.
+    assert_eq!(
+        found(store.list_users(10, 0, "an_").await.expect("list")),
+        ["an_x"]
+    );
+    assert_eq!(store.list_users(10, 0, "").await.expect("list").len(), 4);
+    assert_eq!(store.list_users(2, 2, "").await.expect("list").len(), 2);
+
+    let t = now();
+    for i in 0..12i64 {
+        let event = NewEvent {
+            user_id: Some(if i % 2 == 0 { "ann" } else { "bob" }.into()),
+            kind: if i % 3 == 0 { "login_failed" } else { "login" }.into(),
+            created_at: t - 100 + i * 10,
+            actor: (i == 11).then(|| "client:lk_client_x".to_string()),
+            ..Default::default()
+        };
+        store
+            .insert_event(&event, &Outgoing::default())
+            .await
+            .expect("event");
+    }
+    let search = |q: EventQuery| async move { store.search_events(&q).await.expect("search") };
+    let all = search(EventQuery {
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(all.len(), 12);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(all[0].actor.as_deref(), Some("client:lk_client_x"));
+    let ann_failed = search(EventQuery {
+        user_id: Some("ann".into()),
+        kind: Some("login_failed".into()),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ann_failed.len(), 2, "i = 0 and 6");
+    let window = search(EventQuery {
+        since: Some(t - 60),
+        until: Some(t - 30),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    let times: Vec<i64> = window.iter().map(|e| e.created_at - t).collect();
+    assert_eq!(times, [-40, -50, -60]);
+    let first = search(EventQuery {
+        limit: 5,
+        ..Default::default()
+    })
+    .await;
+    let next = search(EventQuery {
+        before: first.last().map(|e| e.id),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(first.len() + next.len(), 12);
+    assert!(next[0].id < first[4].id);
 }

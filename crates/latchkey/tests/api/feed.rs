@@ -5,9 +5,14 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use latchkey::domain::Actor;
 
 pub(crate) async fn client(app: &TestApp) -> (String, String) {
-    let (record, secret) = app.auth.add_client("orders-api").await.expect("client");
+    let (record, secret) = app
+        .auth
+        .add_client("orders-api", false, &Actor::cli())
+        .await
+        .expect("client");
     (record.id, secret)
 }
 

@@ -98,7 +98,11 @@ async fn the_feed_announces_a_withdrawn_key() {
     let kid = kid_of(&tokens.access);
     let creds = crate::feed::client(&app).await;
     app.auth
-        .withdraw_key(&app.master(), app.settings.signing_alg, &kid)
+        .withdraw_key(
+            app.settings.signing_alg,
+            &kid,
+            &latchkey::domain::Actor::cli(),
+        )
         .await
         .expect("withdraw");
     assert!(

@@ -9,6 +9,7 @@ mod helpers;
 mod tools;
 
 mod accounts;
+mod admin;
 mod browser;
 mod cli;
 mod compat;

@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use latchkey::domain::Actor;
 
 /// Rounds of each race: enough that the interleavings vary.
 const ROUNDS: usize = 8;
@@ -120,7 +121,10 @@ async fn no_login_racing_the_disabling_of_an_account_keeps_a_session() {
     for _ in 0..ROUNDS {
         let (email, _) = app.new_user().await;
         let disable = async {
-            app.auth.disable_user(&email).await.expect("disable");
+            app.auth
+                .disable_user(&email, &Actor::cli())
+                .await
+                .expect("disable");
         };
         logins_racing(&app, &email, disable).await;
     }

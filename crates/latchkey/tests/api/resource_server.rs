@@ -10,12 +10,17 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::*;
+use latchkey::domain::Actor;
 
 const POLL: Duration = Duration::from_secs(2);
 
 /// Starts the example API in-process against `app`; returns its base URL.
 async fn start_resource_server(app: &TestApp) -> (String, Verifier) {
-    let (client, secret) = app.auth.add_client("orders-api").await.expect("client");
+    let (client, secret) = app
+        .auth
+        .add_client("orders-api", false, &Actor::cli())
+        .await
+        .expect("client");
     let verifier = Verifier::builder(app.settings.issuer.clone())
         .revocation_feed(client.id, secret)
         .poll_interval(POLL)

@@ -13,6 +13,7 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::*;
 use crate::tools;
+use latchkey::domain::Actor;
 
 /// `interop/python/webhook_receiver.py` and what it received.
 struct Receiver {
@@ -164,7 +165,7 @@ async fn come_back(
 async fn subscribe(app: &TestApp, receiver: &mut Receiver, events: &str) -> String {
     let (hook, secret) = app
         .auth
-        .add_webhook(&receiver.url, &[events.to_string()])
+        .add_webhook(&receiver.url, &[events.to_string()], &Actor::cli())
         .await
         .expect("add webhook");
     assert!(secret.starts_with("whsec_"));
@@ -335,18 +336,29 @@ async fn endpoints_must_be_https_and_public_unless_allowed() {
         "https://user:pw@example.com/hooks",
         "ftp://example.com/hooks",
     ] {
-        let refused = app.auth.add_webhook(url, &["*".to_string()]).await;
+        let refused = app
+            .auth
+            .add_webhook(url, &["*".to_string()], &Actor::cli())
+            .await;
         assert!(refused.is_err(), "{url} was accepted");
     }
     let unknown = app
         .auth
-        .add_webhook("https://hooks.example.com/x", &["user.nothing".to_string()])
+        .add_webhook(
+            "https://hooks.example.com/x",
+            &["user.nothing".to_string()],
+            &Actor::cli(),
+        )
         .await;
     assert!(unknown.is_err());
     // A name that resolves to a loopback address is refused when it is called.
     let (hook, _) = app
         .auth
-        .add_webhook("https://localhost:9/hooks", &["webhook.test".to_string()])
+        .add_webhook(
+            "https://localhost:9/hooks",
+            &["webhook.test".to_string()],
+            &Actor::cli(),
+        )
         .await
         .expect("a public-looking name is accepted");
     let out = app.cli(&["webhooks", "test", &hook.id], None);
@@ -434,7 +446,11 @@ async fn events_wait_for_a_receiver_that_is_down_through_a_restart_and_arrive_in
     let url = format!("http://127.0.0.1:{port}/hooks");
     let (hook, secret) = app
         .auth
-        .add_webhook(&url, &["user.registered,user.password_changed".to_string()])
+        .add_webhook(
+            &url,
+            &["user.registered,user.password_changed".to_string()],
+            &Actor::cli(),
+        )
         .await
         .expect("add webhook");
     let (_, tokens) = app.new_user().await;
@@ -577,7 +593,7 @@ async fn an_endpoint_failing_for_its_whole_retry_window_is_disabled_and_the_othe
     let dead_url = format!("http://127.0.0.1:{dead_port}/hooks");
     let (dead, _) = app
         .auth
-        .add_webhook(&dead_url, &["user.registered".to_string()])
+        .add_webhook(&dead_url, &["user.registered".to_string()], &Actor::cli())
         .await
         .expect("add");
     subscribe(&app, &mut receiver, "webhook.disabled").await;
@@ -770,7 +786,7 @@ async fn an_event_written_before_the_server_was_killed_is_delivered_after_the_re
     let url = format!("http://127.0.0.1:{port}/hooks");
     let (_, secret) = app
         .auth
-        .add_webhook(&url, &["user.registered".to_string()])
+        .add_webhook(&url, &["user.registered".to_string()], &Actor::cli())
         .await
         .expect("add webhook");
     let settings = app.settings.clone();

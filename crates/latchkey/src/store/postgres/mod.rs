@@ -354,11 +354,17 @@ impl Store for PgStore {
         .await
     }
 
-    async fn list_users(&self, limit: i64, offset: i64) -> StoreResult<Vec<UserRecord>> {
+    async fn list_users(
+        &self,
+        limit: i64,
+        offset: i64,
+        email_prefix: &str,
+    ) -> StoreResult<Vec<UserRecord>> {
         retry(Replay::Idempotent, move || {
             sqlx::query_as(sql::LIST_USERS)
                 .bind(sql_limit(limit))
                 .bind(offset.max(0))
+                .bind(email_prefix)
                 .fetch_all(&self.pool)
         })
         .await
@@ -807,6 +813,13 @@ impl Store for PgStore {
             insert.execute(&mut *tx).await?;
             outbox::write::<sqlx::Postgres>(&mut tx, outgoing, &[]).await?;
             tx.commit().await
+        })
+        .await
+    }
+
+    async fn search_events(&self, q: &EventQuery) -> StoreResult<Vec<EventRecord>> {
+        retry(Replay::Idempotent, move || {
+            sql::bind_event_query(sqlx::query_as(sql::SEARCH_EVENTS), q).fetch_all(&self.pool)
         })
         .await
     }
