@@ -1,8 +1,9 @@
-//! The pages mailed links open when the operator has no front end of their
-//! own (`app_url` unset, so links point at Latchkey): verify an address,
-//! reset a forgotten password, confirm or undo an email change. Static
-//! files built into the binary, calling the API of the same origin, under a
-//! Content-Security-Policy that allows only their own script and style.
+//! The pages the binary serves itself, static files built into it that call
+//! the API of the same origin under a Content-Security-Policy allowing only
+//! their own script and style: the pages mailed links open when the operator
+//! has no front end of their own (`app_url` unset, so links point at
+//! Latchkey): verify an address, reset a forgotten password, confirm or undo
+//! an email change; and the admin console at `/admin`.
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -14,6 +15,9 @@ use crate::http::AppState;
 const HTML: &str = include_str!("pages/account.html");
 const SCRIPT: &str = include_str!("pages/account.js");
 const STYLE: &str = include_str!("pages/account.css");
+const CONSOLE_HTML: &str = include_str!("console/index.html");
+const CONSOLE_SCRIPT: &str = include_str!("console/console.js");
+const CONSOLE_STYLE: &str = include_str!("console/console.css");
 
 /// Only this origin's script, style and API; no inline code, no framing.
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -37,6 +41,18 @@ pub fn router() -> Router<AppState> {
         .route(
             "/account/account.css",
             get(|| page("text/css; charset=utf-8", STYLE)),
+        )
+        .route(
+            "/admin",
+            get(|| page("text/html; charset=utf-8", CONSOLE_HTML)),
+        )
+        .route(
+            "/admin/console.js",
+            get(|| page("text/javascript; charset=utf-8", CONSOLE_SCRIPT)),
+        )
+        .route(
+            "/admin/console.css",
+            get(|| page("text/css; charset=utf-8", CONSOLE_STYLE)),
         );
     for path in LINK_PATHS {
         router = router.route(path, get(|| page("text/html; charset=utf-8", HTML)));

@@ -41,13 +41,20 @@ async fn the_example_spa_keeps_its_session_safe_in_a_real_browser() {
 
     let artifacts = workspace().join("target").join("browser-artifacts");
     let outbox = app.settings.data_dir.join("outbox");
-    let output = run_suite(&[
-        ("LATCHKEY_URL", app.base.as_str()),
-        ("SPA_URL", spa_url.as_str()),
-        ("FOREIGN_URL", foreign_url.as_str()),
-        ("ARTIFACTS_DIR", &artifacts.to_string_lossy()),
-        ("OUTBOX_DIR", &outbox.to_string_lossy()),
-    ])
+    let files = [
+        "clients/js/test/client.test.mjs",
+        "clients/js/test/browser.test.mjs",
+    ];
+    let output = run_suite(
+        &files,
+        &[
+            ("LATCHKEY_URL", app.base.as_str()),
+            ("SPA_URL", spa_url.as_str()),
+            ("FOREIGN_URL", foreign_url.as_str()),
+            ("ARTIFACTS_DIR", &artifacts.to_string_lossy()),
+            ("OUTBOX_DIR", &outbox.to_string_lossy()),
+        ],
+    )
     .await;
     drop((spa, foreign));
 
@@ -63,6 +70,63 @@ async fn the_example_spa_keeps_its_session_safe_in_a_real_browser() {
     );
     // Shown with --nocapture: the suite's account, two-tab race findings included.
     println!("{report}\nartifacts: {}", artifacts.display());
+}
+
+/// The admin console (`/admin`) in Chromium: `clients/js/test/console.test.mjs`
+/// signs in with an admin client, finds a user signed in on two devices,
+/// revokes a session, disables and enables the user; the server then shows
+/// what was done, by whom.
+#[tokio::test]
+async fn the_admin_console_works_in_a_real_browser() {
+    if backend() != Backend::Sqlite {
+        return;
+    }
+    if !browser_tools_ready().await {
+        return;
+    }
+    let app = spawn_app().await;
+    let _clock = follow_wall_clock(app.clock.clone());
+    let (admin_id, admin_secret) = crate::admin::admin_client(&app, "console");
+    let (resource_id, resource_secret) = crate::feed::client(&app).await;
+    let (email, first) = app.new_user().await;
+    let second = app.login_ok(&email, PASSWORD).await;
+
+    let artifacts = workspace().join("target").join("browser-artifacts");
+    let output = run_suite(
+        &["clients/js/test/console.test.mjs"],
+        &[
+            ("LATCHKEY_URL", app.base.as_str()),
+            ("ADMIN_ID", &admin_id),
+            ("ADMIN_SECRET", &admin_secret),
+            ("RESOURCE_ID", &resource_id),
+            ("RESOURCE_SECRET", &resource_secret),
+            ("USER_EMAIL", &email),
+            ("ARTIFACTS_DIR", &artifacts.to_string_lossy()),
+        ],
+    )
+    .await;
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "console suite failed:\n{report}");
+    assert!(!report.contains("# skipped 1"), "{report}");
+
+    // What the clicks did, seen by the server.
+    for tokens in [&first, &second] {
+        assert_eq!(app.me(&tokens.access).await.status(), 401);
+    }
+    app.login_ok(&email, PASSWORD).await;
+    let mine = app.login_ok(&email, PASSWORD).await;
+    let kinds = app.event_kinds(&mine.access).await;
+    for kind in ["session_revoked", "user_disabled", "user_enabled"] {
+        assert!(
+            kinds.contains(&kind.to_string()),
+            "{kind} missing: {kinds:?}"
+        );
+    }
+    println!("{report}\nscreenshots: {}", artifacts.display());
 }
 
 fn chromium() -> PathBuf {
@@ -198,23 +262,19 @@ async fn static_server(host: &str, port: u16, latchkey: &str) -> Result<(Child, 
 
 /// Runs the browser suite with `env`; kills its whole process group (node,
 /// the test file's process, Chromium) if it outlives [`SUITE_TIMEOUT`].
-async fn run_suite(env: &[(&str, &str)]) -> Output {
+async fn run_suite(files: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new("node");
-    cmd.args([
-        "--test",
-        "--test-reporter=spec",
-        "clients/js/test/client.test.mjs",
-        "clients/js/test/browser.test.mjs",
-    ])
-    .current_dir(workspace())
-    .envs(env.iter().copied())
-    .env("NO_COLOR", "1")
-    .env("LATCHKEY_CHROMIUM", chromium())
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .process_group(0)
-    .kill_on_drop(true);
+    cmd.args(["--test", "--test-reporter=spec"])
+        .args(files)
+        .current_dir(workspace())
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
+        .env("LATCHKEY_CHROMIUM", chromium())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
     let child = cmd.spawn().expect("start node --test");
     let group = child.id().expect("pid");
     match tokio::time::timeout(SUITE_TIMEOUT, child.wait_with_output()).await {
