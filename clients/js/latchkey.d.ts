@@ -27,6 +27,9 @@ export interface Session {
   created_at: string;
   last_used_at: string;
   expires_at: string;
+  /** The device as people read it, e.g. "Chrome 156 on Linux", when the user agent is recognised. */
+  device: string | null;
+  /** The raw User-Agent header the session started with. */
   user_agent: string | null;
   ip: string | null;
   /** The session of this device. */

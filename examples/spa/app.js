@@ -75,7 +75,9 @@ async function showSessions() {
     const tr = document.createElement('tr');
     tr.dataset.testid = 'session-row';
     tr.dataset.sessionId = s.id;
-    const device = cell(s.user_agent ?? 'unknown device');
+    const device = cell(s.device ?? s.user_agent ?? 'unknown device');
+    device.title = s.user_agent ?? '';
+    device.dataset.testid = 'session-device';
     if (s.current) {
       const badge = document.createElement('span');
       badge.className = 'badge';

@@ -221,6 +221,10 @@ test('(a, h) registers and logs in through the SPA; the profile shows the email'
   await page.getByTestId('nav-sessions').click();
   await page.getByTestId('session-row').first().waitFor();
   assert.equal(await page.getByTestId('session-row').count(), 1, 'the logged-out session is gone');
+  // The device is named as people read it; the raw header is its tooltip.
+  const named = page.getByTestId('session-device').first();
+  assert.match(await named.textContent(), /^Chrome \d+ on Linux/);
+  assert.match(await named.getAttribute('title'), /Chrome\/\d+/);
   assert.equal(await page.getByTestId('this-device').count(), 1);
   await shot(page, 'sessions');
 

@@ -20,6 +20,7 @@ pub use self::webhooks::WebhooksCommand;
 use crate::app::{App, open_store};
 use crate::config::{DeploymentArgs, ServerArgs, Settings, SettingsArgs};
 use crate::domain::AuthError;
+use crate::domain::agents::device_name;
 use crate::domain::clock::SystemClock;
 use crate::domain::clock::rfc3339;
 use crate::domain::secrets::MasterKey;
@@ -392,8 +393,8 @@ async fn sessions(cmd: SessionsCommand, app: &App) -> anyhow::Result<()> {
         SessionsCommand::List { user } => {
             let (_, sessions) = auth.user_sessions(&user).await.map_err(explain)?;
             println!(
-                "{:<36}  {:<20}  {:<20}  {:<15}  USER AGENT",
-                "SESSION", "CREATED", "LAST USED", "IP"
+                "{:<36}  {:<20}  {:<20}  {:<15}  {:<24}  USER AGENT",
+                "SESSION", "CREATED", "LAST USED", "IP", "DEVICE"
             );
             for s in &sessions {
                 print_session(s);
@@ -426,13 +427,16 @@ async fn sessions(cmd: SessionsCommand, app: &App) -> anyhow::Result<()> {
 }
 
 fn print_session(s: &Session) {
+    let agent = s.user_agent.as_deref();
+    let device = agent.and_then(device_name).unwrap_or_else(|| "-".into());
     println!(
-        "{:<36}  {:<20}  {:<20}  {:<15}  {}",
+        "{:<36}  {:<20}  {:<20}  {:<15}  {:<24}  {}",
         s.id,
         rfc3339(s.created_at),
         rfc3339(s.last_used_at),
         s.ip.as_deref().unwrap_or("-"),
-        printable(s.user_agent.as_deref().unwrap_or("-"))
+        printable(&device),
+        printable(agent.unwrap_or("-"))
     );
 }
 

@@ -22,6 +22,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod agents;
 pub mod clients;
 pub mod clock;
 pub mod devices;

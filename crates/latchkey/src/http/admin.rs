@@ -17,6 +17,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ClientMeta, OptionalBody};
 use super::resource::ClientAuth;
 use super::wire::SessionView;
+use crate::domain::agents::device_name;
 use crate::domain::clock::{parse_time, rfc3339};
 use crate::domain::keys::KeyInfo;
 use crate::domain::webhooks::Webhook;
@@ -519,6 +520,9 @@ pub struct AdminEvent {
     pub kind: String,
     pub session_id: Option<String>,
     pub ip: Option<String>,
+    /// The device as people read it, e.g. `Chrome 156 on Linux`.
+    pub device: Option<String>,
+    /// The raw `User-Agent` header.
     pub user_agent: Option<String>,
     pub detail: Option<String>,
     /// Who acted, for an operator's action: `cli` or `client:ID`.
@@ -534,6 +538,7 @@ impl From<Event> for AdminEvent {
             kind: e.kind,
             session_id: e.session_id,
             ip: e.ip,
+            device: e.user_agent.as_deref().and_then(device_name),
             user_agent: e.user_agent,
             detail: e.detail,
             actor: e.actor,

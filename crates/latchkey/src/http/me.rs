@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, AuthUser, ClientMeta};
 use super::wire::{TokenResponse, UserView};
+use crate::domain::agents::device_name;
 use crate::domain::clock::rfc3339;
 use crate::http::AppState;
 
@@ -49,6 +50,9 @@ pub struct EventView {
     pub kind: String,
     pub session_id: Option<String>,
     pub ip: Option<String>,
+    /// The device as people read it, e.g. `Chrome 156 on Linux`.
+    pub device: Option<String>,
+    /// The raw `User-Agent` header.
     pub user_agent: Option<String>,
     pub created_at: String,
 }
@@ -88,6 +92,7 @@ async fn events(
             kind: e.kind,
             session_id: e.session_id,
             ip: e.ip,
+            device: e.user_agent.as_deref().and_then(device_name),
             user_agent: e.user_agent,
             created_at: rfc3339(e.created_at),
         })

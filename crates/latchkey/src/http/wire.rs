@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::agents::device_name;
 use crate::domain::clock::rfc3339;
 use crate::domain::{Session, TokenPair, User};
 
@@ -98,6 +99,10 @@ pub struct SessionView {
     pub last_used_at: String,
     /// When the session ends at the latest (absolute lifetime).
     pub expires_at: String,
+    /// The device as people read it, e.g. `Chrome 156 on Linux`, when the
+    /// user agent is recognised.
+    pub device: Option<String>,
+    /// The raw `User-Agent` header the session started with.
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     /// Whether this is the session of the calling access token.
@@ -111,6 +116,7 @@ impl SessionView {
             created_at: rfc3339(s.created_at),
             last_used_at: rfc3339(s.last_used_at),
             expires_at: rfc3339(s.expires_at),
+            device: s.user_agent.as_deref().and_then(device_name),
             user_agent: s.user_agent.clone(),
             ip: s.ip.clone(),
             current: s.id == current_sid,

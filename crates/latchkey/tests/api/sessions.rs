@@ -1037,3 +1037,53 @@ async fn an_instance_whose_clock_is_behind_cannot_revive_an_expired_session() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn sessions_and_events_name_the_device_and_keep_the_raw_user_agent() {
+    let app = spawn_app().await;
+    let (email, _) = app.new_user().await;
+    let agent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+    let resp = app
+        .client
+        .post(app.url("/v1/login"))
+        .header("user-agent", agent)
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let tokens = Tokens::from_body(resp.json().await.expect("json"));
+    let list: Value = app
+        .get("/v1/sessions", Some(&tokens.access))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let chrome = list["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|s| s["id"] == tokens.session_id.as_str())
+        .expect("the new session")
+        .clone();
+    assert_eq!(chrome["device"], "Chrome 156 on Linux");
+    assert_eq!(chrome["user_agent"], agent);
+    // The test client's own agent is not a browser: no name, the raw header stays.
+    let other = list["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|s| s["id"] != tokens.session_id.as_str())
+        .expect("the registration's session")
+        .clone();
+    assert!(other["device"].is_null(), "{other}");
+
+    let events: Value = app
+        .get("/v1/me/events", Some(&tokens.access))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(events["events"][0]["kind"], "login");
+    assert_eq!(events["events"][0]["device"], "Chrome 156 on Linux");
+}
