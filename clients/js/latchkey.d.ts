@@ -6,7 +6,7 @@ export class LatchkeyError extends Error {
   readonly name: 'LatchkeyError';
   /** HTTP status; 0 for a network failure or an unreadable answer. */
   readonly status: number;
-  /** The `error` code, e.g. `invalid_grant`, `csrf_failed`, `weak_password`; `login_required` when the client holds no session; `network_error`. */
+  /** The `error` code, e.g. `invalid_grant`, `csrf_failed`, `weak_password`; `login_required` when the client holds no session; `network_error`, `timeout` (no answer within `refreshTimeout`) and `lock_lost` (another tab took the refresh lock from this stalled one) with status 0. */
   readonly code: string;
   /** The server's `error_description`. */
   readonly description: string;
@@ -52,7 +52,11 @@ export interface LatchkeyEvents {
 /** Just the part of the Web Locks API the client uses. */
 export interface LockManagerLike {
   request<T>(name: string, callback: (lock: unknown) => Promise<T> | T): Promise<T>;
-  request<T>(name: string, options: { ifAvailable?: boolean }, callback: (lock: unknown) => Promise<T> | T): Promise<T>;
+  request<T>(
+    name: string,
+    options: { ifAvailable?: boolean; steal?: boolean; signal?: AbortSignal },
+    callback: (lock: unknown) => Promise<T> | T,
+  ): Promise<T>;
 }
 
 export interface BroadcastChannelLike {
@@ -74,6 +78,29 @@ export interface ClientOptions {
   channel?: ((name: string) => BroadcastChannelLike) | null;
   /** Seconds before expiry at which `fetch` refreshes ahead of time (at most a quarter of the token's life). Default 30. */
   leeway?: number;
+  /** Milliseconds a refresh request may take before it fails with `timeout` (status 0). Default 10 000. */
+  refreshTimeout?: number;
+  /** Milliseconds to wait for another tab's refresh before taking the lock from it (that tab is frozen or stuck; a closed tab's lock is freed at once). Must exceed `refreshTimeout`. Default 15 000. */
+  lockTimeout?: number;
+}
+
+/** One security event of the user. */
+export interface SecurityEvent {
+  id: number;
+  /** e.g. `login`, `login_failed`, `refresh_reuse`, `password_changed`. */
+  kind: string;
+  session_id: string | null;
+  ip: string | null;
+  /** The device as people read it, e.g. "Chrome 156 on Linux". */
+  device: string | null;
+  user_agent: string | null;
+  created_at: string;
+}
+
+export interface SecurityEventPage {
+  events: SecurityEvent[];
+  /** Pass as `before` for the next (older) page; absent on the last page. */
+  next_before?: number;
 }
 
 export interface LatchkeyClient {
@@ -109,6 +136,8 @@ export interface LatchkeyClient {
   revokeSession(id: string): Promise<void>;
   /** The logged-in user. */
   me(): Promise<User>;
+  /** The user's security events, newest first, `limit` (1–200, default 50) at a time. */
+  events(input?: { before?: number; limit?: number }): Promise<SecurityEventPage>;
   /** `fetch` with `Authorization: Bearer`: refreshes shortly before expiry, and once on a 401 before retrying once. */
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
   /** A usable access token (refreshed if needed), or null when logged out. */

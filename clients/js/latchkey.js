@@ -23,6 +23,12 @@ const DEVICE_KEY_PREFIX = 'latchkey:device:';
 const EVENTS = ['login', 'logout', 'session-expired', 'token'];
 // How long a tab that waited for the lock waits for the holder's message.
 const PUBLISH_WAIT_MS = 250;
+// How long a refresh request may take before it is abandoned.
+const REFRESH_TIMEOUT_MS = 10_000;
+// How long a tab waits for the lock before taking it from its holder: longer
+// than a refresh may take, so a live holder has given up by then; the holder
+// left is frozen (a tab the browser suspended keeps its locks) or stuck.
+const LOCK_TIMEOUT_MS = 15_000;
 
 /** An error answered by the server (or a failure to reach it: status 0). */
 export class LatchkeyError extends Error {
@@ -66,6 +72,16 @@ function defaultChannel(name) {
   return typeof BroadcastChannel === 'function' ? new BroadcastChannel(name) : null;
 }
 
+/** An abort signal that fires with a TimeoutError after `ms`, until cleared. */
+function deadline(ms) {
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DOMException(`timed out after ${ms} ms`, 'TimeoutError')),
+    ms,
+  );
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+}
+
 function report(error) {
   if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
   else setTimeout(() => { throw error; });
@@ -75,8 +91,11 @@ function report(error) {
  * Creates a client for one Latchkey server.
  * Options beyond `baseUrl` and `storage` exist for tests and unusual hosts:
  * `fetch`, `locks` (a LockManager, or null for none), `channel` (a factory
- * name → BroadcastChannel-like, or null for none) and `leeway` (seconds before
- * expiry at which the access token is refreshed ahead of time).
+ * name → BroadcastChannel-like, or null for none), `leeway` (seconds before
+ * expiry at which the access token is refreshed ahead of time),
+ * `refreshTimeout` (ms a refresh request may take, default 10 000) and
+ * `lockTimeout` (ms to wait for another tab's refresh before taking the lock
+ * from it, default 15 000; keep it above `refreshTimeout`).
  */
 export function createClient({
   baseUrl,
@@ -85,8 +104,13 @@ export function createClient({
   locks = globalThis.navigator?.locks ?? null,
   channel = defaultChannel,
   leeway = 30,
+  refreshTimeout = REFRESH_TIMEOUT_MS,
+  lockTimeout = LOCK_TIMEOUT_MS,
 } = {}) {
   if (!baseUrl) throw new TypeError('createClient: baseUrl is required');
+  if (!(lockTimeout > refreshTimeout)) {
+    throw new TypeError('createClient: lockTimeout must be longer than refreshTimeout');
+  }
   const base = String(baseUrl).replace(/\/+$/, '');
   const csrfKey = CSRF_KEY_PREFIX + base;
   const deviceKey = DEVICE_KEY_PREFIX + base;
@@ -201,16 +225,23 @@ export function createClient({
     if (had || reason === 'expired') emit('logout', { reason, source: 'local' });
   }
 
-  async function send(path, { method = 'POST', body, headers = {}, credentials = 'include' } = {}) {
+  async function send(path, { method = 'POST', body, headers = {}, credentials = 'include', timeout } = {}) {
     const init = { method, headers: { ...headers }, credentials, cache: 'no-store' };
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
+    const limit = timeout ? deadline(timeout) : null;
+    if (limit) init.signal = limit.signal;
     try {
       return await fetchImpl(base + path, init);
     } catch (error) {
+      if (error?.name === 'TimeoutError') {
+        throw new LatchkeyError(0, 'timeout', `no answer from ${path} within ${timeout} ms`);
+      }
       throw new LatchkeyError(0, 'network_error', String(error?.message ?? error));
+    } finally {
+      limit?.clear();
     }
   }
 
@@ -221,6 +252,7 @@ export function createClient({
     const resp = await send('/v1/token', {
       body: { grant_type: 'refresh_token' },
       headers: { 'X-CSRF-Token': csrf },
+      timeout: refreshTimeout,
     });
     if (started !== epoch) throw loginRequired();
     if (!resp.ok) {
@@ -265,19 +297,52 @@ export function createClient({
     return refreshOverNetwork();
   }
 
+  /**
+   * Runs `job` under the lock, waiting at most `lockTimeout` for it; then
+   * takes it from the holder, which a live tab would have released by then.
+   * A closed tab's locks are released by the browser at once.
+   */
+  async function withLock(job) {
+    const name = LOCK_PREFIX + base;
+    const limit = deadline(lockTimeout);
+    const granted = (lock) => {
+      limit.clear();
+      return job(lock);
+    };
+    try {
+      return await locks.request(name, { signal: limit.signal }, granted);
+    } catch (error) {
+      if (error?.name !== 'TimeoutError') throw lockLost(error);
+      return locks.request(name, { steal: true }, job).catch((e) => {
+        throw lockLost(e);
+      });
+    }
+  }
+
+  /** What a lock request rejects with when another tab took the lock from this stalled one. */
+  function lockLost(error) {
+    return error?.name === 'AbortError'
+      ? new LatchkeyError(0, 'lock_lost', 'another tab took the refresh lock')
+      : error;
+  }
+
   /** Runs `job` while no other tab refreshes, logs in or out (cookie changes are serialized). */
   function exclusive(job) {
-    return locks ? locks.request(LOCK_PREFIX + base, job) : job();
+    return locks ? withLock(job) : job();
   }
 
   /** Takes the lock for a refresh, noting whether another tab had it first. */
   async function lockedRefresh(stale, started) {
     if (!locks) return underLock(stale, started, false);
     const name = LOCK_PREFIX + base;
-    const now = await locks.request(name, { ifAvailable: true }, async (lock) =>
-      lock ? { token: await underLock(stale, started, false) } : null,
-    );
-    return now ? now.token : locks.request(name, () => underLock(stale, started, true));
+    const now = await locks
+      .request(name, { ifAvailable: true }, async (lock) =>
+        lock ? { token: await underLock(stale, started, false) } : null,
+      )
+      .catch((error) => {
+        throw lockLost(error);
+      });
+    return now ? now.token : withLock(() => underLock(stale, started, true));
   }
 
   /** One refresh for the whole tab, and one at a time across tabs. */
@@ -522,6 +587,18 @@ export function createClient({
     /** The logged-in user. */
     me() {
       return api('/v1/me');
+    },
+
+    /**
+     * The user's security events, newest first: `{ events, next_before }`;
+     * pass `next_before` as `before` for the next page.
+     */
+    events({ before, limit } = {}) {
+      const query = new URLSearchParams();
+      if (before !== undefined) query.set('before', String(before));
+      if (limit !== undefined) query.set('limit', String(limit));
+      const qs = query.toString();
+      return api(`/v1/me/events${qs ? `?${qs}` : ''}`);
     },
 
     /** fetch() for your own APIs, with `Authorization: Bearer`. */

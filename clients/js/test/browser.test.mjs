@@ -624,6 +624,71 @@ test('mailed links verify the address and reset a forgotten password in the SPA'
   await phone.close();
 });
 
+test('a tab frozen or closed while holding the refresh lock does not hang the others', { skip, timeout: 40_000 }, async (t) => {
+  const context = await device();
+  const tabs = [];
+  async function tab(timeouts = { refreshTimeout: 1000, lockTimeout: 2000 }) {
+    const page = await context.newPage();
+    await page.goto(`${SPA_URL}/clients/js/latchkey.js`);
+    await page.evaluate(async ([base, options]) => {
+      const { createClient } = await import('/clients/js/latchkey.js');
+      globalThis.spa = { client: createClient({ baseUrl: base, ...options }) };
+    }, [LATCHKEY_URL, timeouts]);
+    tabs.push(page);
+    return page;
+  }
+  const refresh = (page) => page.evaluate(async () => {
+    const started = performance.now();
+    try {
+      await globalThis.spa.client.refresh();
+      return { ok: true, ms: Math.round(performance.now() - started) };
+    } catch (error) {
+      return { ok: false, code: error.code, ms: Math.round(performance.now() - started) };
+    }
+  });
+  /** Starts a refresh in `holder` whose request never gets an answer, and waits until it holds the lock. */
+  async function stall(holder) {
+    await holder.route(TOKEN_URL, () => {}); // never answered
+    await holder.evaluate(() => {
+      globalThis.stalled = globalThis.spa.client.refresh().then(() => 'ok', (e) => e.code);
+    });
+    await holder.waitForFunction(async () => (await navigator.locks.query()).held.length === 1);
+  }
+
+  const b = await tab();
+  await b.evaluate(([e, p]) => globalThis.spa.client.register({ email: e, password: p }), [newEmail(), PASSWORD]);
+
+  // A stalled request gives up after refreshTimeout and frees the lock.
+  const a = await tab();
+  await stall(a);
+  assert.equal(await a.evaluate(() => globalThis.stalled), 'timeout');
+  await a.unroute(TOKEN_URL);
+
+  // A frozen holder (its timers stopped: it never gives up; here its own
+  // timeouts are long too) loses the lock after the other tab's lockTimeout.
+  const frozen = await tab({ refreshTimeout: 30_000, lockTimeout: 31_000 });
+  await stall(frozen);
+  const cdp = await context.newCDPSession(frozen);
+  await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
+  const afterFreeze = await refresh(b);
+  note(t, `frozen holder: the other tab's refresh ${JSON.stringify(afterFreeze)}`);
+  assert.equal(afterFreeze.ok, true, JSON.stringify(afterFreeze));
+  await cdp.send('Page.setWebLifecycleState', { state: 'active' });
+  await frozen.unroute(TOKEN_URL);
+  assert.equal(await frozen.evaluate(() => globalThis.stalled), 'lock_lost', 'the lock was taken from it');
+
+  // A holder closed mid-refresh frees the lock at once.
+  const c = await tab();
+  await stall(c);
+  await c.close();
+  const afterClose = await refresh(b);
+  note(t, `closed holder: the other tab's refresh ${JSON.stringify(afterClose)}`);
+  assert.equal(afterClose.ok, true, JSON.stringify(afterClose));
+
+  assert.ok(await sessionWorks(b), 'no refresh token was presented twice: the session lives');
+  await context.close();
+});
+
 test('the SPA raised no uncaught errors; race findings are written down', { skip }, () => {
   writeFileSync(join(ARTIFACTS_DIR, 'two-tab-race.json'), `${JSON.stringify(race, null, 2)}\n`);
   assert.deepEqual(pageErrors, []);

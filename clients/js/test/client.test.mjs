@@ -321,3 +321,95 @@ test('the mailed-link calls send no cookie, and a registration awaiting verifica
   assert.equal(verified.email_verified, true);
   await assert.rejects(client.resetPassword({ token: 'spent', newPassword: 'x' }), (e) => e instanceof LatchkeyError && e.code === 'invalid_link' && e.status === 400);
 });
+
+test('a refresh that gets no answer fails with timeout instead of hanging', async () => {
+  const server = fakeServer();
+  let hang = false;
+  const fetch = (input, init = {}) => {
+    if (!hang) return server.fetch(input, init);
+    // Never answers; only the request's own signal ends it, as in a browser.
+    return new Promise((_, reject) => {
+      init.signal?.addEventListener('abort', () => reject(init.signal.reason));
+    });
+  };
+  const client = createClient({ baseUrl: BASE, storage: null, fetch, locks: null, channel: null, refreshTimeout: 100, lockTimeout: 200 });
+  await client.login({ email: 'a@example.com', password: 'right password' });
+  hang = true;
+  await assert.rejects(client.refresh(), (e) => e instanceof LatchkeyError && e.code === 'timeout' && e.status === 0);
+  hang = false;
+  assert.ok(await client.refresh(), 'the next refresh goes through');
+});
+
+test('a lock held by a stalled holder is taken after lockTimeout', async () => {
+  const server = fakeServer();
+  // A minimal LockManager: one holder, waiters in order, `signal` and `steal` as the Web Locks API has them.
+  let held = null;
+  const queue = [];
+  const grant = (entry) => {
+    held = entry;
+    Promise.resolve()
+      .then(() => entry.callback({ name: entry.name }))
+      .then(entry.resolve, entry.reject)
+      .finally(() => {
+        if (held === entry) held = null;
+        const next = queue.shift();
+        if (next) grant(next);
+      });
+  };
+  const locks = {
+    request(name, options, callback) {
+      if (typeof options === 'function') [options, callback] = [{}, options];
+      return new Promise((resolve, reject) => {
+        const entry = { name, callback, resolve, reject };
+        if (options.steal) {
+          const stolen = held;
+          held = null;
+          stolen?.reject(new DOMException('stolen', 'AbortError'));
+          return grant(entry);
+        }
+        if (!held) return grant(entry);
+        if (options.ifAvailable) return Promise.resolve(callback(null)).then(resolve, reject);
+        queue.push(entry);
+        options.signal?.addEventListener('abort', () => {
+          queue.splice(queue.indexOf(entry), 1);
+          reject(options.signal.reason);
+        });
+      });
+    },
+  };
+  const client = createClient({ baseUrl: BASE, storage: null, fetch: server.fetch, locks, channel: null, refreshTimeout: 50, lockTimeout: 150 });
+  await client.login({ email: 'a@example.com', password: 'right password' });
+  // Another tab took the lock and froze.
+  const frozen = locks
+    .request('latchkey-refresh:https://auth.test', () => new Promise(() => {}))
+    .then(() => 'kept', (e) => e.name);
+  const started = Date.now();
+  assert.ok(await client.refresh(), 'the refresh went through after taking the lock');
+  assert.ok(Date.now() - started >= 150, 'it waited lockTimeout first');
+  assert.equal(await frozen, 'AbortError', 'the frozen holder lost the lock');
+  assert.equal(server.reuse, 0);
+});
+
+test('events() pages through the security events', async () => {
+  const server = fakeServer();
+  const seen = [];
+  const fetch = async (input, init = {}) => {
+    const url = typeof input === 'string' ? input : input.url;
+    if (url.startsWith(`${BASE}/v1/me/events`)) {
+      seen.push(url.slice(BASE.length));
+      return new Response(JSON.stringify({ events: [{ id: 7, kind: 'login' }], next_before: 7 }), { status: 200 });
+    }
+    return server.fetch(input, init);
+  };
+  const client = createClient({ baseUrl: BASE, storage: null, fetch, locks: null, channel: null });
+  await client.login({ email: 'a@example.com', password: 'right password' });
+  const page = await client.events({ limit: 1 });
+  assert.equal(page.next_before, 7);
+  await client.events({ before: page.next_before, limit: 1 });
+  await client.events();
+  assert.deepEqual(seen, ['/v1/me/events?limit=1', '/v1/me/events?before=7&limit=1', '/v1/me/events']);
+});
+
+test('lockTimeout must exceed refreshTimeout', () => {
+  assert.throws(() => createClient({ baseUrl: BASE, refreshTimeout: 1000, lockTimeout: 1000 }), TypeError);
+});
