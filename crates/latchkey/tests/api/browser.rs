@@ -43,6 +43,7 @@ async fn the_example_spa_keeps_its_session_safe_in_a_real_browser() {
     let outbox = app.settings.data_dir.join("outbox");
     let files = [
         "clients/js/test/client.test.mjs",
+        "clients/js/test/package.test.mjs",
         "clients/js/test/browser.test.mjs",
     ];
     let output = run_suite(
