@@ -1,7 +1,8 @@
 //! The verifier against a fake Latchkey on 127.0.0.1: discovery and keys
 //! here, the revocation feed in `cases/feed.rs`, the axum extractor and
 //! layer in `cases/web.rs`, property-based fuzzing of verification in
-//! `cases/fuzz.rs`. One test binary for the crate.
+//! `cases/fuzz.rs`, https with a private root in `cases/tls.rs`. One test
+//! binary for the crate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "cases/feed.rs"]
@@ -9,6 +10,8 @@ mod feed;
 #[path = "cases/fuzz.rs"]
 mod fuzz;
 mod support;
+#[path = "cases/tls.rs"]
+mod tls;
 #[path = "cases/web.rs"]
 mod web;
 

@@ -126,8 +126,21 @@ impl Drop for FakeLatchkey {
 
 impl FakeLatchkey {
     pub async fn spawn(signers: &[&Signer]) -> Self {
+        Self::spawn_with(signers, None).await
+    }
+
+    /// Serves https with `tls` (its certificate names `localhost`).
+    pub async fn spawn_tls(signers: &[&Signer], tls: Arc<rustls::ServerConfig>) -> Self {
+        Self::spawn_with(signers, Some(tls)).await
+    }
+
+    async fn spawn_with(signers: &[&Signer], tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let issuer = match tls {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
         let state = Arc::new(FakeState {
             issuer: issuer.clone(),
             oldest_cursor: AtomicI64::new(0),
@@ -143,9 +156,12 @@ impl FakeLatchkey {
             .route("/v1/revocations", get(revocations))
             .layer(middleware::from_fn_with_state(state.clone(), count))
             .with_state(state.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let server = match tls {
+            None => tokio::spawn(async move {
+                axum::serve(listener, app).await.unwrap();
+            }),
+            Some(tls) => tokio::spawn(serve_tls(listener, app, tls)),
+        };
         Self {
             issuer,
             state,
@@ -173,6 +189,28 @@ impl FakeLatchkey {
 
     pub fn feed_requests(&self) -> usize {
         FakeState::count(&self.state.feed_requests)
+    }
+}
+
+/// Serves `app` over TLS, one task per connection; failed handshakes (an
+/// untrusting client hangs up) are dropped.
+async fn serve_tls(listener: tokio::net::TcpListener, app: Router, tls: Arc<rustls::ServerConfig>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+        });
     }
 }
 
