@@ -62,7 +62,7 @@ async fn over_https_a_custom_root_is_trusted_and_an_unknown_one_refused() {
     let refused = Verifier::builder(&fake.issuer).build().await;
     let error = format!(
         "{:?}",
-        refused.err().expect("an untrusted certificate is refused")
+        refused.expect_err("an untrusted certificate is refused")
     );
     assert!(
         error.to_lowercase().contains("certificate"),
