@@ -130,6 +130,15 @@ fn metrics_handle() -> PrometheusHandle {
 
 /// Opens the configured database and applies migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_migrating(settings, true).await
+}
+
+/// Opens the database and applies the migrations, under PostgreSQL's
+/// migration lock unless `lock` is false (SQLite needs none).
+pub async fn open_store_migrating(
+    settings: &Settings,
+    lock: bool,
+) -> anyhow::Result<Arc<dyn Store>> {
     let url = settings.database_url.expose();
     let context = || format!("opening database {}", settings.database_url.redacted());
     if settings.database_url.is_sqlite() {
@@ -146,7 +155,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         )
         .await
         .with_context(context)?;
-        store.migrate().await.with_context(context)?;
+        store.migrate_locking(lock).await.with_context(context)?;
         Ok(Arc::new(store))
     }
 }

@@ -17,7 +17,7 @@ use latchkey_verify::SigningAlg;
 pub use self::import::ImportFrom;
 pub use self::mail::MailCommand;
 pub use self::webhooks::WebhooksCommand;
-use crate::app::{App, open_store};
+use crate::app::{App, open_store, open_store_migrating};
 use crate::config::{DeploymentArgs, ServerArgs, Settings, SettingsArgs};
 use crate::domain::AuthError;
 use crate::domain::agents::device_name;
@@ -62,7 +62,13 @@ pub enum Command {
     /// Run the server (no configuration needed).
     Serve(Box<ServerArgs>),
     /// Apply database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Do not take PostgreSQL's migration lock (an advisory lock), for
+        /// databases without one such as CockroachDB: run it once, from one
+        /// host, before any instance starts. SQLite takes no such lock.
+        #[arg(long)]
+        no_lock: bool,
+    },
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -216,8 +222,8 @@ pub async fn run_admin(command: Command, settings: Settings) -> anyhow::Result<(
     match command {
         Command::Serve(_) => bail!("serve is not an admin command"),
         Command::Version => println!("latchkey {}", env!("CARGO_PKG_VERSION")),
-        Command::Migrate => {
-            open_store(&settings).await?;
+        Command::Migrate { no_lock } => {
+            open_store_migrating(&settings, !no_lock).await?;
             println!("migrations applied to {}", settings.database_url.redacted());
         }
         Command::Export { output } => export(&settings, output.as_deref()).await?,

@@ -460,3 +460,19 @@ async fn the_binary_shuts_down_gracefully_and_never_logs_secrets() {
         "failed login not audited in the log"
     );
 }
+
+/// `migrate --no-lock` (for databases without PostgreSQL's advisory lock)
+/// builds a fresh database's whole schema, which the server then uses.
+#[tokio::test]
+async fn migrate_without_the_lock_builds_a_fresh_database() {
+    let home = std::sync::Arc::new(TestHome::new(backend()).await);
+    let settings = test_settings(&home);
+    let out = cli_in(&home, &settings, &["migrate", "--no-lock"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("migrations applied"));
+    let again = cli_in(&home, &settings, &["migrate", "--no-lock"], None);
+    assert!(again.status.success(), "applying twice changes nothing");
+    let app = spawn_app_in(home, |_| {}).await;
+    let (email, _) = app.new_user().await;
+    app.login_ok(&email, PASSWORD).await;
+}

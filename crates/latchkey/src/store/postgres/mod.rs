@@ -66,13 +66,22 @@ impl PgStore {
     /// on a large table) nor the wait for another instance's lock is cut
     /// short by `statement_timeout`.
     pub async fn migrate(&self) -> StoreResult<()> {
+        self.migrate_locking(true).await
+    }
+
+    /// Applies the embedded migrations, without sqlx's advisory lock when
+    /// `lock` is false: for databases that lack `pg_advisory_lock`
+    /// (CockroachDB), run once from one host before any instance starts.
+    pub async fn migrate_locking(&self, lock: bool) -> StoreResult<()> {
         // A pool of one rather than a bare connection: the migrator's future
         // is only provably Send when it acquires from a pool.
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with((*self.pool.connect_options()).clone());
-        let applied = sqlx::migrate!("./migrations/postgres")
+        let mut migrator = sqlx::migrate!("./migrations/postgres");
+        migrator.set_locking(lock);
+        let applied = migrator
             .run(&pool)
             .await
             .map_err(|e| match e {
