@@ -78,7 +78,7 @@ pub enum Command {
     /// List or rotate signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Manage resource-server credentials (introspection, revocation feed).
+    /// Manage client credentials: resource servers (introspection, revocation feed) and admin clients (admin API and console).
     #[command(subcommand)]
     Clients(ClientsCommand),
     /// Test mail delivery and look at the outbox.

@@ -95,7 +95,7 @@ pub struct ServerArgs {
     /// Minimum password length in characters, 1 to 128 (default 8)
     #[arg(long, env = "LATCHKEY_PASSWORD_MIN_LENGTH")]
     pub password_min_length: Option<String>,
-    /// Register/login requests per minute per client IP, 0 = off (default 60)
+    /// Requests that check a password or send mail (register, login, password change, password reset, verification mail) per minute per client IP, 0 = off (default 60)
     #[arg(long, env = "LATCHKEY_IP_RATE_LIMIT")]
     pub ip_rate_limit: Option<String>,
     /// Refresh, logout, revocation and failed introspection requests per minute per client IP, 0 = off (default 600)

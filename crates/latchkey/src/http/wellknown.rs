@@ -11,8 +11,10 @@ use utoipa_axum::routes;
 
 use crate::http::AppState;
 
-/// How long verifiers may cache the JWKS. Short, because a rotated key signs
-/// at once; verifiers refetch on an unknown `kid` anyway.
+/// How long verifiers may cache the JWKS. A rotated-in key is published
+/// `KEY_PUBLISH_LEAD` (two minutes) before it signs, longer than this, so
+/// verifiers holding a cached copy meet it before any token it signed (a key
+/// rotated with `--now` signs at once: verifiers refetch on an unknown `kid`).
 const JWKS_MAX_AGE: &str = "public, max-age=60";
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -55,7 +57,10 @@ async fn metadata(State(state): State<AppState>) -> Response {
         "token_endpoint": format!("{issuer}/v1/token"),
         "token_endpoint_auth_methods_supported": ["none"],
         "grant_types_supported": ["refresh_token"],
-        "response_types_supported": [],
+        // Required by RFC 8414 and never empty. Latchkey has no authorization
+        // endpoint: `none` (OAuth 2.0 Multiple Response Type Encoding
+        // Practices) says no response type issues anything here.
+        "response_types_supported": ["none"],
         "revocation_endpoint": format!("{issuer}/v1/revoke"),
         "revocation_endpoint_auth_methods_supported": ["none"],
         "introspection_endpoint": format!("{issuer}/v1/introspect"),

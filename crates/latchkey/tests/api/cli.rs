@@ -468,7 +468,11 @@ async fn migrate_without_the_lock_builds_a_fresh_database() {
     let home = std::sync::Arc::new(TestHome::new(backend()).await);
     let settings = test_settings(&home);
     let out = cli_in(&home, &settings, &["migrate", "--no-lock"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout(&out).contains("migrations applied"));
     let again = cli_in(&home, &settings, &["migrate", "--no-lock"], None);
     assert!(again.status.success(), "applying twice changes nothing");

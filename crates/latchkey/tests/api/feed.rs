@@ -303,6 +303,9 @@ async fn metadata_names_the_introspection_endpoint() {
         meta["introspection_endpoint"],
         format!("{}/v1/introspect", app.settings.issuer)
     );
+    // RFC 8414 §2: required, and a JSON array of values.
+    let types = meta["response_types_supported"].as_array().expect("array");
+    assert!(!types.is_empty(), "{meta}");
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod compat;
 mod contract;
 mod cookies;
 mod django;
+mod docs;
 mod edges;
 mod feed;
 mod fuzz;

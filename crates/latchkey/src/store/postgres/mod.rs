@@ -81,16 +81,13 @@ impl PgStore {
             .connect_lazy_with((*self.pool.connect_options()).clone());
         let mut migrator = sqlx::migrate!("./migrations/postgres");
         migrator.set_locking(lock);
-        let applied = migrator
-            .run(&pool)
-            .await
-            .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(inner) => match map_err(inner) {
-                    StoreError::Other(m) => StoreError::Other(format!("migration failed: {m}")),
-                    other => other,
-                },
-                e => StoreError::Other(format!("migration failed: {e}")),
-            });
+        let applied = migrator.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner) => match map_err(inner) {
+                StoreError::Other(m) => StoreError::Other(format!("migration failed: {m}")),
+                other => other,
+            },
+            e => StoreError::Other(format!("migration failed: {e}")),
+        });
         pool.close().await;
         applied
     }
