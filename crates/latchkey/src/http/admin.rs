@@ -6,8 +6,8 @@
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -57,8 +57,26 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// An admin client, authenticated by HTTP Basic client credentials. A
 /// resource-server client is refused with `403 forbidden`; wrong
-/// credentials count against the caller's token rate limit.
+/// credentials count against the caller's token rate limit. Requests a
+/// browser made for another site are refused too: a browser that once took
+/// the credentials in its own Basic prompt would attach them to a forged
+/// form post.
 pub struct Admin(pub Actor);
+
+/// Whether a browser sent this request for a page of another origin
+/// (`Sec-Fetch-Site`, or else an `Origin` naming another host than `Host`).
+/// Scripts and command-line tools send neither header.
+fn from_another_site(parts: &Parts) -> bool {
+    let text = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (text(header::ORIGIN), text(header::HOST)) {
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, rest)| rest) != Some(host),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -67,6 +85,11 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if from_another_site(parts) {
+            return Err(ApiError::Forbidden(
+                "the admin API answers no request made for another site's page".into(),
+            ));
+        }
         let ClientAuth(client) = ClientAuth::from_request_parts(parts, state).await?;
         if !client.admin {
             return Err(ApiError::Forbidden(

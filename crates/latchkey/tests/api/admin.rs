@@ -100,6 +100,43 @@ async fn only_admin_clients_reach_the_admin_api() {
         (StatusCode::UNAUTHORIZED, "invalid_client")
     );
 
+    // A page of another site cannot use credentials a browser might hold.
+    let (id, secret) = admin_client(&app, "browser-held");
+    let forged = |name: &'static str, value: &'static str| {
+        app.client
+            .post(app.url("/admin/v1/sessions/revoke-all"))
+            .basic_auth(&id, Some(&secret))
+            .header(name, value)
+            .json(&json!({"confirm": true}))
+            .send()
+    };
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        let (status, code, _) = error_of(forged(name, value).await.expect("send")).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{name}: {value}"
+        );
+    }
+    assert_eq!(
+        app.me(&tokens.access).await.status(),
+        StatusCode::OK,
+        "nothing was revoked"
+    );
+    let same = app
+        .client
+        .get(app.url("/admin/v1/users"))
+        .basic_auth(&id, Some(&secret))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(same.status(), StatusCode::OK);
+
     let spec: Value = app
         .get("/openapi.json", None)
         .await
