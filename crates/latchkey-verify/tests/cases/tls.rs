@@ -58,7 +58,6 @@ async fn over_https_a_custom_root_is_trusted_and_an_unknown_one_refused() {
     assert!(fake.feed_requests() > 0);
 
     // The default client trusts the public roots only.
-    let requests = fake.requests();
     let refused = Verifier::builder(&fake.issuer).build().await;
     let error = format!(
         "{:?}",
@@ -67,10 +66,5 @@ async fn over_https_a_custom_root_is_trusted_and_an_unknown_one_refused() {
     assert!(
         error.to_lowercase().contains("certificate"),
         "the error names the certificate: {error}"
-    );
-    assert_eq!(
-        fake.requests(),
-        requests,
-        "no request got through the handshake"
     );
 }
