@@ -46,7 +46,7 @@ export interface LatchkeyEvents {
   /** A refresh was refused (`invalid_grant`: expired, revoked or reused session; or `csrf_failed`); `error` is null when heard from another tab. */
   'session-expired': { error: LatchkeyError | null };
   /** A new access token; `source` says how it came. */
-  token: { expiresAt: number; source: 'login' | 'refresh' | 'password' | 'broadcast' };
+  token: { expiresAt: number; source: 'login' | 'refresh' | 'password' | 'reauthenticate' | 'broadcast' };
 }
 
 /** Just the part of the Web Locks API the client uses. */
@@ -134,6 +134,8 @@ export interface LatchkeyClient {
   sessions(): Promise<Session[]>;
   /** Revokes one session; revoking this device's own logs this client out. */
   revokeSession(id: string): Promise<void>;
+  /** Proves the password again (step-up) when the server answers `reauthentication_required` to revoking another session or logging out everywhere; the session stays, with a fresh access token. */
+  reauthenticate(input: { password: string }): Promise<void>;
   /** The logged-in user. */
   me(): Promise<User>;
   /** The user's security events, newest first, `limit` (1–200, default 50) at a time. */

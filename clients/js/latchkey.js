@@ -584,6 +584,18 @@ export function createClient({
       if (access && id === access.sessionId) end('revoked');
     },
 
+    /**
+     * Proves the password again (step-up), for revoking other sessions or
+     * logging out everywhere once the sign-in is older than the server's
+     * `reauth_max_age`; the session stays, with a fresh access token.
+     */
+    async reauthenticate({ password } = {}) {
+      const body = await api('/v1/reauthenticate', { method: 'POST', body: { password } });
+      adopt(body);
+      post(shared('token'));
+      emit('token', { expiresAt: access.expiresAt, source: 'reauthenticate' });
+    },
+
     /** The logged-in user. */
     me() {
       return api('/v1/me');

@@ -413,3 +413,24 @@ test('events() pages through the security events', async () => {
 test('lockTimeout must exceed refreshTimeout', () => {
   assert.throws(() => createClient({ baseUrl: BASE, refreshTimeout: 1000, lockTimeout: 1000 }), TypeError);
 });
+
+test('reauthenticate() adopts the fresh access token of the same session', async () => {
+  const server = fakeServer();
+  const fetch = async (input, init = {}) => {
+    const url = typeof input === 'string' ? input : input.url;
+    if (url === `${BASE}/v1/reauthenticate`) {
+      assert.deepEqual(JSON.parse(init.body), { password: 'right password' });
+      const body = { access_token: 'at-stepped-up', token_type: 'Bearer', expires_in: 300, session_id: server.sessionId };
+      return new Response(JSON.stringify(body), { status: 200 });
+    }
+    return server.fetch(input, init);
+  };
+  const client = createClient({ baseUrl: BASE, storage: null, fetch, locks: null, channel: null });
+  await client.login({ email: 'a@example.com', password: 'right password' });
+  const sources = [];
+  client.on('token', ({ source }) => sources.push(source));
+  await client.reauthenticate({ password: 'right password' });
+  assert.equal(await client.accessToken(), 'at-stepped-up');
+  assert.equal(client.sessionId(), server.sessionId);
+  assert.deepEqual(sources, ['reauthenticate']);
+});

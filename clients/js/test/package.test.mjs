@@ -39,14 +39,14 @@ import { createClient, LatchkeyError } from '${manifest.name}';
 const client = createClient({ baseUrl: 'https://auth.example.com', storage: null, locks: null, channel: null });
 const methods = ['register', 'login', 'logout', 'logoutAll', 'changePassword', 'requestPasswordReset',
   'resetPassword', 'verifyEmail', 'requestVerification', 'resendVerification', 'changeEmail',
-  'confirmEmailChange', 'cancelEmailChange', 'sessions', 'revokeSession', 'me', 'events', 'fetch',
+  'confirmEmailChange', 'cancelEmailChange', 'sessions', 'revokeSession', 'reauthenticate', 'me', 'events', 'fetch',
   'accessToken', 'isLoggedIn', 'resume', 'refresh', 'sessionId', 'on', 'close'];
 const missing = methods.filter((m) => typeof client[m] !== 'function');
 if (missing.length) throw new Error('missing: ' + missing);
 if (!(new LatchkeyError(400, 'x') instanceof Error)) throw new Error('LatchkeyError');
 console.log('imported', methods.length, 'methods');
 `);
-  assert.match(run('node', ['index.mjs'], project), /imported 25 methods/);
+  assert.match(run('node', ['index.mjs'], project), /imported 26 methods/);
 
   writeFileSync(join(project, 'check.ts'), `
 import { createClient, LatchkeyError, type Session, type SecurityEventPage, type User } from '${manifest.name}';

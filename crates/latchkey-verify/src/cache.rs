@@ -167,6 +167,8 @@ mod tests {
             jti: "j1".into(),
             sid: "s1".into(),
             client_id: "latchkey".into(),
+            auth_time: None,
+            amr: None,
         }
     }
 

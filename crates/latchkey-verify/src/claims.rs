@@ -34,6 +34,18 @@ pub struct Claims {
     pub sid: String,
     /// The client the token was issued to.
     pub client_id: String,
+    /// When the user last proved who they are in this session (sign-in or
+    /// re-authentication), seconds since the Unix epoch (OpenID Connect Core
+    /// §2). Absent from tokens of older servers.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_integer"
+    )]
+    pub auth_time: Option<i64>,
+    /// How the user proved it (RFC 8176 values: `pwd`, `otp`, `hwk`, `swk`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
 }
 
 fn present_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {

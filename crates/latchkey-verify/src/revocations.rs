@@ -152,6 +152,8 @@ mod tests {
             jti: "j".into(),
             sid: sid.into(),
             client_id: "c".into(),
+            auth_time: None,
+            amr: None,
         }
     }
 

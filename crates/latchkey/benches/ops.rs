@@ -29,6 +29,8 @@ fn claims() -> Claims {
         jti: "bd93dac2-7261-4fc2-894c-6ead8584785c".into(),
         sid: "8f4ae3db-eaf4-4ae3-9fff-7edda11c320f".into(),
         client_id: "latchkey".into(),
+        auth_time: Some(NOW),
+        amr: Some(vec!["pwd".into()]),
     }
 }
 

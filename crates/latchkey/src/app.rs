@@ -190,6 +190,7 @@ impl App {
             refresh_idle_ttl: settings.refresh_idle_ttl.as_secs() as i64,
             session_ttl: settings.session_ttl.as_secs() as i64,
             reuse_grace: settings.refresh_reuse_grace.as_secs() as i64,
+            reauth_max_age: settings.reauth_max_age.as_secs() as i64,
             leeway: settings.clock_leeway.as_secs() as i64,
             account_failure_limit: settings.account_failure_limit,
             account_daily_failure_limit: settings.account_daily_failure_limit,

@@ -46,6 +46,8 @@ fn claims_from(sub: String, sid: String, jti: String, client_id: String) -> Clai
         jti,
         sid,
         client_id,
+        auth_time: None,
+        amr: None,
     }
 }
 

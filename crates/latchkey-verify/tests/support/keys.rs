@@ -111,5 +111,7 @@ pub fn claims(issuer: &str, sub: &str, sid: &str) -> Claims {
         jti: format!("jti-{sub}-{sid}-{now}"),
         sid: sid.into(),
         client_id: "web".into(),
+        auth_time: None,
+        amr: None,
     }
 }

@@ -71,6 +71,9 @@ pub struct ServerArgs {
     /// Window in which the previous refresh token gets the same successor, 0 to 5m (default 10s)
     #[arg(long, env = "LATCHKEY_REFRESH_REUSE_GRACE")]
     pub refresh_reuse_grace: Option<String>,
+    /// How recent a sign-in or re-authentication must be for revoking other sessions, 1m to 1d (default 10m)
+    #[arg(long, env = "LATCHKEY_REAUTH_MAX_AGE")]
+    pub reauth_max_age: Option<String>,
     /// Signing algorithm for new keys: EdDSA or ES256 (default EdDSA)
     #[arg(long, env = "LATCHKEY_SIGNING_ALG")]
     pub signing_alg: Option<String>,
@@ -206,7 +209,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 47] {
+    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 48] {
         let (d, s) = (&self.deployment, &self.server);
         [
             ("listen", s.listen.as_ref()),
@@ -219,6 +222,7 @@ impl SettingsArgs {
             ("refresh_idle_ttl", s.refresh_idle_ttl.as_ref()),
             ("session_ttl", s.session_ttl.as_ref()),
             ("refresh_reuse_grace", s.refresh_reuse_grace.as_ref()),
+            ("reauth_max_age", s.reauth_max_age.as_ref()),
             ("signing_alg", s.signing_alg.as_ref()),
             ("argon2_memory_kib", s.argon2_memory_kib.as_ref()),
             ("argon2_iterations", s.argon2_iterations.as_ref()),

@@ -73,6 +73,8 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// Window in which the previous refresh token gets the same successor.
     pub refresh_reuse_grace: Duration,
+    /// How recent the proof of identity must be for sensitive changes.
+    pub reauth_max_age: Duration,
     /// Algorithm for newly generated signing keys.
     pub signing_alg: SigningAlg,
     /// Argon2id memory cost in KiB.
@@ -265,6 +267,7 @@ impl Settings {
             refresh_idle_ttl: 7 * DAY,
             session_ttl: 30 * DAY,
             refresh_reuse_grace: 10 * SECOND,
+            reauth_max_age: 10 * MINUTE,
             signing_alg: SigningAlg::EdDSA,
             // OWASP's minimum for Argon2id: 19 MiB, 2 iterations, 1 lane.
             argon2_memory_kib: 19_456,
@@ -355,6 +358,11 @@ impl Settings {
             "refresh_reuse_grace",
             &mut self.refresh_reuse_grace,
             seconds(Duration::ZERO, Some(5 * MINUTE)),
+        )?;
+        r.set(
+            "reauth_max_age",
+            &mut self.reauth_max_age,
+            seconds(MINUTE, Some(DAY)),
         )?;
         r.set(
             "clock_leeway",

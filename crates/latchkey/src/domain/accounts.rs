@@ -269,7 +269,7 @@ impl Auth {
 
     /// Whether `current` is the caller's password; wrong ones are throttled
     /// per session, so strangers' guesses at the login never block it.
-    async fn current_password_matches(
+    pub(super) async fn current_password_matches(
         &self,
         caller: &Authenticated,
         current: &str,

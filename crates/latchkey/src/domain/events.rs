@@ -41,6 +41,8 @@ pub enum EventKind {
     WebhookDisabled,
     WebhookTested,
     DeliveryReplayed,
+    /// The password proved again within a session (step-up).
+    Reauthenticated,
     /// A password hash of another system replaced by Argon2id at sign-in.
     PasswordUpgraded,
 }
@@ -81,6 +83,7 @@ impl EventKind {
             EventKind::WebhookDisabled => "webhook_disabled",
             EventKind::WebhookTested => "webhook_tested",
             EventKind::DeliveryReplayed => "delivery_replayed",
+            EventKind::Reauthenticated => "reauthenticated",
             EventKind::PasswordUpgraded => "password_upgraded",
         }
     }

@@ -40,6 +40,7 @@ pub mod restore;
 pub mod secrets;
 pub mod service;
 pub mod sessions;
+pub mod stepup;
 pub mod text;
 pub mod throttle;
 pub mod upkeep;
@@ -81,6 +82,11 @@ pub enum AuthError {
     InvalidClient,
     #[error("the cursor is older than the revocations kept; resynchronise from after=0")]
     CursorExpired,
+    #[error(
+        "this needs a sign-in within the last {} minutes: re-authenticate with the password (POST /v1/reauthenticate)",
+        max_age / 60
+    )]
+    ReauthenticationRequired { max_age: i64 },
     #[error("too many attempts; retry later")]
     Throttled { retry_after: u64 },
     #[error("the server is busy; retry shortly")]

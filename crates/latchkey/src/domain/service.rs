@@ -34,6 +34,8 @@ pub struct AuthConfig {
     pub refresh_idle_ttl: i64,
     pub session_ttl: i64,
     pub reuse_grace: i64,
+    /// Seconds within which a sign-in or re-authentication counts as recent.
+    pub reauth_max_age: i64,
     pub leeway: i64,
     pub account_failure_limit: u32,
     pub account_daily_failure_limit: u32,
@@ -202,6 +204,8 @@ impl Auth {
             revoked_at: None,
             user_agent: client.user_agent.clone(),
             ip: client.ip.clone(),
+            auth_time: now,
+            amr: "pwd".to_string(),
         };
         let outgoing = news(&session);
         if !self
@@ -221,6 +225,21 @@ impl Auth {
         session: &SessionRecord,
         generation: i64,
     ) -> Result<TokenPair, AuthError> {
+        let session_id = session.id.as_str();
+        Ok(TokenPair {
+            access_token: self.access_token(session)?,
+            expires_in: self.config.access_ttl,
+            refresh_token: self.refresh_key.mint(session_id, &session.salt, generation),
+            session_id: session_id.to_string(),
+            session_expires_at: session.expires_at,
+            csrf_token: self.csrf_token(session_id),
+            device_token: None,
+        })
+    }
+
+    /// A fresh access token of `session`, carrying when and how its user
+    /// last proved who they are.
+    pub(super) fn access_token(&self, session: &SessionRecord) -> Result<String, AuthError> {
         let now = self.now();
         let session_id = session.id.as_str();
         let claims = Claims {
@@ -233,16 +252,10 @@ impl Auth {
             jti: Uuid::new_v4().to_string(),
             sid: session_id.to_string(),
             client_id: FIRST_PARTY_CLIENT_ID.to_string(),
+            auth_time: Some(session.auth_time.max(session.created_at)),
+            amr: Some(session.amr.split_whitespace().map(str::to_string).collect()),
         };
-        Ok(TokenPair {
-            access_token: self.keys.sign(&claims)?,
-            expires_in: self.config.access_ttl,
-            refresh_token: self.refresh_key.mint(session_id, &session.salt, generation),
-            session_id: session_id.to_string(),
-            session_expires_at: session.expires_at,
-            csrf_token: self.csrf_token(session_id),
-            device_token: None,
-        })
+        Ok(self.keys.sign(&claims)?)
     }
 
     /// Verifies an access token and checks, against the database, that its

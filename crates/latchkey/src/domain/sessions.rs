@@ -193,6 +193,7 @@ impl Auth {
         caller: &Authenticated,
         client: &Client,
     ) -> Result<(), AuthError> {
+        self.require_recent_auth(caller)?;
         let now = self.now();
         let news = Outgoing {
             ended: Some(self.sessions_ended(&caller.record.id, RevokeReason::LogoutAll)),
@@ -237,6 +238,9 @@ impl Auth {
         sid: &str,
         client: &Client,
     ) -> Result<(), AuthError> {
+        if sid != caller.claims.sid {
+            self.require_recent_auth(caller)?;
+        }
         let session = self
             .store
             .session(sid)
@@ -348,6 +352,8 @@ mod tests {
             revoked_at: None,
             user_agent: None,
             ip: None,
+            auth_time: now,
+            amr: "pwd".into(),
         }
     }
 

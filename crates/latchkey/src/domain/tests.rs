@@ -62,6 +62,7 @@ async fn world_with(configure: impl FnOnce(&mut AuthConfig)) -> World {
         refresh_idle_ttl: IDLE,
         session_ttl: 30 * 24 * 3600,
         reuse_grace: GRACE,
+        reauth_max_age: 600,
         leeway: 5,
         account_failure_limit: 5,
         account_daily_failure_limit: 50,

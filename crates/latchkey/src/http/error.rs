@@ -29,6 +29,8 @@ pub enum ApiError {
     /// Authenticated, but not allowed to do this (a resource-server client
     /// calling the admin API).
     Forbidden(String),
+    /// A change beyond this device needs a recent proof of identity.
+    ReauthenticationRequired(String),
     /// A mailed link's token that is unknown, expired or used.
     InvalidLink,
     /// The password was right; the address still has to be verified.
@@ -72,7 +74,8 @@ impl ApiError {
             ApiError::CsrfFailed(_)
             | ApiError::InvalidCredentials
             | ApiError::EmailNotVerified
-            | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            | ApiError::Forbidden(_)
+            | ApiError::ReauthenticationRequired(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::EmailTaken => StatusCode::CONFLICT,
@@ -94,6 +97,7 @@ impl ApiError {
             ApiError::InvalidToken(_) | ApiError::MissingToken => "invalid_token",
             ApiError::CsrfFailed(_) => "csrf_failed",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::ReauthenticationRequired(_) => "reauthentication_required",
             ApiError::InvalidClient => "invalid_client",
             ApiError::CursorExpired => "cursor_expired",
             ApiError::InvalidCredentials => "invalid_credentials",
@@ -118,6 +122,7 @@ impl ApiError {
             | ApiError::InvalidToken(m)
             | ApiError::CsrfFailed(m)
             | ApiError::Forbidden(m)
+            | ApiError::ReauthenticationRequired(m)
             | ApiError::WeakPassword(m) => m.clone(),
             ApiError::UnsupportedGrantType => "only the refresh_token grant is supported".into(),
             ApiError::MissingToken => "a bearer access token is required".into(),
@@ -158,6 +163,9 @@ impl From<AuthError> for ApiError {
             AuthError::NotFound => ApiError::NotFound,
             AuthError::InvalidClient => ApiError::InvalidClient,
             AuthError::CursorExpired => ApiError::CursorExpired,
+            e @ AuthError::ReauthenticationRequired { .. } => {
+                ApiError::ReauthenticationRequired(e.to_string())
+            }
             AuthError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
             AuthError::Busy { retry_after } => ApiError::Unavailable { retry_after },
             AuthError::Unavailable(m) => {

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me))
         .routes(routes!(events))
         .routes(routes!(change_password))
+        .routes(routes!(reauthenticate))
 }
 
 /// The caller's profile.
@@ -146,4 +147,55 @@ async fn change_password(
             .respond(jar, pair, None, state.auth.now(), StatusCode::OK));
     }
     Ok(TokenResponse::new(pair, None).respond(StatusCode::OK))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reauthenticate {
+    pub password: String,
+}
+
+/// A fresh access token of the same session after a re-authentication.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReauthenticatedToken {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub session_id: String,
+    /// RFC 3339 time of this proof, also the token's `auth_time` claim.
+    pub auth_time: String,
+}
+
+/// Prove the password again (step-up): the session's `auth_time` becomes now
+/// and a fresh access token carries it; no new session, no new refresh token.
+/// Revoking other sessions and logging out everywhere need a proof younger
+/// than `reauth_max_age`.
+#[utoipa::path(post, path = "/v1/reauthenticate", tag = "account", request_body = Reauthenticate, security(("bearer" = [])), responses(
+    (status = 200, body = ReauthenticatedToken), (status = 401, body = ErrorBody),
+    (status = 403, description = "Wrong password", body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn reauthenticate(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    ApiJson(req): ApiJson<Reauthenticate>,
+) -> ApiResult<Response> {
+    state.password_limit.check(meta.ip)?;
+    let done = state
+        .auth
+        .reauthenticate(&caller, &req.password, &meta.client)
+        .await?;
+    let body = ReauthenticatedToken {
+        access_token: done.access_token,
+        token_type: "Bearer",
+        expires_in: done.expires_in,
+        session_id: done.session_id,
+        auth_time: rfc3339(done.auth_time),
+    };
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }

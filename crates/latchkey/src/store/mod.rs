@@ -71,6 +71,17 @@ pub struct SessionRecord {
     pub revoked_at: Option<i64>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// When the user last proved who they are in this session (sign-in or
+    /// re-authentication).
+    #[serde(default)]
+    pub auth_time: i64,
+    /// How (`amr` values, space-separated), e.g. `pwd`.
+    #[serde(default = "password_amr")]
+    pub amr: String,
+}
+
+fn password_amr() -> String {
+    "pwd".to_string()
 }
 
 /// What an access-token check needs to know about its user, its session
@@ -600,6 +611,9 @@ pub trait Store: Send + Sync + 'static {
         outgoing: &Outgoing,
     ) -> StoreResult<bool>;
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Records a new proof of identity (`auth_time`, `amr`) on a session
+    /// that is not revoked; false when it is.
+    async fn set_session_auth(&self, id: &str, auth_time: i64, amr: &str) -> StoreResult<bool>;
     /// A session and whether its user may use it (exists, not disabled): what
     /// a refresh needs, in one read where the backend gains from that.
     async fn session_and_owner(&self, id: &str) -> StoreResult<Option<(SessionRecord, bool)>> {

@@ -75,6 +75,8 @@ impl QuickReads {
                 revoked_at: row.get(9)?,
                 user_agent: row.get(10)?,
                 ip: row.get(11)?,
+                auth_time: row.get(12)?,
+                amr: row.get(13)?,
             })
         })
     }

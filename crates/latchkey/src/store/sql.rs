@@ -24,12 +24,12 @@ macro_rules! prefixed_user_columns {
 }
 macro_rules! session_columns {
     () => {
-        "id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip"
+        "id, user_id, salt, generation, rotated_at, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, user_agent, ip, auth_time, amr"
     };
 }
 macro_rules! prefixed_session_columns {
     () => {
-        "s.id, s.user_id, s.salt, s.generation, s.rotated_at, s.created_at, s.last_used_at, s.idle_expires_at, s.expires_at, s.revoked_at, s.user_agent, s.ip"
+        "s.id, s.user_id, s.salt, s.generation, s.rotated_at, s.created_at, s.last_used_at, s.idle_expires_at, s.expires_at, s.revoked_at, s.user_agent, s.ip, s.auth_time, s.amr"
     };
 }
 macro_rules! throttle_columns {
@@ -101,13 +101,15 @@ pub const FEED_USER: &str = "INSERT INTO revocations (kind, user_id, not_before,
 pub const INSERT_SESSION: &str = concat!(
     "INSERT INTO sessions (",
     session_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 );
 pub const SESSION: &str = concat!(
     "SELECT ",
     session_columns!(),
     " FROM sessions WHERE id = $1"
 );
+pub const SET_SESSION_AUTH: &str =
+    "UPDATE sessions SET auth_time = $2, amr = $3 WHERE id = $1 AND revoked_at IS NULL";
 /// What an access-token check needs: $1 user, $2 session, $3 signing kid.
 pub const ACCESS_STATE: &str = concat!(
     "SELECT ",
@@ -316,7 +318,7 @@ binder! {
 }
 
 binder! {
-    /// Binds every column of [`INSERT_SESSION`] (and `$1`–`$12` of a
+    /// Binds every column of [`INSERT_SESSION`] (and `$1`–`$14` of a
     /// backend's conditional session insert).
     bind_session(q, s: SessionRecord) {
         q.bind(&s.id)
@@ -331,6 +333,8 @@ binder! {
             .bind(s.revoked_at)
             .bind(&s.user_agent)
             .bind(&s.ip)
+            .bind(s.auth_time)
+            .bind(&s.amr)
     }
 }
 

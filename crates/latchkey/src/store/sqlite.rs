@@ -176,12 +176,12 @@ const LIVE_SESSIONS: &str = concat!(
      AND expires_at > MAX($2, unixepoch()) AND idle_expires_at > MAX($2, unixepoch())
      ORDER BY created_at DESC, id"
 );
-/// A new session, only while its user is enabled and at credential version $13.
+/// A new session, only while its user is enabled and at credential version $15.
 const START_SESSION: &str = concat!(
     "INSERT INTO sessions (",
     sql::session_columns!(),
-    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
-     WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND credential_version = $13 AND disabled = 0)"
+    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+     WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND credential_version = $15 AND disabled = 0)"
 );
 const THROTTLE: &str = concat!(
     "SELECT ",
@@ -691,6 +691,17 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.fail(e))
+    }
+
+    async fn set_session_auth(&self, id: &str, auth_time: i64, amr: &str) -> StoreResult<bool> {
+        let done = sqlx::query(sql::SET_SESSION_AUTH)
+            .bind(id)
+            .bind(auth_time)
+            .bind(amr)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn advance_session(

@@ -112,6 +112,8 @@ fn session(id: &str, user_id: &str) -> SessionRecord {
         revoked_at: None,
         user_agent: Some("test".into()),
         ip: None,
+        auth_time: t,
+        amr: "pwd".into(),
     }
 }
 

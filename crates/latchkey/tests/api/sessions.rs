@@ -1087,3 +1087,89 @@ async fn sessions_and_events_name_the_device_and_keep_the_raw_user_agent() {
     assert_eq!(events["events"][0]["kind"], "login");
     assert_eq!(events["events"][0]["device"], "Chrome 156 on Linux");
 }
+
+/// Step-up: tokens carry `auth_time` and `amr`; revoking other devices and
+/// logging out everywhere need a proof younger than `reauth_max_age` (10
+/// minutes), which `POST /v1/reauthenticate` renews without a new session.
+#[tokio::test]
+async fn revoking_other_devices_needs_a_recent_sign_in_which_reauthentication_renews() {
+    let app = spawn_app().await;
+    let (email, first) = app.new_user().await;
+    let other = app.login_ok(&email, PASSWORD).await;
+    let signed_in = decode_segment(&first.access, 1);
+    assert_eq!(signed_in["amr"], serde_json::json!(["pwd"]));
+    let auth_time = signed_in["auth_time"].as_i64().expect("auth_time");
+    assert_eq!(auth_time, signed_in["iat"].as_i64().expect("iat"));
+
+    app.clock.advance(11 * 60);
+    let other = app.refresh_ok(&other.refresh).await;
+    let refreshed = app.refresh_ok(&first.refresh).await;
+    assert_eq!(
+        decode_segment(&refreshed.access, 1)["auth_time"],
+        auth_time,
+        "a refresh is not a proof of identity"
+    );
+    let path = format!("/v1/sessions/{}", other.session_id);
+    let (status, code, body) = error_of(app.delete_auth(&path, &refreshed.access).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "reauthentication_required")
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/v1/reauthenticate"),
+        "{body}"
+    );
+    let resp = app
+        .post_auth("/v1/logout-all", &refreshed.access, None)
+        .await;
+    assert_eq!(error_of(resp).await.1, "reauthentication_required");
+    assert_eq!(
+        app.me(&other.access).await.status(),
+        StatusCode::OK,
+        "nothing ended"
+    );
+
+    let wrong = serde_json::json!({"password": "not the password at all"});
+    let resp = app
+        .post_auth("/v1/reauthenticate", &refreshed.access, Some(wrong))
+        .await;
+    assert_eq!(error_of(resp).await.1, "invalid_credentials");
+    let right = serde_json::json!({"password": PASSWORD});
+    let resp = app
+        .post_auth("/v1/reauthenticate", &refreshed.access, Some(right))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.expect("json");
+    assert!(body.get("refresh_token").is_none(), "no new refresh token");
+    assert_eq!(body["session_id"], first.session_id.as_str());
+    let renewed = body["access_token"].as_str().expect("token").to_string();
+    let now = latchkey::domain::clock::Clock::now(app.clock.as_ref());
+    assert_eq!(decode_segment(&renewed, 1)["auth_time"], now);
+
+    assert_eq!(
+        app.delete_auth(&path, &renewed).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.me(&other.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The proof is the session's: the next refresh carries it on.
+    let later = app.refresh_ok(&refreshed.refresh).await;
+    assert_eq!(decode_segment(&later.access, 1)["auth_time"], now);
+    assert!(
+        app.event_kinds(&later.access)
+            .await
+            .contains(&"reauthenticated".to_string())
+    );
+    // Its own session is always the caller's to end.
+    assert_eq!(
+        app.post_auth("/v1/logout", &later.access, None)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+}

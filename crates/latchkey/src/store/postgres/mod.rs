@@ -123,15 +123,15 @@ const ADVANCE_SESSION: &str = concat!(
     live!()
 );
 /// A new session, only while its user is enabled and at credential version
-/// $13. FOR SHARE conflicts with the row lock of a concurrent revocation,
+/// $15. FOR SHARE conflicts with the row lock of a concurrent revocation,
 /// which raises the version first: this waits for it to commit and then sees
 /// the new version (or, having locked first, makes the revocation wait and
 /// then revoke this session too).
 const START_SESSION: &str = concat!(
     "INSERT INTO sessions (",
     sql::session_columns!(),
-    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM users
-     WHERE id = $2 AND credential_version = $13 AND NOT disabled FOR SHARE"
+    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM users
+     WHERE id = $2 AND credential_version = $15 AND NOT disabled FOR SHARE"
 );
 const SESSION_AND_OWNER: &str = concat!(
     "SELECT ",
@@ -658,6 +658,18 @@ impl Store for PgStore {
                 .fetch_optional(&self.pool)
         })
         .await
+    }
+
+    async fn set_session_auth(&self, id: &str, auth_time: i64, amr: &str) -> StoreResult<bool> {
+        let done = retry(Replay::Idempotent, move || {
+            sqlx::query(sql::SET_SESSION_AUTH)
+                .bind(id)
+                .bind(auth_time)
+                .bind(amr)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn session_and_owner(&self, id: &str) -> StoreResult<Option<(SessionRecord, bool)>> {

@@ -285,7 +285,18 @@ async fn issued_access_tokens_follow_the_at_jwt_profile_and_carry_no_personal_da
         names.sort_unstable();
         assert_eq!(
             names,
-            ["aud", "client_id", "exp", "iat", "iss", "jti", "sid", "sub"],
+            [
+                "amr",
+                "aud",
+                "auth_time",
+                "client_id",
+                "exp",
+                "iat",
+                "iss",
+                "jti",
+                "sid",
+                "sub"
+            ],
             "{case}: {claims}"
         );
         assert_eq!(claims["iss"], app.settings.issuer.as_str(), "{case}");

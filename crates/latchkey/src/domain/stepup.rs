@@ -1,0 +1,74 @@
+//! Step-up: changes that reach beyond the current device (revoking other
+//! sessions, logging out everywhere) need a proof of identity younger than
+//! `reauth_max_age`. Access tokens carry `auth_time` and `amr` from their
+//! session; a re-authentication proves the password again and moves the
+//! session's `auth_time` to now without starting a new session. Changes that
+//! take the current password themselves (password and email change, account
+//! deletion) are their own proof.
+
+use super::events::EventKind;
+use super::{Auth, AuthError, Authenticated, Client};
+
+/// A new access token after a re-authentication.
+#[derive(Debug, Clone)]
+pub struct Reauthenticated {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub session_id: String,
+    pub auth_time: i64,
+}
+
+impl Auth {
+    /// Refuses unless the caller's token proves a sign-in or
+    /// re-authentication within `reauth_max_age`.
+    pub fn require_recent_auth(&self, caller: &Authenticated) -> Result<(), AuthError> {
+        let proved = caller.claims.auth_time.unwrap_or(i64::MIN);
+        let max_age = self.config.reauth_max_age;
+        match self.now().saturating_sub(proved) <= max_age {
+            true => Ok(()),
+            false => Err(AuthError::ReauthenticationRequired { max_age }),
+        }
+    }
+
+    /// Proves the caller's password again: the session's `auth_time` becomes
+    /// now and a fresh access token carries it. Wrong passwords are
+    /// throttled per session, as for a password change.
+    pub async fn reauthenticate(
+        &self,
+        caller: &Authenticated,
+        password: &str,
+        client: &Client,
+    ) -> Result<Reauthenticated, AuthError> {
+        let ticket = self.hasher.ticket()?;
+        if !self
+            .current_password_matches(caller, password, client, ticket)
+            .await?
+        {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let now = self.now();
+        let sid = caller.claims.sid.as_str();
+        if !self.store.set_session_auth(sid, now, "pwd").await? {
+            return Err(AuthError::InvalidToken("the session has ended"));
+        }
+        let session = self
+            .store
+            .session(sid)
+            .await?
+            .ok_or(AuthError::InvalidToken("the session has ended"))?;
+        let access_token = self.access_token(&session)?;
+        self.audit(
+            EventKind::Reauthenticated,
+            Some(&caller.record.id),
+            Some(sid),
+            client,
+        )
+        .await;
+        Ok(Reauthenticated {
+            access_token,
+            expires_in: self.config.access_ttl,
+            session_id: sid.to_string(),
+            auth_time: now,
+        })
+    }
+}
