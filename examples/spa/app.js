@@ -52,6 +52,44 @@ function action(fn) {
   };
 }
 
+/**
+ * Runs `fn`; when the server wants a recent sign-in first
+ * (`reauthentication_required`: revoking another device or logging out
+ * everywhere long after signing in), asks for the password, proves it with
+ * `client.reauthenticate()` and runs `fn` again.
+ */
+async function withStepUp(fn) {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error?.code !== 'reauthentication_required') throw error;
+  }
+  await askPassword();
+  return fn();
+}
+
+function askPassword() {
+  const form = $('reauth-form');
+  form.hidden = false;
+  say('Confirm your password to continue.');
+  form.elements.password.focus();
+  return new Promise((resolve) => {
+    form.onsubmit = async (event) => {
+      event.preventDefault();
+      try {
+        await client.reauthenticate({ password: form.elements.password.value });
+        form.reset();
+        form.hidden = true;
+        form.onsubmit = null;
+        say('');
+        resolve();
+      } catch (error) {
+        failed(error);
+      }
+    };
+  });
+}
+
 async function showProfile() {
   const user = await client.me();
   $('profile-email').textContent = user.email;
@@ -91,7 +129,7 @@ async function showSessions() {
     revoke.dataset.testid = 'session-revoke';
     revoke.textContent = s.current ? 'Log out' : 'Revoke';
     revoke.addEventListener('click', action(async () => {
-      await client.revokeSession(s.id);
+      await withStepUp(() => client.revokeSession(s.id));
       if (!s.current) await showSessions();
     }));
     const actions = document.createElement('td');
@@ -241,7 +279,7 @@ for (const button of document.querySelectorAll('button[data-screen]')) {
 
 $('profile-reload').addEventListener('click', action(showProfile));
 $('logout').addEventListener('click', action(() => client.logout()));
-$('logout-all').addEventListener('click', action(() => client.logoutAll()));
+$('logout-all').addEventListener('click', action(() => withStepUp(() => client.logoutAll())));
 
 // A reload keeps the session: the HttpOnly cookie and the stored CSRF token
 // give a fresh access token without asking for the password again.
