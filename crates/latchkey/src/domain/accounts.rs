@@ -263,8 +263,11 @@ impl Auth {
             return Err(AuthError::InvalidCredentials);
         }
         let user = &caller.record;
-        let detail = format!("deleted by its owner; was {}", user.email);
-        self.remove_user(user, detail, Ok(client)).await
+        self.remove_user(user).await?;
+        let detail = Some(format!("deleted by its owner; was {}", user.email));
+        self.audit_detail(EventKind::UserDeleted, Some(&user.id), None, client, detail)
+            .await;
+        Ok(())
     }
 
     /// Whether `current` is the caller's password; wrong ones are throttled

@@ -85,7 +85,7 @@ impl Auth {
             .ok_or(AuthError::NotFound)
     }
 
-    /// Disables a user and ends all their sessions.
+    /// Disables a user and ends all their sessions; returns the user as now.
     pub async fn disable_user(&self, email_or_id: &str, actor: &Actor) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
         let now = self.now();
@@ -124,7 +124,10 @@ impl Auth {
         metrics::counter!("latchkey_revocations_total").increment(1);
         self.audit_admin(actor, EventKind::UserDisabled, Some(&user.id), None, None)
             .await;
-        Ok(User::from(&user))
+        Ok(User {
+            disabled: true,
+            ..User::from(&user)
+        })
     }
 
     pub async fn enable_user(&self, email_or_id: &str, actor: &Actor) -> Result<User, AuthError> {
@@ -134,7 +137,10 @@ impl Auth {
             .await?;
         self.audit_admin(actor, EventKind::UserEnabled, Some(&user.id), None, None)
             .await;
-        Ok(User::from(&user))
+        Ok(User {
+            disabled: false,
+            ..User::from(&user)
+        })
     }
 
     /// Creates a user on an operator's behalf (no session), audited.
@@ -224,19 +230,15 @@ impl Auth {
     /// Their events stay, under their id, for operators to read.
     pub async fn delete_user(&self, email_or_id: &str, actor: &Actor) -> Result<User, AuthError> {
         let user = self.require_user(email_or_id).await?;
-        let detail = format!("deleted by an administrator; was {}", user.email);
-        self.remove_user(&user, detail, Err(actor)).await?;
+        self.remove_user(&user).await?;
+        let detail = Some(format!("deleted by an administrator; was {}", user.email));
+        self.audit_admin(actor, EventKind::UserDeleted, Some(&user.id), None, detail)
+            .await;
         Ok(User::from(&user))
     }
 
-    /// Deletes `user` with their sessions, recording `detail` as done by the
-    /// user from `by` (`Ok`) or by an operator (`Err`).
-    pub(super) async fn remove_user(
-        &self,
-        user: &UserRecord,
-        detail: String,
-        by: Result<&Client, &Actor>,
-    ) -> Result<(), AuthError> {
+    /// Deletes `user` with their sessions; the caller records who did it.
+    pub(super) async fn remove_user(&self, user: &UserRecord) -> Result<(), AuthError> {
         let data = serde_json::json!({ "user_id": user.id, "email": user.email });
         let news = self.news("user.deleted", Some(&user.id), data);
         if !self.store.delete_user(&user.id, self.now(), &news).await? {
@@ -244,17 +246,6 @@ impl Auth {
         }
         self.written(&news);
         metrics::counter!("latchkey_revocations_total").increment(1);
-        let kind = EventKind::UserDeleted;
-        match by {
-            Ok(client) => {
-                self.audit_detail(kind, Some(&user.id), None, client, Some(detail))
-                    .await
-            }
-            Err(actor) => {
-                self.audit_admin(actor, kind, Some(&user.id), None, Some(detail))
-                    .await
-            }
-        }
         Ok(())
     }
 

@@ -131,17 +131,8 @@ impl Auth {
         detail: Option<String>,
         outgoing: &Outgoing,
     ) {
-        let event = NewEvent {
-            user_id: user_id.map(str::to_string),
-            session_id: session_id.map(str::to_string),
-            kind: kind.as_str().to_string(),
-            ip: client.ip.clone(),
-            user_agent: client.user_agent.clone(),
-            detail,
-            created_at: self.now(),
-            actor: None,
-        };
-        self.record(kind, event, outgoing).await;
+        let event = self.new_event(kind, user_id, session_id, client, detail);
+        self.record(event, outgoing).await;
     }
 
     /// Records an operator's action, naming who acted.
@@ -154,22 +145,37 @@ impl Auth {
         detail: Option<String>,
     ) {
         let event = NewEvent {
+            actor: Some(actor.id.clone()),
+            ..self.new_event(kind, user_id, session_id, &actor.from, detail)
+        };
+        self.record(event, &Outgoing::default()).await;
+    }
+
+    /// An event of `kind` now, from `from`, by no operator.
+    fn new_event(
+        &self,
+        kind: EventKind,
+        user_id: Option<&str>,
+        session_id: Option<&str>,
+        from: &Client,
+        detail: Option<String>,
+    ) -> NewEvent {
+        NewEvent {
             user_id: user_id.map(str::to_string),
             session_id: session_id.map(str::to_string),
             kind: kind.as_str().to_string(),
-            ip: actor.from.ip.clone(),
-            user_agent: actor.from.user_agent.clone(),
+            ip: from.ip.clone(),
+            user_agent: from.user_agent.clone(),
             detail,
             created_at: self.now(),
-            actor: Some(actor.id.clone()),
-        };
-        self.record(kind, event, &Outgoing::default()).await;
+            actor: None,
+        }
     }
 
-    async fn record(&self, kind: EventKind, event: NewEvent, outgoing: &Outgoing) {
+    async fn record(&self, event: NewEvent, outgoing: &Outgoing) {
         tracing::info!(
             target: "latchkey::audit",
-            event = kind.as_str(),
+            event = event.kind.as_str(),
             user_id = event.user_id.as_deref().unwrap_or("-"),
             session_id = event.session_id.as_deref().unwrap_or("-"),
             ip = event.ip.as_deref().unwrap_or("-"),
@@ -179,7 +185,7 @@ impl Auth {
         match self.store.insert_event(&event, outgoing).await {
             Ok(()) => self.written(outgoing),
             Err(e) => {
-                tracing::error!(error = %e, event = kind.as_str(), "recording a security event failed")
+                tracing::error!(error = %e, event = %event.kind, "recording a security event failed")
             }
         }
     }

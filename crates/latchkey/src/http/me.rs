@@ -11,8 +11,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, AuthUser, ClientMeta};
-use super::wire::{TokenResponse, UserView};
-use crate::domain::agents::device_name;
+use super::wire::{EventView, TokenResponse, UserView, next_before};
 use crate::domain::clock::rfc3339;
 use crate::http::AppState;
 
@@ -45,20 +44,6 @@ pub struct EventsQuery {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EventView {
-    pub id: i64,
-    /// e.g. `login`, `login_failed`, `refresh_reuse`, `password_changed`.
-    pub kind: String,
-    pub session_id: Option<String>,
-    pub ip: Option<String>,
-    /// The device as people read it, e.g. `Chrome 156 on Linux`.
-    pub device: Option<String>,
-    /// The raw `User-Agent` header.
-    pub user_agent: Option<String>,
-    pub created_at: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub struct EventsPage {
     pub events: Vec<EventView>,
     /// Pass as `before` to get the next (older) page; absent on the last page.
@@ -83,24 +68,9 @@ async fn events(
         )));
     }
     let records = state.auth.events(&caller, q.before, limit).await?;
-    let next_before = (records.len() as i64 == limit)
-        .then(|| records.last().map(|e| e.id))
-        .flatten();
-    let events = records
-        .into_iter()
-        .map(|e| EventView {
-            id: e.id,
-            kind: e.kind,
-            session_id: e.session_id,
-            ip: e.ip,
-            device: e.user_agent.as_deref().and_then(device_name),
-            user_agent: e.user_agent,
-            created_at: rfc3339(e.created_at),
-        })
-        .collect();
     Ok(Json(EventsPage {
-        events,
-        next_before,
+        next_before: next_before(&records, limit),
+        events: records.into_iter().map(EventView::from).collect(),
     }))
 }
 

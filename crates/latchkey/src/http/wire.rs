@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::domain::agents::device_name;
 use crate::domain::clock::rfc3339;
-use crate::domain::{Session, TokenPair, User};
+use crate::domain::{Event, Session, TokenPair, User};
 
 /// A user as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -122,4 +122,41 @@ impl SessionView {
             current: s.id == current_sid,
         }
     }
+}
+
+/// One security event as its user sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub id: i64,
+    /// e.g. `login`, `login_failed`, `refresh_reuse`, `password_changed`.
+    pub kind: String,
+    pub session_id: Option<String>,
+    pub ip: Option<String>,
+    /// The device as people read it, e.g. `Chrome 156 on Linux`.
+    pub device: Option<String>,
+    /// The raw `User-Agent` header.
+    pub user_agent: Option<String>,
+    pub created_at: String,
+}
+
+impl From<Event> for EventView {
+    fn from(e: Event) -> Self {
+        EventView {
+            id: e.id,
+            kind: e.kind,
+            session_id: e.session_id,
+            ip: e.ip,
+            device: e.user_agent.as_deref().and_then(device_name),
+            user_agent: e.user_agent,
+            created_at: rfc3339(e.created_at),
+        }
+    }
+}
+
+/// The `next_before` cursor of a page of events asked for `limit` at most:
+/// the last id while the page is full, none on the last page.
+pub fn next_before(events: &[Event], limit: i64) -> Option<i64> {
+    (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.id))
+        .flatten()
 }
