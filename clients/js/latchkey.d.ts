@@ -12,6 +12,24 @@ export class LatchkeyError extends Error {
   readonly description: string;
   /** True when this failure ended the session (the `session-expired` and `logout` events have fired). */
   sessionEnded: boolean;
+  /** With code `mfa_required` (the password was right; a second factor is owed): the challenge for `verifyMfa()`. */
+  mfaToken: string | null;
+}
+
+export interface MfaStatus {
+  /** Two-step sign-in with an authenticator app is on. */
+  totp: boolean;
+  /** An enrolment waits for its first code. */
+  totp_pending: boolean;
+  recovery_codes_left: number;
+}
+
+export interface TotpEnrolment {
+  /** The secret in base 32, for typing in. */
+  secret: string;
+  otpauth_uri: string;
+  /** The URI as a QR code: an SVG document. */
+  qr_svg: string;
 }
 
 export interface User {
@@ -108,6 +126,18 @@ export interface LatchkeyClient {
   register(input: { email: string; password: string; name?: string; locale?: string }): Promise<User | null>;
   /** Logs in (cookie mode); resolves to the user. Sends the device token an earlier login left in `storage`, so strangers' failed guesses never throttle this browser. */
   login(input: { email: string; password: string }): Promise<User>;
+  /** The second step of a sign-in, after `login` rejected with `mfa_required`: its `mfaToken` and a code from the authenticator app, or a recovery code; resolves to the user. */
+  verifyMfa(input: { mfaToken: string; code: string } | { mfaToken: string; recoveryCode: string }): Promise<User>;
+  /** The user's second factors. */
+  mfa(): Promise<MfaStatus>;
+  /** Starts an authenticator-app enrolment (needs a recent sign-in); nothing changes until `confirmTotp`. */
+  enrolTotp(): Promise<TotpEnrolment>;
+  /** Confirms the enrolment with a first code: two-step sign-in is on; resolves to the ten recovery codes, shown once. */
+  confirmTotp(input: { code: string }): Promise<string[]>;
+  /** Turns two-step sign-in off (needs a recent sign-in). */
+  disableTotp(): Promise<void>;
+  /** Ten new recovery codes; the old ones stop working (needs a recent sign-in). */
+  regenerateRecoveryCodes(): Promise<string[]>;
   /** Ends this session on the server and in every tab. Local state is dropped even when the server cannot be reached (then it throws). */
   logout(): Promise<void>;
   /** Ends every session of the user, on every device. */
@@ -134,8 +164,8 @@ export interface LatchkeyClient {
   sessions(): Promise<Session[]>;
   /** Revokes one session; revoking this device's own logs this client out. */
   revokeSession(id: string): Promise<void>;
-  /** Proves the password again (step-up) when the server answers `reauthentication_required` to revoking another session or logging out everywhere; the session stays, with a fresh access token. */
-  reauthenticate(input: { password: string }): Promise<void>;
+  /** Proves the password again (step-up) when the server answers `reauthentication_required` to revoking another session, logging out everywhere or changing second factors; with two-step sign-in on, a `code` (or `recoveryCode`) too. The session stays, with a fresh access token. */
+  reauthenticate(input: { password: string; code?: string; recoveryCode?: string }): Promise<void>;
   /** The logged-in user. */
   me(): Promise<User>;
   /** The user's security events, newest first, `limit` (1–200, default 50) at a time. */

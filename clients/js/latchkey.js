@@ -40,6 +40,8 @@ export class LatchkeyError extends Error {
     this.description = description;
     /** True when this failure ended the session (the logout events have fired). */
     this.sessionEnded = false;
+    /** With code `mfa_required`: the challenge to pass to `verifyMfa()`. */
+    this.mfaToken = null;
   }
 }
 
@@ -57,7 +59,9 @@ async function errorOf(resp) {
   const code = typeof body?.error === 'string' ? body.error : `http_${resp.status}`;
   const description =
     typeof body?.error_description === 'string' ? body.error_description : resp.statusText;
-  return new LatchkeyError(resp.status, code, description);
+  const error = new LatchkeyError(resp.status, code, description);
+  if (typeof body?.mfa_token === 'string') error.mfaToken = body.mfa_token;
+  return error;
 }
 
 function defaultStorage() {
@@ -487,13 +491,58 @@ export function createClient({
       return body.user ?? null;
     },
 
-    /** Logs in; resolves to the user. */
+    /**
+     * Logs in; resolves to the user. An account with two-step sign-in
+     * rejects with code `mfa_required` and the challenge in `mfaToken`:
+     * finish with `verifyMfa()`.
+     */
     async login({ email, password } = {}) {
       const payload = { email, password };
       const device = readDevice();
       if (device) payload.device_token = device;
       const body = await startSession('/v1/login', payload);
       return body.user ?? api('/v1/me');
+    },
+
+    /**
+     * The second step of a sign-in: the `mfaToken` of the `mfa_required`
+     * error and a code from the authenticator app (or a `recoveryCode`);
+     * resolves to the user.
+     */
+    async verifyMfa({ mfaToken, code, recoveryCode } = {}) {
+      const payload = { mfa_token: mfaToken };
+      if (code !== undefined) payload.code = code;
+      if (recoveryCode !== undefined) payload.recovery_code = recoveryCode;
+      const body = await startSession('/v1/login/mfa', payload);
+      return body.user ?? api('/v1/me');
+    },
+
+    /** The user's second factors: `{ totp, totp_pending, recovery_codes_left }`. */
+    mfa() {
+      return api('/v1/mfa');
+    },
+
+    /**
+     * Starts an authenticator-app enrolment (needs a recent sign-in):
+     * `{ secret, otpauth_uri, qr_svg }`; nothing changes until `confirmTotp()`.
+     */
+    enrolTotp() {
+      return api('/v1/mfa/totp', { method: 'POST' });
+    },
+
+    /** Confirms the enrolment with a first code; resolves to the recovery codes, shown once. */
+    async confirmTotp({ code } = {}) {
+      return (await api('/v1/mfa/totp/confirm', { method: 'POST', body: { code } })).recovery_codes;
+    },
+
+    /** Turns two-step sign-in off (needs a recent sign-in). */
+    async disableTotp() {
+      await api('/v1/mfa/totp', { method: 'DELETE' });
+    },
+
+    /** New recovery codes, the old ones void (needs a recent sign-in). */
+    async regenerateRecoveryCodes() {
+      return (await api('/v1/mfa/recovery-codes', { method: 'POST' })).recovery_codes;
     },
 
     /** Ends this session (server and every tab). Local state is dropped even if the server cannot be reached. */
@@ -587,10 +636,14 @@ export function createClient({
     /**
      * Proves the password again (step-up), for revoking other sessions or
      * logging out everywhere once the sign-in is older than the server's
-     * `reauth_max_age`; the session stays, with a fresh access token.
+     * `reauth_max_age`; the session stays, with a fresh access token. With
+     * two-step sign-in on, send `code` (or `recoveryCode`) too.
      */
-    async reauthenticate({ password } = {}) {
-      const body = await api('/v1/reauthenticate', { method: 'POST', body: { password } });
+    async reauthenticate({ password, code, recoveryCode } = {}) {
+      const payload = { password };
+      if (code !== undefined) payload.code = code;
+      if (recoveryCode !== undefined) payload.recovery_code = recoveryCode;
+      const body = await api('/v1/reauthenticate', { method: 'POST', body: payload });
       adopt(body);
       post(shared('token'));
       emit('token', { expiresAt: access.expiresAt, source: 'reauthenticate' });

@@ -1,6 +1,7 @@
-// A single-page app on the Latchkey browser client: register, log in, profile,
-// devices (sessions) with revoke, password change, log out (here or
-// everywhere), and the pages the mailed links open (verify the address,
+// A single-page app on the Latchkey browser client: register, log in (with
+// two-step sign-in when the account has it), profile, devices (sessions) with
+// revoke, password change, an authenticator app and recovery codes, log out
+// (here or everywhere), and the pages the mailed links open (verify the address,
 // reset a forgotten password, confirm or undo an email change). No framework and no build step; every piece of text from the
 // server goes in with textContent, never as HTML.
 //
@@ -22,7 +23,7 @@ function show(screen) {
   for (const section of document.querySelectorAll('[data-screen-id]')) {
     section.hidden = section.dataset.screenId !== screen;
   }
-  const signedIn = ['profile', 'sessions', 'password', 'email'].includes(screen);
+  const signedIn = ['profile', 'sessions', 'password', 'email', 'security'].includes(screen);
   $('nav').hidden = !signedIn;
   document.body.dataset.screen = screen;
 }
@@ -77,7 +78,8 @@ function askPassword() {
     form.onsubmit = async (event) => {
       event.preventDefault();
       try {
-        await client.reauthenticate({ password: form.elements.password.value });
+        const code = form.elements.code.value.trim();
+        await client.reauthenticate({ password: form.elements.password.value, code: code || undefined });
         form.reset();
         form.hidden = true;
         form.onsubmit = null;
@@ -141,6 +143,31 @@ async function showSessions() {
   show('sessions');
 }
 
+// The object URL of the QR code shown, released when replaced.
+let qrUrl = null;
+
+async function showSecurity() {
+  const status = await client.mfa();
+  $('security-status').textContent = status.totp
+    ? `On: signing in takes a code from your authenticator app. Recovery codes left: ${status.recovery_codes_left}.`
+    : 'Off: your password alone signs in.';
+  $('totp-setup').hidden = status.totp;
+  $('totp-disable').hidden = !status.totp;
+  $('codes-regenerate').hidden = !status.totp;
+  $('totp-enrolment').hidden = true;
+  show('security');
+}
+
+function showRecoveryCodes(codes) {
+  const items = codes.map((code) => {
+    const li = document.createElement('li');
+    li.textContent = code;
+    return li;
+  });
+  $('recovery-codes').replaceChildren(...items);
+  $('recovery-box').hidden = false;
+}
+
 function when(timestamp) {
   return timestamp ? new Date(timestamp).toLocaleString() : null;
 }
@@ -167,10 +194,68 @@ client.on('logout', (detail) => {
   show('login');
 });
 
+// The challenge of a sign-in waiting for its second step.
+let mfaToken = null;
+
 $('login-form').addEventListener('submit', action(async (event) => {
   const { email, password } = fields(event.target);
-  await client.login({ email, password });
+  try {
+    await client.login({ email, password });
+  } catch (error) {
+    if (error?.code !== 'mfa_required') throw error;
+    mfaToken = error.mfaToken;
+    show('mfa');
+    $('mfa-code').focus();
+  }
   event.target.reset();
+}));
+
+$('mfa-form').addEventListener('submit', action(async (event) => {
+  const { code, recovery } = fields(event.target);
+  const proof = recovery.trim() ? { recoveryCode: recovery.trim() } : { code: code.trim() };
+  try {
+    await client.verifyMfa({ mfaToken, ...proof });
+  } catch (error) {
+    // A dead challenge (expired, used up): back to the password.
+    if (error?.code === 'invalid_grant') show('login');
+    throw error;
+  }
+  mfaToken = null;
+  event.target.reset();
+}));
+
+$('totp-setup').addEventListener('click', action(async () => {
+  const enrolment = await withStepUp(() => client.enrolTotp());
+  if (qrUrl) URL.revokeObjectURL(qrUrl);
+  qrUrl = URL.createObjectURL(new Blob([enrolment.qr_svg], { type: 'image/svg+xml' }));
+  $('totp-qr').src = qrUrl;
+  $('totp-secret').textContent = enrolment.secret;
+  $('recovery-box').hidden = true;
+  $('totp-enrolment').hidden = false;
+  $('totp-code').focus();
+}));
+
+$('totp-confirm-form').addEventListener('submit', action(async (event) => {
+  const { code } = fields(event.target);
+  const codes = await client.confirmTotp({ code: code.trim() });
+  event.target.reset();
+  await showSecurity();
+  showRecoveryCodes(codes);
+  say('Two-step sign-in is on.');
+}));
+
+$('codes-regenerate').addEventListener('click', action(async () => {
+  const codes = await withStepUp(() => client.regenerateRecoveryCodes());
+  await showSecurity();
+  showRecoveryCodes(codes);
+  say('New recovery codes: the old ones no longer work.');
+}));
+
+$('totp-disable').addEventListener('click', action(async () => {
+  await withStepUp(() => client.disableTotp());
+  $('recovery-box').hidden = true;
+  await showSecurity();
+  say('Two-step sign-in is off.');
 }));
 
 $('register-form').addEventListener('submit', action(async (event) => {
@@ -273,6 +358,10 @@ for (const button of document.querySelectorAll('button[data-screen]')) {
     say('');
     if (screen === 'profile') await showProfile();
     else if (screen === 'sessions') await showSessions();
+    else if (screen === 'security') {
+      $('recovery-box').hidden = true;
+      await showSecurity();
+    }
     else show(screen);
   }));
 }

@@ -57,7 +57,9 @@ const headers = {
     "default-src 'none'",
     "script-src 'self'",
     "style-src 'self'",
-    "img-src 'self'",
+    // blob: for the QR code of an authenticator-app enrolment: an SVG shown
+    // through <img>, where it can run nothing.
+    "img-src 'self' blob:",
     `connect-src ${latchkey.origin}`,
     "base-uri 'none'",
     "form-action 'none'",

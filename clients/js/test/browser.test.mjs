@@ -15,6 +15,7 @@
 // own cookie jar and storage); pages in one context are tabs of one browser.
 
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -595,6 +596,83 @@ test('a stale sign-in is asked for the password before another device is revoked
 
   await p.getByTestId('profile-reload').click();
   await p.getByTestId('screen-login').waitFor();
+  await laptop.close();
+  await phone.close();
+});
+
+/** The RFC 6238 code (SHA-1, 6 digits, 30 s) of a base-32 secret for the step `offset` steps from now. */
+function totpCode(secret, offset = 0) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secret.replace(/=+$/, '')) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + offset));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const at = mac[mac.length - 1] & 0xf;
+  const value = (mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000;
+  return String(value).padStart(6, '0');
+}
+
+test('two-step sign-in: an authenticator app is set up, then signs in with its code or a recovery code', { skip, timeout: 45_000 }, async () => {
+  const laptop = await device();
+  const page = await openSpa(laptop, 'mfa');
+  const email = await registered(page);
+  await page.getByTestId('nav-security').click();
+  await page.getByTestId('security-status').filter({ hasText: 'Off' }).waitFor();
+  await page.getByTestId('totp-setup').click();
+  await page.getByTestId('totp-enrolment').waitFor({ state: 'visible' });
+  // The QR code is the server's SVG, shown as an image (CSP: img-src blob:).
+  await page.waitForFunction(() => {
+    const img = document.querySelector('[data-testid="totp-qr"]');
+    return img.complete && img.naturalWidth >= 200;
+  });
+  await shot(page, 'mfa-1-enrol');
+  const secret = (await page.getByTestId('totp-secret').textContent()).trim();
+  assert.match(secret, /^[A-Z2-7]{32}$/);
+  await page.getByTestId('totp-code').fill(totpCode(secret));
+  await page.getByTestId('totp-confirm').click();
+  await page.getByTestId('security-status').filter({ hasText: 'Recovery codes left: 10' }).waitFor();
+  const codes = await page.locator('[data-testid="recovery-codes"] li').allTextContents();
+  assert.equal(codes.length, 10);
+  await shot(page, 'mfa-2-recovery-codes');
+  await page.getByTestId('logout').click();
+  await page.getByTestId('screen-login').waitFor();
+
+  // The password is the first step; the app's code (of the next step: the
+  // current one was spent confirming) the second.
+  await page.getByTestId('login-email').fill(email);
+  await page.getByTestId('login-password').fill(PASSWORD);
+  await page.getByTestId('login-submit').click();
+  await page.getByTestId('screen-mfa').waitFor({ state: 'visible' });
+  assert.equal(await page.evaluate(() => globalThis.spa.client.isLoggedIn()), false);
+  await shot(page, 'mfa-3-second-step');
+  await page.getByTestId('mfa-code').fill('000000' === totpCode(secret, 1) ? '111111' : '000000');
+  await page.getByTestId('mfa-submit').click();
+  await page.locator('[data-testid="message"].error').waitFor();
+  await page.getByTestId('mfa-code').fill(totpCode(secret, 1));
+  await page.getByTestId('mfa-submit').click();
+  await page.getByTestId('profile-email').filter({ hasText: email }).waitFor();
+  assert.equal(await sessionWorks(page), true);
+
+  // Another device signs in with a recovery code.
+  const phone = await device();
+  const p = await openSpa(phone, 'mfa-phone');
+  await p.getByTestId('login-email').fill(email);
+  await p.getByTestId('login-password').fill(PASSWORD);
+  await p.getByTestId('login-submit').click();
+  await p.getByTestId('screen-mfa').waitFor({ state: 'visible' });
+  await p.getByTestId('mfa-recovery').fill(codes[0]);
+  await p.getByTestId('mfa-submit').click();
+  await p.getByTestId('profile-email').filter({ hasText: email }).waitFor();
+  await p.getByTestId('nav-security').click();
+  await p.getByTestId('security-status').filter({ hasText: 'Recovery codes left: 9' }).waitFor();
+
+  // Turned off (the sign-in is recent), the password alone signs in again.
+  await p.getByTestId('totp-disable').click();
+  await p.getByTestId('security-status').filter({ hasText: 'Off' }).waitFor();
+  await page.getByTestId('logout').click();
+  await uiLogin(page, email);
   await laptop.close();
   await phone.close();
 });

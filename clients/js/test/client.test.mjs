@@ -434,3 +434,34 @@ test('reauthenticate() adopts the fresh access token of the same session', async
   assert.equal(client.sessionId(), server.sessionId);
   assert.deepEqual(sources, ['reauthenticate']);
 });
+
+test('an account with two-step sign-in logs in with login() then verifyMfa()', async () => {
+  const server = fakeServer();
+  const challenge = 'mfa-challenge-1';
+  const fetch = async (input, init = {}) => {
+    const url = typeof input === 'string' ? input : input.url;
+    const body = init.body ? JSON.parse(init.body) : null;
+    if (url === `${BASE}/v1/login`) {
+      const answer = { error: 'mfa_required', error_description: 'a code is owed', mfa_token: challenge, expires_in: 300, methods: ['totp', 'recovery_code'] };
+      return new Response(JSON.stringify(answer), { status: 403 });
+    }
+    if (url === `${BASE}/v1/login/mfa`) {
+      assert.deepEqual(body, { mfa_token: challenge, code: '492039', cookie: true });
+      // The real second step answers as a login does.
+      return server.fetch(`${BASE}/v1/login`, { ...init, body: JSON.stringify({ password: 'right password', cookie: true }) });
+    }
+    return server.fetch(input, init);
+  };
+  const client = createClient({ baseUrl: BASE, storage: null, fetch, locks: null, channel: null });
+  const logins = [];
+  client.on('login', ({ sessionId }) => logins.push(sessionId));
+  const error = await client.login({ email: 'a@example.com', password: 'right password' }).catch((e) => e);
+  assert.ok(error instanceof LatchkeyError);
+  assert.equal(error.code, 'mfa_required');
+  assert.equal(error.mfaToken, challenge);
+  assert.equal(client.isLoggedIn(), false);
+  await client.verifyMfa({ mfaToken: error.mfaToken, code: '492039' });
+  assert.equal(client.isLoggedIn(), true);
+  assert.deepEqual(logins, [server.sessionId]);
+  assert.match(await client.accessToken(), /^at-/);
+});

@@ -40,19 +40,22 @@ const client = createClient({ baseUrl: 'https://auth.example.com', storage: null
 const methods = ['register', 'login', 'logout', 'logoutAll', 'changePassword', 'requestPasswordReset',
   'resetPassword', 'verifyEmail', 'requestVerification', 'resendVerification', 'changeEmail',
   'confirmEmailChange', 'cancelEmailChange', 'sessions', 'revokeSession', 'reauthenticate', 'me', 'events', 'fetch',
+  'verifyMfa', 'mfa', 'enrolTotp', 'confirmTotp', 'disableTotp', 'regenerateRecoveryCodes',
   'accessToken', 'isLoggedIn', 'resume', 'refresh', 'sessionId', 'on', 'close'];
 const missing = methods.filter((m) => typeof client[m] !== 'function');
 if (missing.length) throw new Error('missing: ' + missing);
 if (!(new LatchkeyError(400, 'x') instanceof Error)) throw new Error('LatchkeyError');
 console.log('imported', methods.length, 'methods');
 `);
-  assert.match(run('node', ['index.mjs'], project), /imported 26 methods/);
+  assert.match(run('node', ['index.mjs'], project), /imported 32 methods/);
 
   writeFileSync(join(project, 'check.ts'), `
 import { createClient, LatchkeyError, type Session, type SecurityEventPage, type User } from '${manifest.name}';
 const client = createClient({ baseUrl: 'https://auth.example.com', refreshTimeout: 5000, lockTimeout: 8000 });
 async function main(): Promise<void> {
   const user: User = await client.login({ email: 'a@example.com', password: 'p' });
+  const second: User = await client.verifyMfa({ mfaToken: 't', recoveryCode: 'abcde-fghjk' });
+  const codes: string[] = await client.confirmTotp({ code: '123456' });
   const sessions: Session[] = await client.sessions();
   const device: string | null = sessions[0].device;
   const page: SecurityEventPage = await client.events({ limit: 10 });
@@ -64,7 +67,7 @@ async function main(): Promise<void> {
   } catch (e) {
     if (e instanceof LatchkeyError && e.code === 'timeout') console.log(e.status);
   }
-  console.log(user.email, device, next);
+  console.log(user.email, device, next, second.id, codes.length);
 }
 void main;
 `);

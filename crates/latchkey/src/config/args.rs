@@ -182,7 +182,7 @@ pub struct ServerArgs {
     /// Other servers' endpoints served as well: djoser (djoser's and simplejwt's under /auth/; default none)
     #[arg(long, env = "LATCHKEY_COMPAT")]
     pub compat: Option<String>,
-    /// Security notices mailed: all, none, or a comma-separated list of new_device, password_changed, email_changed, refresh_reuse, account_disabled (default all)
+    /// Security notices mailed: all, none, or a comma-separated list of new_device, password_changed, email_changed, refresh_reuse, account_disabled, second_factor (default all)
     #[arg(long, env = "LATCHKEY_MAIL_NOTICES")]
     pub mail_notices: Option<String>,
 }

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::events::EventKind;
 use super::mail::{MailKind, Notice, Verification};
+use super::mfa::SignIn;
 use super::password::legacy::Format;
 use super::password::{PasswordError, Ticket, normalize};
 use super::throttle::{account_key, device_key, session_key};
@@ -49,7 +50,7 @@ impl Auth {
             return Ok(None);
         }
         let mut pair = self
-            .start_session(&user, client, |_| Outgoing::default())
+            .start_session(&user, "pwd", client, |_| Outgoing::default())
             .await?;
         pair.device_token = Some(self.device_key.mint(&user.id)?);
         self.audit(
@@ -159,7 +160,7 @@ impl Auth {
         password: &str,
         device_token: Option<&str>,
         client: &Client,
-    ) -> Result<TokenPair, AuthError> {
+    ) -> Result<SignIn, AuthError> {
         let email = parse_email(email).map_err(AuthError::InvalidRequest)?;
         let password = normalize(password).map_err(|_| AuthError::InvalidGrant(LOGIN_FAILED))?;
         // Overload is refused before the database and the throttle count it.
@@ -204,19 +205,40 @@ impl Auth {
             return Err(AuthError::EmailNotVerified);
         }
         self.rehash_if_needed(user, &password, client).await;
+        if self.needs_second_factor(user).await? {
+            let challenge = self.challenge(user, device.is_some(), client).await?;
+            return Ok(SignIn::SecondFactor(challenge));
+        }
+        let known = device.and(device_token);
+        self.sign_in(user, known.is_some(), known, "pwd", client)
+            .await
+            .map(SignIn::Done)
+    }
+
+    /// Starts the session of a sign-in whose every factor was proved (`amr`
+    /// says which). A device seen before keeps its device token when it
+    /// sent it, and brings no new-device notice.
+    pub(super) async fn sign_in(
+        &self,
+        user: &UserRecord,
+        known_device: bool,
+        device_token: Option<&str>,
+        amr: &str,
+        client: &Client,
+    ) -> Result<TokenPair, AuthError> {
         let news = |session: &SessionRecord| {
             let data = json!({
                 "user_id": user.id,
                 "session_id": session.id,
                 "ip": client.ip,
                 "device": client.user_agent,
-                "new_device": device.is_none(),
+                "new_device": !known_device,
             });
             self.news("user.login", Some(&user.id), data)
         };
-        let mut pair = self.start_session(user, client, news).await?;
-        pair.device_token = match device {
-            Some(_) => device_token.map(str::to_string),
+        let mut pair = self.start_session(user, amr, client, news).await?;
+        pair.device_token = match device_token {
+            Some(token) => Some(token.to_string()),
             None => Some(self.device_key.mint(&user.id)?),
         };
         // Signing in proves the password was not forgotten after all.
@@ -227,7 +249,7 @@ impl Auth {
         {
             tracing::warn!(error = %e, "dropping reset links at sign-in failed");
         }
-        if device.is_none() {
+        if !known_device {
             self.send_notice(
                 user,
                 client,
@@ -373,7 +395,7 @@ impl Auth {
             ..user.clone()
         };
         let pair = self
-            .start_session(&changed, client, |_| Outgoing::default())
+            .start_session(&changed, "pwd", client, |_| Outgoing::default())
             .await?;
         self.audit(
             EventKind::PasswordChanged,

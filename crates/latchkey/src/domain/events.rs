@@ -45,6 +45,12 @@ pub enum EventKind {
     Reauthenticated,
     /// A password hash of another system replaced by Argon2id at sign-in.
     PasswordUpgraded,
+    MfaEnabled,
+    MfaDisabled,
+    /// A wrong second-factor code (sign-in, confirmation or step-up).
+    MfaFailed,
+    RecoveryCodeUsed,
+    RecoveryCodesRegenerated,
 }
 
 impl EventKind {
@@ -85,6 +91,11 @@ impl EventKind {
             EventKind::DeliveryReplayed => "delivery_replayed",
             EventKind::Reauthenticated => "reauthenticated",
             EventKind::PasswordUpgraded => "password_upgraded",
+            EventKind::MfaEnabled => "mfa_enabled",
+            EventKind::MfaDisabled => "mfa_disabled",
+            EventKind::MfaFailed => "mfa_failed",
+            EventKind::RecoveryCodeUsed => "recovery_code_used",
+            EventKind::RecoveryCodesRegenerated => "recovery_codes_regenerated",
         }
     }
 }

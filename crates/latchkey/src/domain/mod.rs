@@ -8,6 +8,8 @@
 //! - [`service`]: the [`Auth`] service and its configuration.
 //! - [`model`]: users, sessions and clients as callers see them.
 //! - [`accounts`], [`sessions`], [`admin`]: the flows, as methods of [`Auth`].
+//! - [`mfa`] and [`stepup`]: second factors, the two-step sign-in, and
+//!   the recent proof that sensitive changes need.
 //! - [`clients`]: resource servers, introspection and the revocation feed.
 //! - [`events`]: the audit trail.
 //! - [`webhooks`]: the operator's endpoints and the events sent to them.
@@ -31,6 +33,7 @@ pub mod events;
 pub mod import;
 pub mod keys;
 pub mod mail;
+pub mod mfa;
 pub mod model;
 mod notices;
 pub mod password;
@@ -87,6 +90,10 @@ pub enum AuthError {
         max_age / 60
     )]
     ReauthenticationRequired { max_age: i64 },
+    #[error("two-step sign-in is already on; turn it off first to enrol again")]
+    MfaEnabled,
+    #[error("the code is wrong, expired or was already used")]
+    WrongCode,
     #[error("too many attempts; retry later")]
     Throttled { retry_after: u64 },
     #[error("the server is busy; retry shortly")]

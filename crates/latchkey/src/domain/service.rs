@@ -184,6 +184,7 @@ impl Auth {
     pub(super) async fn start_session(
         &self,
         user: &UserRecord,
+        amr: &str,
         client: &Client,
         news: impl FnOnce(&SessionRecord) -> Outgoing,
     ) -> Result<TokenPair, AuthError> {
@@ -205,7 +206,7 @@ impl Auth {
             user_agent: client.user_agent.clone(),
             ip: client.ip.clone(),
             auth_time: now,
-            amr: "pwd".to_string(),
+            amr: amr.to_string(),
         };
         let outgoing = news(&session);
         if !self

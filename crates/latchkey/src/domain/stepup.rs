@@ -2,12 +2,16 @@
 //! sessions, logging out everywhere) need a proof of identity younger than
 //! `reauth_max_age`. Access tokens carry `auth_time` and `amr` from their
 //! session; a re-authentication proves the password again and moves the
-//! session's `auth_time` to now without starting a new session. Changes that
+//! session's `auth_time` to now without starting a new session; an account
+//! with a second factor proves that too. Changes that
 //! take the current password themselves (password and email change, account
 //! deletion) are their own proof.
 
 use super::events::EventKind;
+use super::mfa::{MFA_AMR, Proof};
 use super::{Auth, AuthError, Authenticated, Client};
+
+const CODE_NEEDED: &str = "this account has two-step sign-in: send `code` (from the authenticator app) or `recovery_code` with the password";
 
 /// A new access token after a re-authentication.
 #[derive(Debug, Clone)]
@@ -32,11 +36,13 @@ impl Auth {
 
     /// Proves the caller's password again: the session's `auth_time` becomes
     /// now and a fresh access token carries it. Wrong passwords are
-    /// throttled per session, as for a password change.
+    /// throttled per session, as for a password change; an account with a
+    /// second factor must present it too (`proof`), on its own throttle.
     pub async fn reauthenticate(
         &self,
         caller: &Authenticated,
         password: &str,
+        proof: Option<Proof<'_>>,
         client: &Client,
     ) -> Result<Reauthenticated, AuthError> {
         let ticket = self.hasher.ticket()?;
@@ -46,9 +52,19 @@ impl Auth {
         {
             return Err(AuthError::InvalidCredentials);
         }
-        let now = self.now();
         let sid = caller.claims.sid.as_str();
-        if !self.store.set_session_auth(sid, now, "pwd").await? {
+        let amr = match (self.needs_second_factor(&caller.record).await?, proof) {
+            (false, _) => "pwd",
+            (true, None) => return Err(AuthError::InvalidRequest(CODE_NEEDED.into())),
+            (true, Some(proof)) => {
+                if !self.prove(&caller.record, proof, Some(sid), client).await? {
+                    return Err(AuthError::WrongCode);
+                }
+                MFA_AMR
+            }
+        };
+        let now = self.now();
+        if !self.store.set_session_auth(sid, now, amr).await? {
             return Err(AuthError::InvalidToken("the session has ended"));
         }
         let session = self

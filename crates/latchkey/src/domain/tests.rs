@@ -91,7 +91,10 @@ async fn world_with(configure: impl FnOnce(&mut AuthConfig)) -> World {
 
 impl World {
     async fn login(&self, password: &str) -> Result<TokenPair, AuthError> {
-        self.auth.login(EMAIL, password, None, &self.client).await
+        match self.auth.login(EMAIL, password, None, &self.client).await? {
+            super::mfa::SignIn::Done(pair) => Ok(pair),
+            super::mfa::SignIn::SecondFactor(_) => panic!("no second factor is enrolled here"),
+        }
     }
 
     async fn refresh(&self, pair: &TokenPair) -> Result<TokenPair, AuthError> {

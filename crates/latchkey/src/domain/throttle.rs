@@ -167,6 +167,17 @@ pub fn device_key(device_id: &str) -> String {
     format!("device:{device_id}")
 }
 
+const CODE_PREFIX: &str = "mfa:";
+/// Wrong second-factor codes evaluated per account and day at most, however
+/// high `account_daily_failure_limit` is: a guess is right with odds of at
+/// most 3 in 10^6 (see docs/security.md).
+pub const CODE_DAILY_FAILURES: i64 = 10;
+
+/// The throttle key of the second-factor codes of one account.
+pub fn code_key(user_id: &str) -> String {
+    format!("{CODE_PREFIX}{user_id}")
+}
+
 /// The throttle key of password changes made from one session.
 pub fn session_key(session_id: &str) -> String {
     format!("session:{session_id}")
@@ -179,12 +190,20 @@ pub(super) struct Attempt {
 }
 
 impl Auth {
-    pub(super) fn throttle_policy(&self) -> Option<ThrottlePolicy> {
+    /// The policy of `key`: second-factor codes (keys made by
+    /// [`code_key`]) have a daily ceiling of at most [`CODE_DAILY_FAILURES`].
+    pub(super) fn throttle_policy(&self, key: &str) -> Option<ThrottlePolicy> {
+        let daily = i64::from(self.config.account_daily_failure_limit);
+        let daily = match key.starts_with(CODE_PREFIX) {
+            true if daily == 0 => CODE_DAILY_FAILURES,
+            true => daily.min(CODE_DAILY_FAILURES),
+            false => daily,
+        };
         (self.config.account_failure_limit > 0).then(|| ThrottlePolicy {
             free_failures: i64::from(self.config.account_failure_limit),
             base_delay: 1,
             max_delay: 15 * 60,
-            daily_failures: i64::from(self.config.account_daily_failure_limit),
+            daily_failures: daily,
         })
     }
 
@@ -200,7 +219,7 @@ impl Auth {
         client: &Client,
         ticket: Ticket,
     ) -> Result<(Attempt, Ticket), AuthError> {
-        let Some(policy) = self.throttle_policy() else {
+        let Some(policy) = self.throttle_policy(&key) else {
             return Ok((Attempt { key: None }, ticket));
         };
         let deadline = Instant::now() + WAIT_FOR_PLACE;
@@ -251,7 +270,10 @@ impl Auth {
             Ok(false) => Outcome::Failed,
             Err(_) => Outcome::Abandoned,
         };
-        if let (Some(key), Some(policy)) = (attempt.key, self.throttle_policy()) {
+        if let Some((key, policy)) = attempt
+            .key
+            .and_then(|k| self.throttle_policy(&k).map(|p| (k, p)))
+        {
             let now = self.now();
             self.store
                 .step_throttle(&key, &move |row| policy.settle(row, now, outcome))

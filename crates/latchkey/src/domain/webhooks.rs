@@ -27,7 +27,7 @@ const SEAL_LABEL: &str = "webhook-secret";
 const MAX_WEBHOOKS: usize = 20;
 
 /// Every event type, as subscribed to and sent.
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 15] = [
     "user.registered",
     "user.login",
     "user.login_failed",
@@ -36,6 +36,7 @@ pub const EVENT_TYPES: [&str; 14] = [
     "user.email_changed",
     "user.disabled",
     "user.deleted",
+    "user.mfa_changed",
     "session.revoked",
     "session.theft_detected",
     "key.rotated",

@@ -13,6 +13,7 @@ use super::browser::wants_cookie;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, AuthUser, ClientMeta, JsonOrForm, OptionalBody, bearer_token};
 use super::wire::TokenResponse;
+use crate::domain::mfa::SignIn;
 use crate::domain::{AuthError, TokenPair, User};
 use crate::http::AppState;
 use axum_extra::extract::cookie::CookieJar;
@@ -21,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
+        .routes(routes!(login_mfa))
         .routes(routes!(token))
         .routes(routes!(logout))
         .routes(routes!(logout_all))
@@ -64,6 +66,38 @@ pub struct LoginRequest {
     /// Browser mode: the refresh token is set as an HttpOnly cookie instead.
     #[serde(default)]
     pub cookie: Option<bool>,
+}
+
+/// The second step of a sign-in: the challenge and one second factor.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginMfaRequest {
+    /// The `mfa_token` of the password step's answer.
+    pub mfa_token: String,
+    /// A code from the authenticator app…
+    #[serde(default)]
+    pub code: Option<String>,
+    /// …or one of the recovery codes (spent).
+    #[serde(default)]
+    pub recovery_code: Option<String>,
+    /// Browser mode: the refresh token is set as an HttpOnly cookie instead.
+    #[serde(default)]
+    pub cookie: Option<bool>,
+}
+
+/// The password step's answer for an account with two-step sign-in: the
+/// error shape, plus the challenge to present with the code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaRequired {
+    /// Always `mfa_required`.
+    pub error: &'static str,
+    pub error_description: &'static str,
+    /// Single use; only from this device (user agent); send it to `POST /v1/login/mfa`.
+    pub mfa_token: String,
+    /// Seconds the challenge lasts.
+    pub expires_in: i64,
+    /// What the second step takes: `totp`, `recovery_code`.
+    pub methods: Vec<&'static str>,
 }
 
 /// RFC 6749 §6 refresh request; other OAuth parameters are ignored.
@@ -149,11 +183,13 @@ fn respond(
     }
 }
 
-/// Log in with email and password (first-party login, not the OAuth password grant).
+/// Log in with email and password (first-party login, not the OAuth password
+/// grant). An account with two-step sign-in gets `403 mfa_required` and a
+/// challenge for `POST /v1/login/mfa` instead of tokens.
 #[utoipa::path(post, path = "/v1/login", tag = "auth", request_body = LoginRequest, responses(
     (status = 200, description = "Logged in", body = TokenResponse),
     (status = 400, description = "Unknown user, wrong password or disabled account (one answer for all)", body = ErrorBody),
-    (status = 403, description = "Browser mode from a foreign origin", body = ErrorBody),
+    (status = 403, description = "`mfa_required`: the password was right and a second factor is owed (body: MfaRequired); or browser mode from a foreign origin", body = MfaRequired),
     (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
@@ -167,7 +203,7 @@ async fn login(
         state.browser.check_origin(&headers)?;
     }
     state.password_limit.check(meta.ip)?;
-    let pair = state
+    let signed_in = state
         .auth
         .login(
             &req.email,
@@ -175,6 +211,47 @@ async fn login(
             req.device_token.as_deref(),
             &meta.client,
         )
+        .await?;
+    let challenge = match signed_in {
+        SignIn::Done(pair) => return Ok(respond(&state, jar, browser, pair, None, StatusCode::OK)),
+        SignIn::SecondFactor(challenge) => challenge,
+    };
+    let body = MfaRequired {
+        error: "mfa_required",
+        error_description: "the password is right; this account also needs a code from its authenticator app or a recovery code: POST /v1/login/mfa",
+        mfa_token: challenge.token,
+        expires_in: challenge.expires_in,
+        methods: vec!["totp", "recovery_code"],
+    };
+    Ok((StatusCode::FORBIDDEN, axum::Json(body)).into_response())
+}
+
+/// The second step of a sign-in with two-step sign-in on: the password
+/// step's `mfa_token` and a code from the authenticator app (or a recovery
+/// code) start the session. A challenge lasts five minutes, takes five
+/// codes, and only from the device that passed the password step.
+#[utoipa::path(post, path = "/v1/login/mfa", tag = "auth", request_body = LoginMfaRequest, responses(
+    (status = 200, description = "Logged in", body = TokenResponse),
+    (status = 400, description = "`invalid_grant`: the challenge is unknown, expired, used up or from another device; sign in again", body = ErrorBody),
+    (status = 403, description = "`invalid_code`: wrong, expired or already used code; try again", body = ErrorBody),
+    (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn login_mfa(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    headers: HeaderMap,
+    jar: CookieJar,
+    ApiJson(req): ApiJson<LoginMfaRequest>,
+) -> ApiResult<Response> {
+    let browser = wants_cookie(req.cookie);
+    if browser {
+        state.browser.check_origin(&headers)?;
+    }
+    state.password_limit.check(meta.ip)?;
+    let proof = super::mfa::proof(req.code.as_deref(), req.recovery_code.as_deref())?
+        .ok_or_else(|| ApiError::InvalidRequest("`code` or `recovery_code` is required".into()))?;
+    let pair = state
+        .auth
+        .complete_sign_in(&req.mfa_token, proof, &meta.client)
         .await?;
     Ok(respond(&state, jar, browser, pair, None, StatusCode::OK))
 }

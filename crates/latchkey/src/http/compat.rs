@@ -17,6 +17,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ClientMeta, bearer_token};
 use super::limits::IpLimiter;
+use crate::domain::mfa::SignIn;
 use crate::domain::{AuthError, Authenticated, User};
 
 pub fn router() -> Router<AppState> {
@@ -408,7 +409,7 @@ async fn jwt_create(
 ) -> DrfResult<Response> {
     let [email, password] = body.strings(["email", "password"])?;
     limited(&state.password_limit, &meta)?;
-    let pair = state
+    let signed_in = state
         .auth
         .login(&email, &password, None, &meta.client)
         .await
@@ -420,6 +421,14 @@ async fn jwt_create(
             ),
             other => Drf::from_auth(other, "password"),
         })?;
+    // simplejwt has no second step: the account signs in through /v1/login.
+    let SignIn::Done(pair) = signed_in else {
+        return Err(Drf::detail(
+            StatusCode::FORBIDDEN,
+            "This account uses two-step sign-in; sign in through POST /v1/login.",
+            Some("mfa_required"),
+        ));
+    };
     let body = json!({ "refresh": pair.refresh_token.expose(), "access": pair.access_token });
     Ok(axum::Json(body).into_response())
 }

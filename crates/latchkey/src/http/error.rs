@@ -31,6 +31,10 @@ pub enum ApiError {
     Forbidden(String),
     /// A change beyond this device needs a recent proof of identity.
     ReauthenticationRequired(String),
+    /// A second-factor code that is wrong, expired or already used.
+    InvalidCode,
+    /// Enrolling a second factor that is already on.
+    MfaEnabled,
     /// A mailed link's token that is unknown, expired or used.
     InvalidLink,
     /// The password was right; the address still has to be verified.
@@ -75,10 +79,11 @@ impl ApiError {
             | ApiError::InvalidCredentials
             | ApiError::EmailNotVerified
             | ApiError::Forbidden(_)
-            | ApiError::ReauthenticationRequired(_) => StatusCode::FORBIDDEN,
+            | ApiError::ReauthenticationRequired(_)
+            | ApiError::InvalidCode => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::EmailTaken => StatusCode::CONFLICT,
+            ApiError::EmailTaken | ApiError::MfaEnabled => StatusCode::CONFLICT,
             ApiError::CursorExpired => StatusCode::GONE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -98,6 +103,8 @@ impl ApiError {
             ApiError::CsrfFailed(_) => "csrf_failed",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::ReauthenticationRequired(_) => "reauthentication_required",
+            ApiError::InvalidCode => "invalid_code",
+            ApiError::MfaEnabled => "mfa_enabled",
             ApiError::InvalidClient => "invalid_client",
             ApiError::CursorExpired => "cursor_expired",
             ApiError::InvalidCredentials => "invalid_credentials",
@@ -128,6 +135,8 @@ impl ApiError {
             ApiError::MissingToken => "a bearer access token is required".into(),
             ApiError::InvalidCredentials => "the current password is wrong".into(),
             ApiError::InvalidLink => AuthError::InvalidLink.to_string(),
+            ApiError::InvalidCode => AuthError::WrongCode.to_string(),
+            ApiError::MfaEnabled => AuthError::MfaEnabled.to_string(),
             ApiError::EmailNotVerified => AuthError::EmailNotVerified.to_string(),
             ApiError::InvalidClient => "client authentication failed".into(),
             ApiError::CursorExpired => {
@@ -166,6 +175,8 @@ impl From<AuthError> for ApiError {
             e @ AuthError::ReauthenticationRequired { .. } => {
                 ApiError::ReauthenticationRequired(e.to_string())
             }
+            AuthError::WrongCode => ApiError::InvalidCode,
+            AuthError::MfaEnabled => ApiError::MfaEnabled,
             AuthError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
             AuthError::Busy { retry_after } => ApiError::Unavailable { retry_after },
             AuthError::Unavailable(m) => {

@@ -123,6 +123,12 @@ async fn change_password(
 #[serde(deny_unknown_fields)]
 pub struct Reauthenticate {
     pub password: String,
+    /// With two-step sign-in on: a code from the authenticator app…
+    #[serde(default)]
+    pub code: Option<String>,
+    /// …or a recovery code (spent).
+    #[serde(default)]
+    pub recovery_code: Option<String>,
 }
 
 /// A fresh access token of the same session after a re-authentication.
@@ -139,11 +145,13 @@ pub struct ReauthenticatedToken {
 
 /// Prove the password again (step-up): the session's `auth_time` becomes now
 /// and a fresh access token carries it; no new session, no new refresh token.
-/// Revoking other sessions and logging out everywhere need a proof younger
-/// than `reauth_max_age`.
+/// Revoking other sessions, logging out everywhere and changing second
+/// factors need a proof younger than `reauth_max_age`. An account with
+/// two-step sign-in sends its code (or a recovery code) too.
 #[utoipa::path(post, path = "/v1/reauthenticate", tag = "account", request_body = Reauthenticate, security(("bearer" = [])), responses(
     (status = 200, body = ReauthenticatedToken), (status = 401, body = ErrorBody),
-    (status = 403, description = "Wrong password", body = ErrorBody), (status = 429, body = ErrorBody)))]
+    (status = 400, description = "Two-step sign-in is on and no code was sent", body = ErrorBody),
+    (status = 403, description = "Wrong password (`invalid_credentials`) or code (`invalid_code`)", body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn reauthenticate(
     State(state): State<AppState>,
     meta: ClientMeta,
@@ -153,7 +161,12 @@ async fn reauthenticate(
     state.password_limit.check(meta.ip)?;
     let done = state
         .auth
-        .reauthenticate(&caller, &req.password, &meta.client)
+        .reauthenticate(
+            &caller,
+            &req.password,
+            super::mfa::proof(req.code.as_deref(), req.recovery_code.as_deref())?,
+            &meta.client,
+        )
         .await?;
     let body = ReauthenticatedToken {
         access_token: done.access_token,

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod me;
+pub mod mfa;
 pub mod middleware;
 pub mod ops;
 pub mod pages;
@@ -79,6 +80,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(me::router())
+        .merge(mfa::router())
         .merge(recovery::router())
         .merge(sessions::router())
         .merge(wellknown::router())

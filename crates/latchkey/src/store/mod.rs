@@ -2,6 +2,7 @@
 //! implements it with its own SQL and migrations; nothing above this module
 //! sees SQL, and nothing here knows about HTTP.
 
+mod factors;
 mod hooks;
 mod imports;
 mod outbox;
@@ -12,6 +13,7 @@ pub mod snapshot;
 mod sql;
 pub mod sqlite;
 
+pub use factors::{ChallengeRecord, Factors, RecoveryCodeRecord, TotpRecord};
 pub use imports::{ImportSource, Imported};
 pub use snapshot::{ClientRecord, RevocationRecord, Snapshot, ThrottleRecord};
 
@@ -604,6 +606,44 @@ pub trait Store: Send + Sync + 'static {
     /// PostgreSQL waits for a concurrent revocation of the user to commit).
     /// Returns false, inserting nothing, otherwise. `outgoing` is written
     /// with the session, or not at all.
+    /// The user's TOTP factor and how many recovery codes are left.
+    async fn factors(&self, user_id: &str) -> StoreResult<Factors>;
+    /// Stores a new, unconfirmed TOTP secret (sealed); `false` when the user
+    /// has a confirmed factor already.
+    async fn enrol_totp(&self, user_id: &str, secret: &[u8], now: i64) -> StoreResult<bool>;
+    /// Accepts TOTP time step `step` for the user once, only above every
+    /// step accepted before, whichever instance asks. With `confirming`, the
+    /// factor must be unconfirmed and becomes confirmed at the given time
+    /// with the given recovery-code digests; without, it must be confirmed.
+    async fn use_totp_step(
+        &self,
+        user_id: &str,
+        step: i64,
+        confirming: Option<(&[String], i64)>,
+    ) -> StoreResult<bool>;
+    /// Removes the user's TOTP factor and recovery codes.
+    async fn remove_totp(&self, user_id: &str) -> StoreResult<bool>;
+    /// Replaces the user's recovery codes; `false` without a confirmed factor.
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        digests: &[String],
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Uses the recovery code with this digest, once.
+    async fn use_recovery_code(&self, user_id: &str, digest: &str, now: i64) -> StoreResult<bool>;
+    async fn insert_challenge(&self, challenge: &ChallengeRecord) -> StoreResult<()>;
+    /// Counts one attempt at a challenge that has not expired at `now` nor
+    /// used `max_attempts`; returns it as it now is.
+    async fn try_challenge(
+        &self,
+        digest: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> StoreResult<Option<ChallengeRecord>>;
+    /// Ends a challenge; `true` for the one caller that ended it.
+    async fn take_challenge(&self, digest: &str) -> StoreResult<bool>;
+
     async fn insert_session(
         &self,
         session: &SessionRecord,

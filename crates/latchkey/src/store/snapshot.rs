@@ -70,6 +70,10 @@ pub struct Snapshot {
     pub signing_keys: Vec<KeyRecord>,
     #[serde(default)]
     pub clients: Vec<ClientRecord>,
+    #[serde(default)]
+    pub totp_factors: Vec<super::TotpRecord>,
+    #[serde(default)]
+    pub recovery_codes: Vec<super::RecoveryCodeRecord>,
     /// The highest revocation cursor ever handed out, pruned rows included:
     /// the target continues above it, so verifiers' cursors stay meaningful.
     #[serde(default)]

@@ -225,7 +225,7 @@ pub const LOAD_REVOCATION: &str = concat!(
 /// The pruner's statements, each deleting at most $2 rows older than $1.
 /// Key-based sub-selects: DELETE has no LIMIT on PostgreSQL, and
 /// CockroachDB has no ctid.
-pub const PRUNE: [&str; 7] = [
+pub const PRUNE: [&str; 8] = [
     "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1 OR revoked_at < $1 LIMIT $2)",
     "DELETE FROM revocations WHERE cursor IN (SELECT cursor FROM revocations WHERE revoked_at < $1 LIMIT $2)",
     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < $1 LIMIT $2)",
@@ -233,6 +233,7 @@ pub const PRUNE: [&str; 7] = [
     "DELETE FROM signing_keys WHERE kid IN (SELECT kid FROM signing_keys WHERE expires_at < $1 LIMIT $2)",
     "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox WHERE (sent_at < $1 OR failed_at < $1) LIMIT $2)",
     "DELETE FROM email_tokens WHERE digest IN (SELECT digest FROM email_tokens WHERE expires_at < $1 LIMIT $2)",
+    "DELETE FROM mfa_challenges WHERE digest IN (SELECT digest FROM mfa_challenges WHERE expires_at < $1 LIMIT $2)",
 ];
 
 /// Whether the database holds a deployment already (users or keys).
@@ -265,7 +266,7 @@ pub const ALL_KEYS: &str = SIGNING_KEYS;
 pub const ALL_CLIENTS: &str = LIST_CLIENTS;
 
 /// The prune cut-offs in the order of [`PRUNE`].
-pub fn prune_cutoffs(before: &super::PruneBefore) -> [i64; 7] {
+pub fn prune_cutoffs(before: &super::PruneBefore) -> [i64; 8] {
     [
         before.sessions,
         before.revocations,
@@ -273,6 +274,7 @@ pub fn prune_cutoffs(before: &super::PruneBefore) -> [i64; 7] {
         before.throttles,
         before.keys,
         before.mail,
+        before.tokens,
         before.tokens,
     ]
 }
@@ -451,6 +453,8 @@ where
     ThrottleRecord: for<'r> FromRow<'r, DB::Row>,
     KeyRecord: for<'r> FromRow<'r, DB::Row>,
     ClientRecord: for<'r> FromRow<'r, DB::Row>,
+    super::TotpRecord: for<'r> FromRow<'r, DB::Row>,
+    super::RecoveryCodeRecord: for<'r> FromRow<'r, DB::Row>,
 {
     Ok(Snapshot {
         version: super::snapshot::SNAPSHOT_VERSION,
@@ -463,6 +467,12 @@ where
         throttles: sqlx::query_as(ALL_THROTTLES).fetch_all(&mut *conn).await?,
         signing_keys: sqlx::query_as(ALL_KEYS).fetch_all(&mut *conn).await?,
         clients: sqlx::query_as(ALL_CLIENTS).fetch_all(&mut *conn).await?,
+        totp_factors: sqlx::query_as(super::factors::ALL_TOTP)
+            .fetch_all(&mut *conn)
+            .await?,
+        recovery_codes: sqlx::query_as(super::factors::ALL_CODES)
+            .fetch_all(&mut *conn)
+            .await?,
         revocation_cursor: 0,
     })
 }
@@ -479,7 +489,9 @@ where
     i64: for<'e> Encode<'e, DB> + Type<DB>,
     bool: for<'e> Encode<'e, DB> + Type<DB>,
     Option<String>: for<'e> Encode<'e, DB>,
-    Option<i64>: for<'e> Encode<'e, DB>,
+    Option<i64>: for<'e> Encode<'e, DB> + Type<DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    for<'e> &'e [u8]: Encode<'e, DB> + Type<DB>,
 {
     for u in &snap.users {
         bind_user(sqlx::query(INSERT_USER), u)
@@ -516,7 +528,7 @@ where
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    super::factors::load::<DB>(conn, &snap.totp_factors, &snap.recovery_codes).await
 }
 
 /// Raises the user's credential version and `not_before` and records the

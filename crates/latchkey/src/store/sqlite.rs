@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::factors;
 use super::hooks;
 use super::imports;
 use super::outbox;
@@ -691,6 +692,111 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.fail(e))
+    }
+
+    async fn factors(&self, user_id: &str) -> StoreResult<Factors> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.fail(e))?;
+        factors::factors::<sqlx::Sqlite>(&mut conn, user_id)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn enrol_totp(&self, user_id: &str, secret: &[u8], now: i64) -> StoreResult<bool> {
+        let enrolled: Option<(String,)> = sqlx::query_as(factors::ENROL_TOTP)
+            .bind(user_id)
+            .bind(secret)
+            .bind(now)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(enrolled.is_some())
+    }
+
+    async fn use_totp_step(
+        &self,
+        user_id: &str,
+        step: i64,
+        confirming: Option<(&[String], i64)>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
+        let accepted = factors::use_totp_step::<sqlx::Sqlite>(&mut tx, user_id, step, confirming)
+            .await
+            .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(accepted)
+    }
+
+    async fn remove_totp(&self, user_id: &str) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
+        let removed = factors::remove_totp::<sqlx::Sqlite>(&mut tx, user_id)
+            .await
+            .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(removed)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        digests: &[String],
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await.map_err(|e| self.fail(e))?;
+        let replaced = factors::replace_codes::<sqlx::Sqlite>(&mut tx, user_id, digests, now)
+            .await
+            .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(replaced)
+    }
+
+    async fn use_recovery_code(&self, user_id: &str, digest: &str, now: i64) -> StoreResult<bool> {
+        let used: Option<(String,)> = sqlx::query_as(factors::USE_CODE)
+            .bind(user_id)
+            .bind(digest)
+            .bind(now)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(used.is_some())
+    }
+
+    async fn insert_challenge(&self, c: &ChallengeRecord) -> StoreResult<()> {
+        sqlx::query(factors::INSERT_CHALLENGE)
+            .bind(&c.digest)
+            .bind(&c.user_id)
+            .bind(c.credential_version)
+            .bind(c.created_at)
+            .bind(c.expires_at)
+            .bind(&c.user_agent)
+            .bind(c.known_device)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn try_challenge(
+        &self,
+        digest: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> StoreResult<Option<ChallengeRecord>> {
+        sqlx::query_as(factors::TRY_CHALLENGE)
+            .bind(digest)
+            .bind(now)
+            .bind(max_attempts)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn take_challenge(&self, digest: &str) -> StoreResult<bool> {
+        let taken: Option<(String,)> = sqlx::query_as(factors::TAKE_CHALLENGE)
+            .bind(digest)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(taken.is_some())
     }
 
     async fn set_session_auth(&self, id: &str, auth_time: i64, amr: &str) -> StoreResult<bool> {

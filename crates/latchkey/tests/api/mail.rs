@@ -20,13 +20,13 @@ const NEW_PASSWORD: &str = "a whole new passphrase 42";
 
 /// A message as a mail client would read it.
 #[derive(Debug, Clone)]
-struct Mail {
-    to: String,
+pub struct Mail {
+    pub to: String,
     /// How it came: over TLS, and as which SMTP user.
     tls: bool,
     user: Option<String>,
-    subject: String,
-    text: String,
+    pub subject: String,
+    pub text: String,
     html: String,
 }
 
@@ -204,7 +204,7 @@ fn parse_smtp(url: &str) -> latchkey::config::SmtpUrl {
 }
 
 /// Messages written to the outbox folder, parsed, with their files.
-fn outbox_files(app: &TestApp) -> Vec<(PathBuf, Mail)> {
+pub fn outbox_files(app: &TestApp) -> Vec<(PathBuf, Mail)> {
     let dir = app.settings.data_dir.join("outbox");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();

@@ -26,6 +26,7 @@ mod keys;
 mod lifecycle;
 mod lockout;
 mod mail;
+mod mfa;
 mod python_package;
 mod races;
 mod resource_server;

@@ -40,12 +40,14 @@ pub enum MailKind {
     /// To an address that has an account, when someone registers it again
     /// while verification is required (the registration looks like a new one).
     AccountExists,
+    /// A second factor turned on or off, a recovery code used, new codes made.
+    SecondFactor,
     /// `latchkey mail test`.
     Test,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 11] = [
+    pub const ALL: [MailKind; 12] = [
         MailKind::VerifyEmail,
         MailKind::PasswordReset,
         MailKind::EmailChange,
@@ -56,6 +58,7 @@ impl MailKind {
         MailKind::RefreshReuse,
         MailKind::AccountDisabled,
         MailKind::AccountExists,
+        MailKind::SecondFactor,
         MailKind::Test,
     ];
 
@@ -71,6 +74,7 @@ impl MailKind {
             MailKind::RefreshReuse => "refresh_reuse",
             MailKind::AccountDisabled => "account_disabled",
             MailKind::AccountExists => "account_exists",
+            MailKind::SecondFactor => "second_factor",
             MailKind::Test => "test",
         }
     }
@@ -96,15 +100,17 @@ pub enum Notice {
     EmailChanged,
     RefreshReuse,
     AccountDisabled,
+    SecondFactor,
 }
 
 impl Notice {
-    pub const ALL: [Notice; 5] = [
+    pub const ALL: [Notice; 6] = [
         Notice::NewDevice,
         Notice::PasswordChanged,
         Notice::EmailChanged,
         Notice::RefreshReuse,
         Notice::AccountDisabled,
+        Notice::SecondFactor,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +120,7 @@ impl Notice {
             Notice::EmailChanged => "email_changed",
             Notice::RefreshReuse => "refresh_reuse",
             Notice::AccountDisabled => "account_disabled",
+            Notice::SecondFactor => "second_factor",
         }
     }
 }
@@ -228,6 +235,11 @@ impl Mailer {
     /// Referer, so it stays out of access logs.
     pub fn link(&self, path: &str, token: &str) -> String {
         format!("{}{path}#token={token}", self.config.app_url)
+    }
+
+    /// The site as messages name it: the front end's host.
+    pub fn site(&self) -> &str {
+        &self.site
     }
 
     /// The page where a forgotten password is reset (no token: it asks for one).

@@ -27,7 +27,7 @@ macro_rules! built_in {
     };
 }
 
-const TEXTS: [(&str, &str); 22] = built_in![
+const TEXTS: [(&str, &str); 24] = built_in![
     "en" / "verify_email",
     "en" / "password_reset",
     "en" / "email_change",
@@ -38,6 +38,7 @@ const TEXTS: [(&str, &str); 22] = built_in![
     "en" / "refresh_reuse",
     "en" / "account_disabled",
     "en" / "account_exists",
+    "en" / "second_factor",
     "en" / "test",
     "fr" / "verify_email",
     "fr" / "password_reset",
@@ -49,6 +50,7 @@ const TEXTS: [(&str, &str); 22] = built_in![
     "fr" / "refresh_reuse",
     "fr" / "account_disabled",
     "fr" / "account_exists",
+    "fr" / "second_factor",
     "fr" / "test",
 ];
 const LAYOUT: &str = include_str!("templates/layout.html");

@@ -15,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{FromRow, PgPool};
 
 use self::retry::{Replay, map_err, retry};
+use super::factors;
 use super::hooks;
 use super::imports;
 use super::outbox;
@@ -658,6 +659,124 @@ impl Store for PgStore {
                 .fetch_optional(&self.pool)
         })
         .await
+    }
+
+    async fn factors(&self, user_id: &str) -> StoreResult<Factors> {
+        retry(Replay::Idempotent, move || async move {
+            let mut conn = self.pool.acquire().await?;
+            factors::factors::<sqlx::Postgres>(&mut conn, user_id).await
+        })
+        .await
+    }
+
+    async fn enrol_totp(&self, user_id: &str, secret: &[u8], now: i64) -> StoreResult<bool> {
+        let enrolled: Option<(String,)> = retry(Replay::Idempotent, move || {
+            sqlx::query_as(factors::ENROL_TOTP)
+                .bind(user_id)
+                .bind(secret)
+                .bind(now)
+                .fetch_optional(&self.pool)
+        })
+        .await?;
+        Ok(enrolled.is_some())
+    }
+
+    async fn use_totp_step(
+        &self,
+        user_id: &str,
+        step: i64,
+        confirming: Option<(&[String], i64)>,
+    ) -> StoreResult<bool> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
+            let accepted =
+                factors::use_totp_step::<sqlx::Postgres>(&mut tx, user_id, step, confirming)
+                    .await?;
+            tx.commit().await?;
+            Ok(accepted)
+        })
+        .await
+    }
+
+    async fn remove_totp(&self, user_id: &str) -> StoreResult<bool> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            let mut tx = self.pool.begin().await?;
+            let removed = factors::remove_totp::<sqlx::Postgres>(&mut tx, user_id).await?;
+            tx.commit().await?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        digests: &[String],
+        now: i64,
+    ) -> StoreResult<bool> {
+        retry(Replay::Idempotent, move || async move {
+            let mut tx = self.pool.begin().await?;
+            let replaced =
+                factors::replace_codes::<sqlx::Postgres>(&mut tx, user_id, digests, now).await?;
+            tx.commit().await?;
+            Ok(replaced)
+        })
+        .await
+    }
+
+    async fn use_recovery_code(&self, user_id: &str, digest: &str, now: i64) -> StoreResult<bool> {
+        let used: Option<(String,)> = retry(Replay::OnlyIfNotApplied, move || {
+            sqlx::query_as(factors::USE_CODE)
+                .bind(user_id)
+                .bind(digest)
+                .bind(now)
+                .fetch_optional(&self.pool)
+        })
+        .await?;
+        Ok(used.is_some())
+    }
+
+    async fn insert_challenge(&self, c: &ChallengeRecord) -> StoreResult<()> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            sqlx::query(factors::INSERT_CHALLENGE)
+                .bind(&c.digest)
+                .bind(&c.user_id)
+                .bind(c.credential_version)
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .bind(&c.user_agent)
+                .bind(c.known_device)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn try_challenge(
+        &self,
+        digest: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> StoreResult<Option<ChallengeRecord>> {
+        retry(Replay::OnlyIfNotApplied, move || {
+            sqlx::query_as(factors::TRY_CHALLENGE)
+                .bind(digest)
+                .bind(now)
+                .bind(max_attempts)
+                .fetch_optional(&self.pool)
+        })
+        .await
+    }
+
+    async fn take_challenge(&self, digest: &str) -> StoreResult<bool> {
+        let taken: Option<(String,)> = retry(Replay::OnlyIfNotApplied, move || {
+            sqlx::query_as(factors::TAKE_CHALLENGE)
+                .bind(digest)
+                .fetch_optional(&self.pool)
+        })
+        .await?;
+        Ok(taken.is_some())
     }
 
     async fn set_session_auth(&self, id: &str, auth_time: i64, amr: &str) -> StoreResult<bool> {

@@ -1,0 +1,278 @@
+//! Second factors — TOTP secrets, recovery codes and the challenges of a
+//! two-step sign-in: the records, the statements both backends run word for
+//! word, and the changes that take several statements in one transaction.
+//!
+//! Single use is the database's to enforce, so that it holds across
+//! instances: a TOTP step is accepted by a compare-and-set on `last_step`, a
+//! recovery code by setting `used_at` where it is NULL, a challenge attempt
+//! by counting where the count is below the limit.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Database, Encode, Type};
+
+use super::snapshot::b64;
+
+/// A user's TOTP factor; `secret` is sealed under the master key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct TotpRecord {
+    pub user_id: String,
+    #[serde(with = "b64")]
+    pub secret: Vec<u8>,
+    pub created_at: i64,
+    /// None until a first code confirmed the enrolment.
+    pub confirmed_at: Option<i64>,
+    /// The highest time step a code was accepted for.
+    pub last_step: i64,
+}
+
+/// One recovery code, as the SHA-256 digest of its normalised text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct RecoveryCodeRecord {
+    pub user_id: String,
+    pub digest: String,
+    pub created_at: i64,
+    pub used_at: Option<i64>,
+}
+
+/// The second step of a sign-in, owed once the password was right.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ChallengeRecord {
+    pub digest: String,
+    pub user_id: String,
+    /// The user's credentials as the password step saw them: a change since
+    /// voids the challenge.
+    pub credential_version: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Codes tried so far, the one being judged included.
+    pub attempts: i64,
+    pub user_agent: Option<String>,
+    /// Whether the password step came with this account's device token.
+    pub known_device: bool,
+}
+
+/// A user's second factors at a glance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Factors {
+    pub totp: Option<TotpRecord>,
+    /// Recovery codes not used yet.
+    pub recovery_codes_left: i64,
+}
+
+pub const TOTP: &str = "SELECT user_id, secret, created_at, confirmed_at, last_step
+     FROM totp_factors WHERE user_id = $1";
+pub const CODES_LEFT: &str =
+    "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL";
+/// A new, unconfirmed secret for user $1, replacing an unconfirmed one; a
+/// confirmed factor stays (nothing is returned then).
+pub const ENROL_TOTP: &str =
+    "INSERT INTO totp_factors (user_id, secret, created_at, confirmed_at, last_step)
+     VALUES ($1, $2, $3, NULL, 0)
+     ON CONFLICT (user_id) DO UPDATE
+       SET secret = excluded.secret, created_at = excluded.created_at, last_step = 0
+       WHERE totp_factors.confirmed_at IS NULL
+     RETURNING user_id";
+/// Accepts step $2 for user $1 once: only above every step accepted before.
+/// With $3 the factor is being confirmed (it must not be yet), otherwise it
+/// must be.
+pub const USE_TOTP_STEP: &str = "UPDATE totp_factors
+     SET last_step = $2, confirmed_at = COALESCE(confirmed_at, $4)
+     WHERE user_id = $1 AND last_step < $2 AND (confirmed_at IS NULL) = $3
+     RETURNING user_id";
+pub const DELETE_TOTP: &str = "DELETE FROM totp_factors WHERE user_id = $1 RETURNING user_id";
+pub const DELETE_CODES: &str = "DELETE FROM recovery_codes WHERE user_id = $1";
+pub const INSERT_CODE: &str =
+    "INSERT INTO recovery_codes (user_id, digest, created_at, used_at) VALUES ($1, $2, $3, $4)";
+pub const USE_CODE: &str = "UPDATE recovery_codes SET used_at = $3
+     WHERE user_id = $1 AND digest = $2 AND used_at IS NULL RETURNING user_id";
+pub const CONFIRMED: &str =
+    "SELECT user_id FROM totp_factors WHERE user_id = $1 AND confirmed_at IS NOT NULL";
+
+pub const INSERT_CHALLENGE: &str = "INSERT INTO mfa_challenges
+     (digest, user_id, credential_version, created_at, expires_at, attempts, user_agent, known_device)
+     VALUES ($1, $2, $3, $4, $5, 0, $6, $7)";
+/// Counts one attempt at challenge $1 unless it expired (at $2) or used its
+/// $3 attempts; returns it as it now is.
+pub const TRY_CHALLENGE: &str = "UPDATE mfa_challenges SET attempts = attempts + 1
+     WHERE digest = $1 AND expires_at > $2 AND attempts < $3
+     RETURNING digest, user_id, credential_version, created_at, expires_at, attempts, user_agent, known_device";
+pub const TAKE_CHALLENGE: &str = "DELETE FROM mfa_challenges WHERE digest = $1 RETURNING digest";
+
+// Every row, for `export`; challenges are not carried (they last minutes).
+pub const ALL_TOTP: &str = "SELECT user_id, secret, created_at, confirmed_at, last_step
+     FROM totp_factors ORDER BY user_id";
+pub const ALL_CODES: &str = "SELECT user_id, digest, created_at, used_at
+     FROM recovery_codes ORDER BY user_id, digest";
+pub const LOAD_TOTP: &str =
+    "INSERT INTO totp_factors (user_id, secret, created_at, confirmed_at, last_step)
+     VALUES ($1, $2, $3, $4, $5)";
+
+/// Accepts TOTP step `step` for `user_id` (see [`USE_TOTP_STEP`]). When
+/// `confirming`, the factor is confirmed at `now` and `codes` (digests)
+/// become its recovery codes, all in the one transaction `conn` is in.
+pub async fn use_totp_step<DB>(
+    conn: &mut DB::Connection,
+    user_id: &str,
+    step: i64,
+    confirming: Option<(&[String], i64)>,
+) -> Result<bool, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<i64>: for<'e> Encode<'e, DB> + Type<DB>,
+    bool: for<'e> Encode<'e, DB> + Type<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let accepted: Option<(String,)> = sqlx::query_as(USE_TOTP_STEP)
+        .bind(user_id)
+        .bind(step)
+        .bind(confirming.is_some())
+        .bind(confirming.map(|(_, now)| now))
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let (Some(_), Some((codes, now))) = (&accepted, confirming) {
+        put_codes::<DB>(conn, user_id, codes, now).await?;
+    }
+    Ok(accepted.is_some())
+}
+
+/// Replaces the recovery codes of `user_id` with `codes` (digests), if the
+/// user has a confirmed factor.
+pub async fn replace_codes<DB>(
+    conn: &mut DB::Connection,
+    user_id: &str,
+    codes: &[String],
+    now: i64,
+) -> Result<bool, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<i64>: for<'e> Encode<'e, DB> + Type<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let confirmed: Option<(String,)> = sqlx::query_as(CONFIRMED)
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if confirmed.is_some() {
+        put_codes::<DB>(conn, user_id, codes, now).await?;
+    }
+    Ok(confirmed.is_some())
+}
+
+async fn put_codes<DB>(
+    conn: &mut DB::Connection,
+    user_id: &str,
+    codes: &[String],
+    now: i64,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<i64>: for<'e> Encode<'e, DB> + Type<DB>,
+{
+    sqlx::query(DELETE_CODES)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    for digest in codes {
+        sqlx::query(INSERT_CODE)
+            .bind(user_id)
+            .bind(digest.as_str())
+            .bind(now)
+            .bind(None::<i64>)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Removes the TOTP factor of `user_id` and its recovery codes.
+pub async fn remove_totp<DB>(conn: &mut DB::Connection, user_id: &str) -> Result<bool, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let removed: Option<(String,)> = sqlx::query_as(DELETE_TOTP)
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    sqlx::query(DELETE_CODES)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(removed.is_some())
+}
+
+/// A user's factors, read on the connection `conn`.
+pub async fn factors<DB>(conn: &mut DB::Connection, user_id: &str) -> Result<Factors, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    TotpRecord: for<'r> sqlx::FromRow<'r, DB::Row>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let totp = sqlx::query_as(TOTP)
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (recovery_codes_left,) = sqlx::query_as(CODES_LEFT)
+        .bind(user_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Factors {
+        totp,
+        recovery_codes_left,
+    })
+}
+
+/// Loads exported factors into an empty database.
+pub async fn load<DB>(
+    conn: &mut DB::Connection,
+    totp: &[TotpRecord],
+    codes: &[RecoveryCodeRecord],
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    for<'e> &'e [u8]: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<i64>: for<'e> Encode<'e, DB> + Type<DB>,
+{
+    for t in totp {
+        sqlx::query(LOAD_TOTP)
+            .bind(t.user_id.as_str())
+            .bind(t.secret.as_slice())
+            .bind(t.created_at)
+            .bind(t.confirmed_at)
+            .bind(t.last_step)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for c in codes {
+        sqlx::query(INSERT_CODE)
+            .bind(c.user_id.as_str())
+            .bind(c.digest.as_str())
+            .bind(c.created_at)
+            .bind(c.used_at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
