@@ -14,6 +14,19 @@ export class LatchkeyError extends Error {
   sessionEnded: boolean;
   /** With code `mfa_required` (the password was right; a second factor is owed): the challenge for `verifyMfa()`. */
   mfaToken: string | null;
+  /** With code `mfa_required`: what the second step takes (`totp`, `recovery_code`, and `passkey` when the account has one). */
+  methods: string[] | null;
+}
+
+export interface Passkey {
+  /** The credential id (base64url). */
+  id: string;
+  name: string;
+  created_at: string;
+  last_used_at: string | null;
+  /** A synced passkey, which may be copied to the user's other devices. */
+  backup_eligible: boolean;
+  backed_up: boolean;
 }
 
 export interface MfaStatus {
@@ -127,7 +140,17 @@ export interface LatchkeyClient {
   /** Logs in (cookie mode); resolves to the user. Sends the device token an earlier login left in `storage`, so strangers' failed guesses never throttle this browser. */
   login(input: { email: string; password: string }): Promise<User>;
   /** The second step of a sign-in, after `login` rejected with `mfa_required`: its `mfaToken` and a code from the authenticator app, or a recovery code; resolves to the user. */
-  verifyMfa(input: { mfaToken: string; code: string } | { mfaToken: string; recoveryCode: string }): Promise<User>;
+  verifyMfa(input: { mfaToken: string; code: string } | { mfaToken: string; recoveryCode: string } | { mfaToken: string; passkey: true }): Promise<User>;
+  /** Signs in with a passkey alone (the browser offers the ones it holds for this site); resolves to the user. */
+  signInWithPasskey(): Promise<User>;
+  /** Registers a passkey on this device (needs a recent sign-in); `name` defaults to the device's. */
+  registerPasskey(input?: { name?: string }): Promise<Passkey>;
+  /** The user's passkeys. */
+  passkeys(): Promise<Passkey[]>;
+  /** Renames one of the user's passkeys. */
+  renamePasskey(id: string, name: string): Promise<void>;
+  /** Removes one of the user's passkeys (needs a recent sign-in). */
+  removePasskey(id: string): Promise<void>;
   /** The user's second factors. */
   mfa(): Promise<MfaStatus>;
   /** Starts an authenticator-app enrolment (needs a recent sign-in); nothing changes until `confirmTotp`. */

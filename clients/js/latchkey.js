@@ -40,8 +40,10 @@ export class LatchkeyError extends Error {
     this.description = description;
     /** True when this failure ended the session (the logout events have fired). */
     this.sessionEnded = false;
-    /** With code `mfa_required`: the challenge to pass to `verifyMfa()`. */
+    /** With code `mfa_required`: the challenge to pass to `verifyMfa()`… */
     this.mfaToken = null;
+    /** …and what it takes: `totp`, `recovery_code`, `passkey`. */
+    this.methods = null;
   }
 }
 
@@ -61,7 +63,65 @@ async function errorOf(resp) {
     typeof body?.error_description === 'string' ? body.error_description : resp.statusText;
   const error = new LatchkeyError(resp.status, code, description);
   if (typeof body?.mfa_token === 'string') error.mfaToken = body.mfa_token;
+  if (Array.isArray(body?.methods)) error.methods = body.methods;
   return error;
+}
+
+// WebAuthn options and answers travel as JSON with binary fields in
+// base64url; the browser wants ArrayBuffers. Recent browsers convert both
+// ways themselves (parse…OptionsFromJSON, toJSON); these do it otherwise.
+function fromB64url(text) {
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/');
+  const raw = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
+  return Uint8Array.from(raw, (c) => c.charCodeAt(0)).buffer;
+}
+
+function toB64url(buffer) {
+  let raw = '';
+  for (const byte of new Uint8Array(buffer)) raw += String.fromCharCode(byte);
+  return btoa(raw).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function creationOptions(json) {
+  const PKC = globalThis.PublicKeyCredential;
+  if (typeof PKC?.parseCreationOptionsFromJSON === 'function') return PKC.parseCreationOptionsFromJSON(json);
+  return {
+    ...json,
+    challenge: fromB64url(json.challenge),
+    user: { ...json.user, id: fromB64url(json.user.id) },
+    excludeCredentials: (json.excludeCredentials ?? []).map((c) => ({ ...c, id: fromB64url(c.id) })),
+  };
+}
+
+function requestOptions(json) {
+  const PKC = globalThis.PublicKeyCredential;
+  if (typeof PKC?.parseRequestOptionsFromJSON === 'function') return PKC.parseRequestOptionsFromJSON(json);
+  return {
+    ...json,
+    challenge: fromB64url(json.challenge),
+    allowCredentials: (json.allowCredentials ?? []).map((c) => ({ ...c, id: fromB64url(c.id) })),
+  };
+}
+
+function credentialJSON(credential) {
+  if (typeof credential.toJSON === 'function') return credential.toJSON();
+  const r = credential.response;
+  const response = { clientDataJSON: toB64url(r.clientDataJSON) };
+  if (r.attestationObject) {
+    response.attestationObject = toB64url(r.attestationObject);
+    response.transports = r.getTransports?.() ?? [];
+  } else {
+    response.authenticatorData = toB64url(r.authenticatorData);
+    response.signature = toB64url(r.signature);
+    if (r.userHandle) response.userHandle = toB64url(r.userHandle);
+  }
+  return {
+    id: credential.id,
+    rawId: toB64url(credential.rawId),
+    type: credential.type,
+    response,
+    clientExtensionResults: credential.getClientExtensionResults?.() ?? {},
+  };
 }
 
 function defaultStorage() {
@@ -506,15 +566,59 @@ export function createClient({
 
     /**
      * The second step of a sign-in: the `mfaToken` of the `mfa_required`
-     * error and a code from the authenticator app (or a `recoveryCode`);
-     * resolves to the user.
+     * error and a code from the authenticator app, a `recoveryCode`, or
+     * `passkey: true` to use one of the account's passkeys; resolves to the
+     * user.
      */
-    async verifyMfa({ mfaToken, code, recoveryCode } = {}) {
+    async verifyMfa({ mfaToken, code, recoveryCode, passkey } = {}) {
       const payload = { mfa_token: mfaToken };
       if (code !== undefined) payload.code = code;
       if (recoveryCode !== undefined) payload.recovery_code = recoveryCode;
+      if (passkey) {
+        const ceremony = await publicCall('/v1/login/mfa/passkey/options', { mfa_token: mfaToken });
+        const credential = await navigator.credentials.get({ publicKey: requestOptions(ceremony.options.publicKey) });
+        payload.passkey = { token: ceremony.token, credential: credentialJSON(credential) };
+      }
       const body = await startSession('/v1/login/mfa', payload);
       return body.user ?? api('/v1/me');
+    },
+
+    /**
+     * Signs in with a passkey alone: the browser offers the passkeys it holds
+     * for this site (no address typed); resolves to the user.
+     */
+    async signInWithPasskey() {
+      const ceremony = await publicCall('/v1/login/passkey/options', {});
+      const credential = await navigator.credentials.get({ publicKey: requestOptions(ceremony.options.publicKey) });
+      const body = await startSession('/v1/login/passkey', { token: ceremony.token, credential: credentialJSON(credential) });
+      return body.user ?? api('/v1/me');
+    },
+
+    /**
+     * Registers a passkey on this device for the logged-in user (needs a
+     * recent sign-in); resolves to it (`{ id, name, … }`).
+     */
+    async registerPasskey({ name } = {}) {
+      const ceremony = await api('/v1/passkeys/register/options', { method: 'POST' });
+      const credential = await navigator.credentials.create({ publicKey: creationOptions(ceremony.options.publicKey) });
+      const body = { token: ceremony.token, credential: credentialJSON(credential) };
+      if (name !== undefined) body.name = name;
+      return api('/v1/passkeys', { method: 'POST', body });
+    },
+
+    /** The user's passkeys. */
+    async passkeys() {
+      return (await api('/v1/passkeys')).passkeys;
+    },
+
+    /** Renames one of the user's passkeys. */
+    async renamePasskey(id, name) {
+      await api(`/v1/passkeys/${encodeURIComponent(id)}`, { method: 'PATCH', body: { name } });
+    },
+
+    /** Removes one of the user's passkeys (needs a recent sign-in). */
+    async removePasskey(id) {
+      await api(`/v1/passkeys/${encodeURIComponent(id)}`, { method: 'DELETE' });
     },
 
     /** The user's second factors: `{ totp, totp_pending, recovery_codes_left }`. */

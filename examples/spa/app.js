@@ -1,6 +1,6 @@
 // A single-page app on the Latchkey browser client: register, log in (with
 // two-step sign-in when the account has it), profile, devices (sessions) with
-// revoke, password change, an authenticator app and recovery codes, log out
+// revoke, password change, an authenticator app, recovery codes and passkeys, log out
 // (here or everywhere), and the pages the mailed links open (verify the address,
 // reset a forgotten password, confirm or undo an email change). No framework and no build step; every piece of text from the
 // server goes in with textContent, never as HTML.
@@ -155,7 +155,34 @@ async function showSecurity() {
   $('totp-disable').hidden = !status.totp;
   $('codes-regenerate').hidden = !status.totp;
   $('totp-enrolment').hidden = true;
+  await showPasskeys();
   show('security');
+}
+
+async function showPasskeys() {
+  const passkeys = await client.passkeys();
+  const items = passkeys.map((p) => {
+    const li = document.createElement('li');
+    li.dataset.testid = 'passkey-row';
+    const name = document.createElement('span');
+    name.dataset.testid = 'passkey-name';
+    name.textContent = p.name;
+    const used = document.createElement('small');
+    used.textContent = p.last_used_at ? ` last used ${when(p.last_used_at)}` : ' never used';
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'danger';
+    remove.dataset.testid = 'passkey-remove';
+    remove.textContent = 'Remove';
+    remove.addEventListener('click', action(async () => {
+      await withStepUp(() => client.removePasskey(p.id));
+      await showPasskeys();
+      say('Passkey removed.');
+    }));
+    li.append(name, used, remove);
+    return li;
+  });
+  $('passkey-list').replaceChildren(...items);
 }
 
 function showRecoveryCodes(codes) {
@@ -204,6 +231,7 @@ $('login-form').addEventListener('submit', action(async (event) => {
   } catch (error) {
     if (error?.code !== 'mfa_required') throw error;
     mfaToken = error.mfaToken;
+    $('mfa-passkey').hidden = !error.methods?.includes('passkey');
     show('mfa');
     $('mfa-code').focus();
   }
@@ -222,6 +250,21 @@ $('mfa-form').addEventListener('submit', action(async (event) => {
   }
   mfaToken = null;
   event.target.reset();
+}));
+
+$('passkey-login').addEventListener('click', action(async () => {
+  await client.signInWithPasskey();
+}));
+
+$('mfa-passkey').addEventListener('click', action(async () => {
+  await client.verifyMfa({ mfaToken, passkey: true });
+  mfaToken = null;
+}));
+
+$('passkey-add').addEventListener('click', action(async () => {
+  const passkey = await withStepUp(() => client.registerPasskey());
+  await showPasskeys();
+  say(`Passkey "${passkey.name}" added.`);
 }));
 
 $('totp-setup').addEventListener('click', action(async () => {

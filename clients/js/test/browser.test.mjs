@@ -15,10 +15,11 @@
 // own cookie jar and storage); pages in one context are tabs of one browser.
 
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+
+import { totpCode } from './totp.mjs';
 
 const { LATCHKEY_URL, SPA_URL, FOREIGN_URL, ARTIFACTS_DIR, OUTBOX_DIR } = process.env;
 const CHROMIUM = process.env.LATCHKEY_CHROMIUM || '/usr/bin/chromium';
@@ -599,20 +600,6 @@ test('a stale sign-in is asked for the password before another device is revoked
   await laptop.close();
   await phone.close();
 });
-
-/** The RFC 6238 code (SHA-1, 6 digits, 30 s) of a base-32 secret for the step `offset` steps from now. */
-function totpCode(secret, offset = 0) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of secret.replace(/=+$/, '')) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
-  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + offset));
-  const mac = createHmac('sha1', key).update(counter).digest();
-  const at = mac[mac.length - 1] & 0xf;
-  const value = (mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000;
-  return String(value).padStart(6, '0');
-}
 
 test('two-step sign-in: an authenticator app is set up, then signs in with its code or a recovery code', { skip, timeout: 45_000 }, async () => {
   const laptop = await device();

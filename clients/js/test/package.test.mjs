@@ -41,13 +41,14 @@ const methods = ['register', 'login', 'logout', 'logoutAll', 'changePassword', '
   'resetPassword', 'verifyEmail', 'requestVerification', 'resendVerification', 'changeEmail',
   'confirmEmailChange', 'cancelEmailChange', 'sessions', 'revokeSession', 'reauthenticate', 'me', 'events', 'fetch',
   'verifyMfa', 'mfa', 'enrolTotp', 'confirmTotp', 'disableTotp', 'regenerateRecoveryCodes',
+  'signInWithPasskey', 'registerPasskey', 'passkeys', 'renamePasskey', 'removePasskey',
   'accessToken', 'isLoggedIn', 'resume', 'refresh', 'sessionId', 'on', 'close'];
 const missing = methods.filter((m) => typeof client[m] !== 'function');
 if (missing.length) throw new Error('missing: ' + missing);
 if (!(new LatchkeyError(400, 'x') instanceof Error)) throw new Error('LatchkeyError');
 console.log('imported', methods.length, 'methods');
 `);
-  assert.match(run('node', ['index.mjs'], project), /imported 32 methods/);
+  assert.match(run('node', ['index.mjs'], project), /imported 37 methods/);
 
   writeFileSync(join(project, 'check.ts'), `
 import { createClient, LatchkeyError, type Session, type SecurityEventPage, type User } from '${manifest.name}';

@@ -196,6 +196,13 @@ impl App {
             account_daily_failure_limit: settings.account_daily_failure_limit,
         };
         let (mailer, courier) = mail_parts(&settings, &store, &clock, &master)?;
+        let webauthn = match settings.passkeys().map_err(anyhow::Error::msg)? {
+            Some((rp_id, origins)) => Some(
+                crate::domain::passkeys::relying_party(&rp_id, &origins, &rp_id)
+                    .map_err(|e| anyhow::anyhow!("passkeys: {e}"))?,
+            ),
+            None => None,
+        };
         let parts = Parts {
             store: store.clone(),
             clock: clock.clone(),
@@ -206,6 +213,7 @@ impl App {
             hook_policy: WebhookPolicy {
                 allow_private: settings.webhook_allow_private,
             },
+            webauthn,
         };
         let auth = Auth::new(parts, &master, config);
         let dispatcher = Dispatcher::new(

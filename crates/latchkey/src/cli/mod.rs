@@ -194,6 +194,8 @@ pub enum KeysCommand {
     /// signed is refused, by every instance and by verifiers that follow the
     /// revocation feed. A key that signs now is first replaced by a new one.
     Revoke {
+        /// The key id; one that begins with `-` is taken as it is.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Algorithm of the replacement key, if one is needed (default: signing_alg).
         #[arg(long)]

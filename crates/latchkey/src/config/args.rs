@@ -119,6 +119,12 @@ pub struct ServerArgs {
     /// Comma-separated browser origins allowed with credentials (default none)
     #[arg(long, env = "LATCHKEY_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
+    /// Relying-party id of passkeys: the host of app_url or the issuer, or a domain it belongs to (default: the host of app_url, else of the issuer; passkeys are off when that is an IP address)
+    #[arg(long, env = "LATCHKEY_PASSKEY_RP_ID")]
+    pub passkey_rp_id: Option<String>,
+    /// Comma-separated origins passkey ceremonies may come from, on the relying-party id or its subdomains (default: those of the issuer, app_url and cors_origins that are)
+    #[arg(long, env = "LATCHKEY_PASSKEY_ORIGINS")]
+    pub passkey_origins: Option<String>,
     /// Log format: pretty, json or auto (default auto: pretty on a TTY, json otherwise)
     #[arg(long, env = "LATCHKEY_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -209,7 +215,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting by its name, which is also its TOML key; the env name and
     /// flag follow from it (a test checks that clap agrees).
-    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 48] {
+    pub(super) fn values(&self) -> [(&'static str, Option<&String>); 50] {
         let (d, s) = (&self.deployment, &self.server);
         [
             ("listen", s.listen.as_ref()),
@@ -241,6 +247,8 @@ impl SettingsArgs {
             ("trusted_proxies", s.trusted_proxies.as_ref()),
             ("proxy_header", s.proxy_header.as_ref()),
             ("cors_origins", s.cors_origins.as_ref()),
+            ("passkey_rp_id", s.passkey_rp_id.as_ref()),
+            ("passkey_origins", s.passkey_origins.as_ref()),
             ("log_format", s.log_format.as_ref()),
             ("metrics_token", s.metrics_token.as_ref()),
             ("request_timeout", s.request_timeout.as_ref()),

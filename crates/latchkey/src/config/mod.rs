@@ -45,7 +45,13 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 /// Settings that hold several values: comma-separated in env and flags, and
 /// also an array of strings in the TOML file.
-const LIST_SETTINGS: [&str; 4] = ["trusted_proxies", "cors_origins", "mail_notices", "compat"];
+const LIST_SETTINGS: [&str; 5] = [
+    "trusted_proxies",
+    "cors_origins",
+    "mail_notices",
+    "compat",
+    "passkey_origins",
+];
 const DURATION_HINT: &str = "expected a duration such as 300, 300s, 5m, 2h or 7d";
 
 /// The validated settings the server runs with. Its `Debug` shows no
@@ -105,6 +111,10 @@ pub struct Settings {
     pub proxy_header: ProxyHeader,
     /// Browser origins (`scheme://host[:port]`, lower case) allowed with credentials.
     pub cors_origins: Vec<String>,
+    /// The passkeys' relying-party id as set (a domain); see [`Settings::passkeys`].
+    pub passkey_rp_id: Option<String>,
+    /// The origins passkey ceremonies may come from, as set.
+    pub passkey_origins: Vec<String>,
     /// `None` = pretty on a TTY, JSON otherwise.
     pub log_format: Option<LogFormat>,
     /// The bearer token `/metrics` requires; `None` leaves it public.
@@ -164,6 +174,9 @@ pub enum LogFormat {
 /// Why the settings could not be loaded; every message names the setting or file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The passkey settings do not fit the issuer and app_url.
+    #[error("invalid passkey settings: {0}")]
+    Passkeys(String),
     /// `--config` names a file that does not exist.
     #[error("configuration file {} not found", .path.display())]
     FileNotFound {
@@ -284,6 +297,8 @@ impl Settings {
             trusted_proxies: Vec::new(),
             proxy_header: ProxyHeader::XForwardedFor,
             cors_origins: Vec::new(),
+            passkey_rp_id: None,
+            passkey_origins: Vec::new(),
             log_format: None,
             metrics_token: None,
             request_timeout: 30 * SECOND,
@@ -339,7 +354,66 @@ impl Settings {
                 session: s.session_ttl,
             });
         }
+        s.passkeys().map_err(ConfigError::Passkeys)?;
         Ok(s)
+    }
+
+    /// The relying party passkeys use: its id and the origins ceremonies may
+    /// come from. The id is `passkey_rp_id`, else the host of `app_url`,
+    /// else the issuer's; it must be that host or a domain it belongs to.
+    /// The origins are `passkey_origins`, else those of the issuer, `app_url`
+    /// and `cors_origins` that belong to the id. None (passkeys off) when
+    /// only IP addresses are at hand: browsers refuse passkeys there.
+    pub fn passkeys(&self) -> Result<Option<(String, Vec<String>)>, String> {
+        let host = |url: &str| {
+            url::Url::parse(url)
+                .ok()
+                .and_then(|u| u.domain().map(str::to_string))
+        };
+        let under = |host: &str, id: &str| host == id || host.ends_with(&format!(".{id}"));
+        let app = self.mail.app_url.as_deref();
+        let hosts: Vec<String> = [app, Some(self.issuer.as_str())]
+            .into_iter()
+            .flatten()
+            .filter_map(host)
+            .collect();
+        let Some(id) = self
+            .passkey_rp_id
+            .clone()
+            .or_else(|| hosts.first().cloned())
+        else {
+            return Ok(None);
+        };
+        if !hosts.iter().any(|h| under(h, &id)) {
+            return Err(format!(
+                "passkey_rp_id {id} is neither the host of the issuer or app_url nor a domain they belong to"
+            ));
+        }
+        if let Some(stray) = self
+            .passkey_origins
+            .iter()
+            .find(|o| !host(o).is_some_and(|h| under(&h, &id)))
+        {
+            return Err(format!(
+                "passkey_origins: {stray} is not on {id} or one of its subdomains"
+            ));
+        }
+        let origins = match self.passkey_origins.is_empty() {
+            false => self.passkey_origins.clone(),
+            true => {
+                let mut all: Vec<String> = [Some(self.issuer.as_str()), app]
+                    .into_iter()
+                    .flatten()
+                    .map(|u| u.trim_end_matches('/').to_string())
+                    .chain(self.cors_origins.iter().cloned())
+                    .filter(|o| host(o).is_some_and(|h| under(&h, &id)))
+                    .filter_map(|o| parse_origin(&o).ok())
+                    .collect();
+                all.dedup();
+                all
+            }
+        };
+        Ok(Some((id, origins)))
     }
 
     fn read_tokens(&mut self, r: &Reader<'_>) -> Result<(), ConfigError> {
@@ -461,6 +535,8 @@ impl Settings {
         self.trusted_proxies = r.list("trusted_proxies", parse_proxy)?;
         r.set("proxy_header", &mut self.proxy_header, parse_proxy_header)?;
         self.cors_origins = r.list("cors_origins", parse_origin)?;
+        self.passkey_rp_id = r.opt("passkey_rp_id", parse_rp_id)?;
+        self.passkey_origins = r.list("passkey_origins", parse_origin)?;
         r.set("log_format", &mut self.log_format, parse_log_format)?;
         self.metrics_token = r.opt("metrics_token", parse_metrics_token)?;
         r.set(

@@ -642,3 +642,62 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn passkeys_take_their_relying_party_from_app_url_or_the_issuer() {
+    let party = |argv: &[&str]| load(&flags(argv)).passkeys().expect("passkeys");
+    assert_eq!(
+        party(&["--issuer", "http://127.0.0.1:8080"]),
+        None,
+        "no domain"
+    );
+    assert_eq!(
+        party(&[
+            "--issuer",
+            "https://auth.example.com",
+            "--app-url",
+            "https://app.example.com",
+            "--cors-origins",
+            "https://app.example.com,https://elsewhere.test",
+        ]),
+        Some((
+            "app.example.com".to_string(),
+            vec!["https://app.example.com".to_string()]
+        ))
+    );
+    assert_eq!(
+        party(&[
+            "--issuer",
+            "https://auth.example.com",
+            "--app-url",
+            "https://app.example.com",
+            "--passkey-rp-id",
+            "Example.com",
+        ]),
+        Some((
+            "example.com".to_string(),
+            vec![
+                "https://auth.example.com".to_string(),
+                "https://app.example.com".to_string()
+            ]
+        ))
+    );
+    let message = load_err(&flags(&[
+        "--issuer",
+        "https://auth.example.com",
+        "--passkey-rp-id",
+        "other.test",
+    ]));
+    assert!(message.contains("passkey_rp_id other.test"), "{message}");
+    let message = load_err(&flags(&[
+        "--issuer",
+        "https://auth.example.com",
+        "--passkey-origins",
+        "https://phish.test",
+    ]));
+    assert!(message.contains("https://phish.test"), "{message}");
+    for bad in ["10.0.0.1", "https://example.com", "exa mple.com"] {
+        let message = load_err(&flags(&["--passkey-rp-id", bad]));
+        assert!(message.contains("passkey_rp_id"), "{bad}: {message}");
+    }
+}

@@ -139,6 +139,18 @@ pub(super) fn parse_audience(s: &str) -> Result<String, String> {
 
 /// Browsers send `Origin` in lower case and without a default port, so the
 /// configured value is normalised the same way to compare equal.
+/// A relying-party id: a domain name, lower case, not an IP address.
+pub(super) fn parse_rp_id(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    let domain = url::Url::parse(&format!("https://{lower}/"))
+        .ok()
+        .and_then(|u| u.domain().map(str::to_string));
+    match domain {
+        Some(d) if d == lower && !d.ends_with('.') => Ok(d),
+        _ => Err("expected a domain name such as example.com (not an address or URL)".to_owned()),
+    }
+}
+
 pub(super) fn parse_origin(s: &str) -> Result<String, String> {
     if s == "*" {
         return Err("\"*\" is not allowed with credentials: list each origin".to_owned());

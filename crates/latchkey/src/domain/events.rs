@@ -51,6 +51,10 @@ pub enum EventKind {
     MfaFailed,
     RecoveryCodeUsed,
     RecoveryCodesRegenerated,
+    PasskeyAdded,
+    PasskeyRemoved,
+    /// A passkey whose signature counter went back: refused.
+    PasskeyCloneSuspected,
 }
 
 impl EventKind {
@@ -96,6 +100,9 @@ impl EventKind {
             EventKind::MfaFailed => "mfa_failed",
             EventKind::RecoveryCodeUsed => "recovery_code_used",
             EventKind::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            EventKind::PasskeyAdded => "passkey_added",
+            EventKind::PasskeyRemoved => "passkey_removed",
+            EventKind::PasskeyCloneSuspected => "passkey_clone_suspected",
         }
     }
 }

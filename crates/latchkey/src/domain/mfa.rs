@@ -71,6 +71,8 @@ pub struct MfaStatus {
 pub struct MfaChallenge {
     pub token: String,
     pub expires_in: i64,
+    /// What the second step takes: `totp`, `recovery_code`, `passkey`.
+    pub methods: Vec<&'static str>,
 }
 
 /// How a sign-in ended.
@@ -87,6 +89,11 @@ pub enum Proof<'a> {
     /// A code from the authenticator app.
     Totp(&'a str),
     RecoveryCode(&'a str),
+    /// A passkey's answer to the ceremony `ceremony` started for this sign-in.
+    Passkey {
+        ceremony: &'a str,
+        answer: &'a serde_json::Value,
+    },
 }
 
 impl Auth {
@@ -234,9 +241,14 @@ impl Auth {
             known_device,
         };
         self.store.insert_challenge(&record).await?;
+        let mut methods = vec!["totp", "recovery_code"];
+        if self.webauthn.is_some() && !self.store.passkeys(&user.id).await?.is_empty() {
+            methods.push("passkey");
+        }
         Ok(MfaChallenge {
             token,
             expires_in: CHALLENGE_TTL,
+            methods,
         })
     }
 
@@ -266,13 +278,18 @@ impl Auth {
             .await?
             .filter(|u| u.credential_version == found.credential_version && !u.disabled)
             .ok_or(AuthError::InvalidGrant(BAD_CHALLENGE))?;
-        if !self.prove(&user, proof, None, client).await? {
-            return Err(AuthError::WrongCode);
-        }
+        let amr = match proof {
+            Proof::Passkey { ceremony, answer } => {
+                let key = self.prove_passkey(&user, ceremony, answer, client).await?;
+                format!("pwd {key} mfa")
+            }
+            _ if self.prove(&user, proof, None, client).await? => MFA_AMR.to_string(),
+            _ => return Err(AuthError::WrongCode),
+        };
         if !self.store.take_challenge(&key).await? {
             return Err(AuthError::InvalidGrant(BAD_CHALLENGE));
         }
-        self.sign_in(&user, found.known_device, None, MFA_AMR, client)
+        self.sign_in(&user, found.known_device, None, &amr, client)
             .await
     }
 
@@ -285,6 +302,13 @@ impl Auth {
         session_id: Option<&str>,
         client: &Client,
     ) -> Result<bool, AuthError> {
+        if let Proof::Passkey { ceremony, answer } = proof {
+            // Nothing to guess: no throttle, and a refusal is only a refusal.
+            return Ok(self
+                .prove_passkey(user, ceremony, answer, client)
+                .await
+                .is_ok());
+        }
         let attempt = self.begin_code_attempt(&user.id, client).await?;
         let now = self.now();
         let check = async {
@@ -303,6 +327,7 @@ impl Auth {
                         None => Ok(false),
                     }
                 }
+                Proof::Passkey { .. } => Ok(false),
                 Proof::RecoveryCode(code) => {
                     let Some(normal) = normalize_code(code) else {
                         return Ok(false);

@@ -36,6 +36,7 @@ pub mod mail;
 pub mod mfa;
 pub mod model;
 mod notices;
+pub mod passkeys;
 pub mod password;
 pub mod recovery;
 pub mod refresh;

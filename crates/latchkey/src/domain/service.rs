@@ -99,6 +99,8 @@ pub struct Auth {
     pub(super) master: MasterKey,
     pub(super) hook_policy: WebhookPolicy,
     pub(super) hooks_wake: HookWaker,
+    /// The passkeys' relying party; None when passkeys are off.
+    pub(super) webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 /// What the service is built from, besides its configuration and the
@@ -111,6 +113,8 @@ pub struct Parts {
     pub policy: PasswordPolicy,
     pub mail: Mailer,
     pub hook_policy: WebhookPolicy,
+    /// See [`super::passkeys::relying_party`].
+    pub webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 impl Auth {
@@ -123,6 +127,7 @@ impl Auth {
             policy,
             mail,
             hook_policy,
+            webauthn,
         } = parts;
         let rules = Rules {
             issuer: config.issuer.clone(),
@@ -147,6 +152,7 @@ impl Auth {
             master: master.clone(),
             hook_policy,
             hooks_wake: HookWaker::default(),
+            webauthn,
         }
     }
 

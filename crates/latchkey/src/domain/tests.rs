@@ -76,6 +76,7 @@ async fn world_with(configure: impl FnOnce(&mut AuthConfig)) -> World {
         policy: PasswordPolicy { min_length: 8 },
         mail: mailer(&master),
         hook_policy: Default::default(),
+        webauthn: None,
     };
     let auth = Arc::new(Auth::new(parts, &master, config));
     let client = Client::default();

@@ -77,9 +77,12 @@ pub struct LoginMfaRequest {
     /// A code from the authenticator app…
     #[serde(default)]
     pub code: Option<String>,
-    /// …or one of the recovery codes (spent).
+    /// …or one of the recovery codes (spent)…
     #[serde(default)]
     pub recovery_code: Option<String>,
+    /// …or a passkey's answer to `POST /v1/login/mfa/passkey/options`.
+    #[serde(default)]
+    pub passkey: Option<super::passkeys::PasskeyAnswer>,
     /// Browser mode: the refresh token is set as an HttpOnly cookie instead.
     #[serde(default)]
     pub cookie: Option<bool>,
@@ -96,7 +99,8 @@ pub struct MfaRequired {
     pub mfa_token: String,
     /// Seconds the challenge lasts.
     pub expires_in: i64,
-    /// What the second step takes: `totp`, `recovery_code`.
+    /// What the second step takes: `totp`, `recovery_code`, and `passkey`
+    /// when the account has one.
     pub methods: Vec<&'static str>,
 }
 
@@ -166,7 +170,7 @@ async fn register(
 }
 
 /// A token response in the mode the client asked for.
-fn respond(
+pub(super) fn respond(
     state: &AppState,
     jar: CookieJar,
     browser: bool,
@@ -221,7 +225,7 @@ async fn login(
         error_description: "the password is right; this account also needs a code from its authenticator app or a recovery code: POST /v1/login/mfa",
         mfa_token: challenge.token,
         expires_in: challenge.expires_in,
-        methods: vec!["totp", "recovery_code"],
+        methods: challenge.methods,
     };
     Ok((StatusCode::FORBIDDEN, axum::Json(body)).into_response())
 }
@@ -247,8 +251,14 @@ async fn login_mfa(
         state.browser.check_origin(&headers)?;
     }
     state.password_limit.check(meta.ip)?;
-    let proof = super::mfa::proof(req.code.as_deref(), req.recovery_code.as_deref())?
-        .ok_or_else(|| ApiError::InvalidRequest("`code` or `recovery_code` is required".into()))?;
+    let proof = super::mfa::proof(
+        req.code.as_deref(),
+        req.recovery_code.as_deref(),
+        req.passkey.as_ref(),
+    )?
+    .ok_or_else(|| {
+        ApiError::InvalidRequest("`code`, `recovery_code` or `passkey` is required".into())
+    })?;
     let pair = state
         .auth
         .complete_sign_in(&req.mfa_token, proof, &meta.client)

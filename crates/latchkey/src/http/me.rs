@@ -164,7 +164,7 @@ async fn reauthenticate(
         .reauthenticate(
             &caller,
             &req.password,
-            super::mfa::proof(req.code.as_deref(), req.recovery_code.as_deref())?,
+            super::mfa::proof(req.code.as_deref(), req.recovery_code.as_deref(), None)?,
             &meta.client,
         )
         .await?;

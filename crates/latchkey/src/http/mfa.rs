@@ -23,18 +23,24 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(regenerate_codes))
 }
 
-/// The second factor a request carries: `code` or `recovery_code`, not both.
+/// The second factor a request carries: `code`, `recovery_code` or a
+/// passkey's answer, one at most.
 pub fn proof<'a>(
     code: Option<&'a str>,
     recovery_code: Option<&'a str>,
+    passkey: Option<&'a super::passkeys::PasskeyAnswer>,
 ) -> Result<Option<Proof<'a>>, ApiError> {
-    match (code, recovery_code) {
-        (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
-            "send either `code` or `recovery_code`, not both".into(),
+    match (code, recovery_code, passkey) {
+        (Some(code), None, None) => Ok(Some(Proof::Totp(code))),
+        (None, Some(code), None) => Ok(Some(Proof::RecoveryCode(code))),
+        (None, None, Some(p)) => Ok(Some(Proof::Passkey {
+            ceremony: &p.token,
+            answer: &p.credential,
+        })),
+        (None, None, None) => Ok(None),
+        _ => Err(ApiError::InvalidRequest(
+            "send one of `code`, `recovery_code` and `passkey`".into(),
         )),
-        (Some(code), None) => Ok(Some(Proof::Totp(code))),
-        (None, Some(code)) => Ok(Some(Proof::RecoveryCode(code))),
-        (None, None) => Ok(None),
     }
 }
 

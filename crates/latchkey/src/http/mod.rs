@@ -16,6 +16,7 @@ pub mod mfa;
 pub mod middleware;
 pub mod ops;
 pub mod pages;
+pub mod passkeys;
 pub mod recovery;
 pub mod resource;
 pub mod sessions;
@@ -81,6 +82,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(me::router())
         .merge(mfa::router())
+        .merge(passkeys::router())
         .merge(recovery::router())
         .merge(sessions::router())
         .merge(wellknown::router())

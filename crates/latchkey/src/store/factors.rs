@@ -51,6 +51,33 @@ pub struct ChallengeRecord {
     pub known_device: bool,
 }
 
+/// A passkey: a WebAuthn credential of one user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct PasskeyRecord {
+    /// The credential id, base64url.
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// The credential as the WebAuthn library keeps it, JSON.
+    pub credential: String,
+    pub counter: i64,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A WebAuthn ceremony's state, between its options and its answer.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CeremonyRecord {
+    pub digest: String,
+    /// The user it is for; None for a sign-in that does not know yet.
+    pub user_id: Option<String>,
+    pub purpose: String,
+    pub state: String,
+    pub expires_at: i64,
+}
+
 /// A user's second factors at a glance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Factors {
@@ -98,7 +125,50 @@ pub const TRY_CHALLENGE: &str = "UPDATE mfa_challenges SET attempts = attempts +
      RETURNING digest, user_id, credential_version, created_at, expires_at, attempts, user_agent, known_device";
 pub const TAKE_CHALLENGE: &str = "DELETE FROM mfa_challenges WHERE digest = $1 RETURNING digest";
 
-// Every row, for `export`; challenges are not carried (they last minutes).
+macro_rules! passkey_columns {
+    () => {
+        "id, user_id, name, credential, counter, backup_eligible, backup_state, created_at, last_used_at"
+    };
+}
+
+pub const PASSKEYS: &str = concat!(
+    "SELECT ",
+    passkey_columns!(),
+    " FROM passkeys WHERE user_id = $1 ORDER BY created_at, id"
+);
+pub const PASSKEY: &str = concat!(
+    "SELECT ",
+    passkey_columns!(),
+    " FROM passkeys WHERE id = $1"
+);
+pub const INSERT_PASSKEY: &str = concat!(
+    "INSERT INTO passkeys (",
+    passkey_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+);
+pub const RENAME_PASSKEY: &str =
+    "UPDATE passkeys SET name = $3 WHERE user_id = $1 AND id = $2 RETURNING id";
+pub const DELETE_PASSKEY: &str = "DELETE FROM passkeys WHERE user_id = $1 AND id = $2 RETURNING id";
+/// Records a use of passkey $1: its credential and flags as now verified,
+/// only while its stored counter is below the new one ($3), or both are 0
+/// (authenticators without a counter).
+pub const USE_PASSKEY: &str = "UPDATE passkeys
+     SET credential = $2, counter = $3, backup_eligible = $4, backup_state = $5, last_used_at = $6
+     WHERE id = $1 AND (counter < $3 OR (counter = 0 AND $3 = 0))
+     RETURNING id";
+pub const INSERT_CEREMONY: &str = "INSERT INTO passkey_ceremonies
+     (digest, user_id, purpose, state, expires_at) VALUES ($1, $2, $3, $4, $5)";
+/// Takes ceremony $1 of purpose $2, once, expired or not.
+pub const TAKE_CEREMONY: &str = "DELETE FROM passkey_ceremonies WHERE digest = $1 AND purpose = $2
+     RETURNING digest, user_id, purpose, state, expires_at";
+
+// Every row, for `export`; challenges and ceremonies are not carried (they
+// last minutes).
+pub const ALL_PASSKEYS: &str = concat!(
+    "SELECT ",
+    passkey_columns!(),
+    " FROM passkeys ORDER BY user_id, created_at, id"
+);
 pub const ALL_TOTP: &str = "SELECT user_id, secret, created_at, confirmed_at, last_step
      FROM totp_factors ORDER BY user_id";
 pub const ALL_CODES: &str = "SELECT user_id, digest, created_at, used_at
@@ -240,11 +310,33 @@ where
     })
 }
 
+/// The statement that stores a new passkey.
+pub fn insert_passkey<'q, DB>(p: &'q PasskeyRecord) -> super::sql::Query<'q, DB>
+where
+    DB: Database,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<i64>: for<'e> Encode<'e, DB> + Type<DB>,
+    bool: for<'e> Encode<'e, DB> + Type<DB>,
+{
+    sqlx::query(INSERT_PASSKEY)
+        .bind(p.id.as_str())
+        .bind(p.user_id.as_str())
+        .bind(p.name.as_str())
+        .bind(p.credential.as_str())
+        .bind(p.counter)
+        .bind(p.backup_eligible)
+        .bind(p.backup_state)
+        .bind(p.created_at)
+        .bind(p.last_used_at)
+}
+
 /// Loads exported factors into an empty database.
 pub async fn load<DB>(
     conn: &mut DB::Connection,
     totp: &[TotpRecord],
     codes: &[RecoveryCodeRecord],
+    passkeys: &[PasskeyRecord],
 ) -> Result<(), sqlx::Error>
 where
     DB: Database,
@@ -254,7 +346,11 @@ where
     for<'e> &'e [u8]: Encode<'e, DB> + Type<DB>,
     i64: for<'e> Encode<'e, DB> + Type<DB>,
     Option<i64>: for<'e> Encode<'e, DB> + Type<DB>,
+    bool: for<'e> Encode<'e, DB> + Type<DB>,
 {
+    for p in passkeys {
+        insert_passkey::<DB>(p).execute(&mut *conn).await?;
+    }
     for t in totp {
         sqlx::query(LOAD_TOTP)
             .bind(t.user_id.as_str())

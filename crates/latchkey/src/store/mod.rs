@@ -13,7 +13,9 @@ pub mod snapshot;
 mod sql;
 pub mod sqlite;
 
-pub use factors::{ChallengeRecord, Factors, RecoveryCodeRecord, TotpRecord};
+pub use factors::{
+    CeremonyRecord, ChallengeRecord, Factors, PasskeyRecord, RecoveryCodeRecord, TotpRecord,
+};
 pub use imports::{ImportSource, Imported};
 pub use snapshot::{ClientRecord, RevocationRecord, Snapshot, ThrottleRecord};
 
@@ -643,6 +645,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<ChallengeRecord>>;
     /// Ends a challenge; `true` for the one caller that ended it.
     async fn take_challenge(&self, digest: &str) -> StoreResult<bool>;
+    async fn passkeys(&self, user_id: &str) -> StoreResult<Vec<PasskeyRecord>>;
+    /// A passkey by its credential id, whoever's.
+    async fn passkey(&self, id: &str) -> StoreResult<Option<PasskeyRecord>>;
+    /// `Conflict` when the credential is registered already.
+    async fn insert_passkey(&self, passkey: &PasskeyRecord) -> StoreResult<()>;
+    async fn rename_passkey(&self, user_id: &str, id: &str, name: &str) -> StoreResult<bool>;
+    async fn delete_passkey(&self, user_id: &str, id: &str) -> StoreResult<bool>;
+    /// Records a verified use (see [`factors::USE_PASSKEY`]): `false` when
+    /// another use with a higher counter was recorded meanwhile.
+    async fn use_passkey(&self, used: &PasskeyRecord) -> StoreResult<bool>;
+    async fn insert_ceremony(&self, ceremony: &CeremonyRecord) -> StoreResult<()>;
+    /// Takes a ceremony of `purpose` once, expired or not.
+    async fn take_ceremony(
+        &self,
+        digest: &str,
+        purpose: &str,
+    ) -> StoreResult<Option<CeremonyRecord>>;
 
     async fn insert_session(
         &self,

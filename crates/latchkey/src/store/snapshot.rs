@@ -74,6 +74,8 @@ pub struct Snapshot {
     pub totp_factors: Vec<super::TotpRecord>,
     #[serde(default)]
     pub recovery_codes: Vec<super::RecoveryCodeRecord>,
+    #[serde(default)]
+    pub passkeys: Vec<super::PasskeyRecord>,
     /// The highest revocation cursor ever handed out, pruned rows included:
     /// the target continues above it, so verifiers' cursors stay meaningful.
     #[serde(default)]

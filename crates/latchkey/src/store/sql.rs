@@ -225,7 +225,7 @@ pub const LOAD_REVOCATION: &str = concat!(
 /// The pruner's statements, each deleting at most $2 rows older than $1.
 /// Key-based sub-selects: DELETE has no LIMIT on PostgreSQL, and
 /// CockroachDB has no ctid.
-pub const PRUNE: [&str; 8] = [
+pub const PRUNE: [&str; 9] = [
     "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1 OR revoked_at < $1 LIMIT $2)",
     "DELETE FROM revocations WHERE cursor IN (SELECT cursor FROM revocations WHERE revoked_at < $1 LIMIT $2)",
     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < $1 LIMIT $2)",
@@ -234,6 +234,7 @@ pub const PRUNE: [&str; 8] = [
     "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox WHERE (sent_at < $1 OR failed_at < $1) LIMIT $2)",
     "DELETE FROM email_tokens WHERE digest IN (SELECT digest FROM email_tokens WHERE expires_at < $1 LIMIT $2)",
     "DELETE FROM mfa_challenges WHERE digest IN (SELECT digest FROM mfa_challenges WHERE expires_at < $1 LIMIT $2)",
+    "DELETE FROM passkey_ceremonies WHERE digest IN (SELECT digest FROM passkey_ceremonies WHERE expires_at < $1 LIMIT $2)",
 ];
 
 /// Whether the database holds a deployment already (users or keys).
@@ -266,7 +267,7 @@ pub const ALL_KEYS: &str = SIGNING_KEYS;
 pub const ALL_CLIENTS: &str = LIST_CLIENTS;
 
 /// The prune cut-offs in the order of [`PRUNE`].
-pub fn prune_cutoffs(before: &super::PruneBefore) -> [i64; 8] {
+pub fn prune_cutoffs(before: &super::PruneBefore) -> [i64; 9] {
     [
         before.sessions,
         before.revocations,
@@ -274,6 +275,7 @@ pub fn prune_cutoffs(before: &super::PruneBefore) -> [i64; 8] {
         before.throttles,
         before.keys,
         before.mail,
+        before.tokens,
         before.tokens,
         before.tokens,
     ]
@@ -455,6 +457,7 @@ where
     ClientRecord: for<'r> FromRow<'r, DB::Row>,
     super::TotpRecord: for<'r> FromRow<'r, DB::Row>,
     super::RecoveryCodeRecord: for<'r> FromRow<'r, DB::Row>,
+    super::PasskeyRecord: for<'r> FromRow<'r, DB::Row>,
 {
     Ok(Snapshot {
         version: super::snapshot::SNAPSHOT_VERSION,
@@ -471,6 +474,9 @@ where
             .fetch_all(&mut *conn)
             .await?,
         recovery_codes: sqlx::query_as(super::factors::ALL_CODES)
+            .fetch_all(&mut *conn)
+            .await?,
+        passkeys: sqlx::query_as(super::factors::ALL_PASSKEYS)
             .fetch_all(&mut *conn)
             .await?,
         revocation_cursor: 0,
@@ -528,7 +534,8 @@ where
             .execute(&mut *conn)
             .await?;
     }
-    super::factors::load::<DB>(conn, &snap.totp_factors, &snap.recovery_codes).await
+    let f = (&snap.totp_factors, &snap.recovery_codes, &snap.passkeys);
+    super::factors::load::<DB>(conn, f.0, f.1, f.2).await
 }
 
 /// Raises the user's credential version and `not_before` and records the

@@ -799,6 +799,91 @@ impl Store for SqliteStore {
         Ok(taken.is_some())
     }
 
+    async fn passkeys(&self, user_id: &str) -> StoreResult<Vec<PasskeyRecord>> {
+        sqlx::query_as(factors::PASSKEYS)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn passkey(&self, id: &str) -> StoreResult<Option<PasskeyRecord>> {
+        sqlx::query_as(factors::PASSKEY)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn insert_passkey(&self, p: &PasskeyRecord) -> StoreResult<()> {
+        factors::insert_passkey::<sqlx::Sqlite>(p)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn rename_passkey(&self, user_id: &str, id: &str, name: &str) -> StoreResult<bool> {
+        let renamed: Option<(String,)> = sqlx::query_as(factors::RENAME_PASSKEY)
+            .bind(user_id)
+            .bind(id)
+            .bind(name)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(renamed.is_some())
+    }
+
+    async fn delete_passkey(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        let deleted: Option<(String,)> = sqlx::query_as(factors::DELETE_PASSKEY)
+            .bind(user_id)
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(deleted.is_some())
+    }
+
+    async fn use_passkey(&self, p: &PasskeyRecord) -> StoreResult<bool> {
+        let used: Option<(String,)> = sqlx::query_as(factors::USE_PASSKEY)
+            .bind(&p.id)
+            .bind(&p.credential)
+            .bind(p.counter)
+            .bind(p.backup_eligible)
+            .bind(p.backup_state)
+            .bind(p.last_used_at)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(used.is_some())
+    }
+
+    async fn insert_ceremony(&self, c: &CeremonyRecord) -> StoreResult<()> {
+        sqlx::query(factors::INSERT_CEREMONY)
+            .bind(&c.digest)
+            .bind(&c.user_id)
+            .bind(&c.purpose)
+            .bind(&c.state)
+            .bind(c.expires_at)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn take_ceremony(
+        &self,
+        digest: &str,
+        purpose: &str,
+    ) -> StoreResult<Option<CeremonyRecord>> {
+        sqlx::query_as(factors::TAKE_CEREMONY)
+            .bind(digest)
+            .bind(purpose)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
     async fn set_session_auth(&self, id: &str, auth_time: i64, amr: &str) -> StoreResult<bool> {
         let done = sqlx::query(sql::SET_SESSION_AUTH)
             .bind(id)

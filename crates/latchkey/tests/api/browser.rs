@@ -130,6 +130,75 @@ async fn the_admin_console_works_in_a_real_browser() {
     println!("{report}\nscreenshots: {}", artifacts.display());
 }
 
+/// Passkeys in Chromium with a virtual authenticator, through the example
+/// SPA (`clients/js/test/passkeys.test.mjs`): register, sign in alone and as
+/// the second step, a clone refused, removal. Passkeys need a domain, so the
+/// server and the SPA are on `localhost` here; the server then shows what
+/// happened.
+#[tokio::test]
+async fn passkeys_work_in_a_real_browser() {
+    if backend() != Backend::Sqlite {
+        return;
+    }
+    if !browser_tools_ready().await {
+        return;
+    }
+    let spa_port = free_port();
+    let spa_origin = format!("http://localhost:{spa_port}");
+    let app = spawn_app_with(|s| {
+        s.issuer = format!("http://localhost:{}", s.listen.port());
+        s.audience = s.issuer.clone();
+        s.cors_origins = vec![spa_origin.clone()];
+        s.mail.app_url = Some(spa_origin.clone());
+    })
+    .await;
+    let _clock = follow_wall_clock(app.clock.clone());
+    let latchkey = app.settings.issuer.clone();
+    let (spa, spa_url) = static_server("localhost", spa_port, &latchkey)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spa_url, spa_origin);
+    let (email, _) = app.new_user().await;
+
+    let artifacts = workspace().join("target").join("browser-artifacts");
+    let output = run_suite(
+        &["clients/js/test/passkeys.test.mjs"],
+        &[
+            ("LATCHKEY_URL", latchkey.as_str()),
+            ("SPA_URL", spa_url.as_str()),
+            ("USER_EMAIL", &email),
+            ("ARTIFACTS_DIR", &artifacts.to_string_lossy()),
+        ],
+    )
+    .await;
+    drop(spa);
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "passkey suite failed:\n{report}");
+    assert!(!report.contains("# skipped"), "{report}");
+
+    let rows = app.rows().await;
+    let user = rows.users.iter().find(|u| u.email == email).expect("user");
+    let kinds: Vec<&str> = rows
+        .events
+        .iter()
+        .filter(|e| e.user_id.as_deref() == Some(user.id.as_str()))
+        .map(|e| e.kind.as_str())
+        .collect();
+    for kind in [
+        "passkey_added",
+        "passkey_clone_suspected",
+        "passkey_removed",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
+    }
+    assert!(rows.passkeys.is_empty(), "removed");
+    println!("{report}\nscreenshots: {}", artifacts.display());
+}
+
 fn chromium() -> PathBuf {
     std::env::var_os("LATCHKEY_CHROMIUM").map_or_else(|| DEFAULT_CHROMIUM.into(), PathBuf::from)
 }

@@ -12,11 +12,11 @@ use crate::helpers::*;
 
 /// What an enrolled user has: their first session, the app's secret and
 /// the recovery codes.
-struct Enrolled {
-    email: String,
-    tokens: Tokens,
-    totp: Totp,
-    codes: Vec<String>,
+pub struct Enrolled {
+    pub email: String,
+    pub tokens: Tokens,
+    pub totp: Totp,
+    pub codes: Vec<String>,
 }
 
 fn totp_of(secret: &str) -> Totp {
@@ -76,7 +76,7 @@ async fn json_of(resp: reqwest::Response) -> Value {
 
 /// Registers a user and turns TOTP on; the clock then moves to the next
 /// step, so the confirming code is behind.
-async fn enrolled(app: &TestApp) -> Enrolled {
+pub async fn enrolled(app: &TestApp) -> Enrolled {
     let (email, tokens) = app.new_user().await;
     let resp = app.post_auth("/v1/mfa/totp", &tokens.access, None).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
@@ -103,7 +103,7 @@ async fn enrolled(app: &TestApp) -> Enrolled {
 }
 
 /// The password step; returns the challenge token.
-async fn challenge(app: &TestApp, email: &str) -> String {
+pub async fn challenge(app: &TestApp, email: &str) -> String {
     let resp = app.login(email, PASSWORD).await;
     let (status, code, body) = error_of(resp).await;
     assert_eq!(
@@ -116,7 +116,7 @@ async fn challenge(app: &TestApp, email: &str) -> String {
     body["mfa_token"].as_str().expect("mfa_token").to_string()
 }
 
-async fn second_step(app: &TestApp, token: &str, proof: Value) -> reqwest::Response {
+pub async fn second_step(app: &TestApp, token: &str, proof: Value) -> reqwest::Response {
     let mut body = json!({ "mfa_token": token });
     body.as_object_mut()
         .expect("object")

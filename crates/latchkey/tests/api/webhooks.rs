@@ -526,6 +526,28 @@ async fn events_wait_for_a_receiver_that_is_down_through_a_restart_and_arrive_in
 }
 
 #[tokio::test]
+async fn second_factor_changes_are_events() {
+    let Some(mut receiver) = Receiver::start().await else {
+        return;
+    };
+    let app = app_with_hooks().await;
+    subscribe(&app, &mut receiver, "user.mfa_changed").await;
+    let user = crate::mfa::enrolled(&app).await;
+    let id = user_id(&user.tokens);
+    let (_, enabled) = receiver.wait_for("user.mfa_changed", &id).await;
+    assert_eq!(enabled["payload"]["data"]["change"], "enabled");
+    let token = crate::mfa::challenge(&app, &user.email).await;
+    let proof = serde_json::json!({ "recovery_code": user.codes[0] });
+    let resp = crate::mfa::second_step(&app, &token, proof).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    receiver
+        .wait_where("user.mfa_changed", id.as_str(), |d| {
+            d["change"] == "recovery_code_used"
+        })
+        .await;
+}
+
+#[tokio::test]
 async fn sign_ins_revocations_deletions_and_key_changes_are_events_too() {
     let Some(mut receiver) = Receiver::start().await else {
         return;

@@ -779,6 +779,101 @@ impl Store for PgStore {
         Ok(taken.is_some())
     }
 
+    async fn passkeys(&self, user_id: &str) -> StoreResult<Vec<PasskeyRecord>> {
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(factors::PASSKEYS)
+                .bind(user_id)
+                .fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn passkey(&self, id: &str) -> StoreResult<Option<PasskeyRecord>> {
+        retry(Replay::Idempotent, move || {
+            sqlx::query_as(factors::PASSKEY)
+                .bind(id)
+                .fetch_optional(&self.pool)
+        })
+        .await
+    }
+
+    async fn insert_passkey(&self, p: &PasskeyRecord) -> StoreResult<()> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            factors::insert_passkey::<sqlx::Postgres>(p)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn rename_passkey(&self, user_id: &str, id: &str, name: &str) -> StoreResult<bool> {
+        let renamed: Option<(String,)> = retry(Replay::Idempotent, move || {
+            sqlx::query_as(factors::RENAME_PASSKEY)
+                .bind(user_id)
+                .bind(id)
+                .bind(name)
+                .fetch_optional(&self.pool)
+        })
+        .await?;
+        Ok(renamed.is_some())
+    }
+
+    async fn delete_passkey(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        let deleted: Option<(String,)> = retry(Replay::OnlyIfNotApplied, move || {
+            sqlx::query_as(factors::DELETE_PASSKEY)
+                .bind(user_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+        })
+        .await?;
+        Ok(deleted.is_some())
+    }
+
+    async fn use_passkey(&self, p: &PasskeyRecord) -> StoreResult<bool> {
+        let used: Option<(String,)> = retry(Replay::OnlyIfNotApplied, move || {
+            sqlx::query_as(factors::USE_PASSKEY)
+                .bind(&p.id)
+                .bind(&p.credential)
+                .bind(p.counter)
+                .bind(p.backup_eligible)
+                .bind(p.backup_state)
+                .bind(p.last_used_at)
+                .fetch_optional(&self.pool)
+        })
+        .await?;
+        Ok(used.is_some())
+    }
+
+    async fn insert_ceremony(&self, c: &CeremonyRecord) -> StoreResult<()> {
+        retry(Replay::OnlyIfNotApplied, move || async move {
+            sqlx::query(factors::INSERT_CEREMONY)
+                .bind(&c.digest)
+                .bind(&c.user_id)
+                .bind(&c.purpose)
+                .bind(&c.state)
+                .bind(c.expires_at)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn take_ceremony(
+        &self,
+        digest: &str,
+        purpose: &str,
+    ) -> StoreResult<Option<CeremonyRecord>> {
+        retry(Replay::OnlyIfNotApplied, move || {
+            sqlx::query_as(factors::TAKE_CEREMONY)
+                .bind(digest)
+                .bind(purpose)
+                .fetch_optional(&self.pool)
+        })
+        .await
+    }
+
     async fn set_session_auth(&self, id: &str, auth_time: i64, amr: &str) -> StoreResult<bool> {
         let done = retry(Replay::Idempotent, move || {
             sqlx::query(sql::SET_SESSION_AUTH)
