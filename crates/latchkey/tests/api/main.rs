@@ -27,6 +27,7 @@ mod lifecycle;
 mod lockout;
 mod mail;
 mod mfa;
+mod passkeys;
 mod python_package;
 mod races;
 mod resource_server;
