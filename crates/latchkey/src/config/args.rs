@@ -71,7 +71,7 @@ pub struct ServerArgs {
     /// Window in which the previous refresh token gets the same successor, 0 to 5m (default 10s)
     #[arg(long, env = "LATCHKEY_REFRESH_REUSE_GRACE")]
     pub refresh_reuse_grace: Option<String>,
-    /// How recent a sign-in or re-authentication must be for revoking other sessions, 1m to 1d (default 10m)
+    /// How recent a sign-in or re-authentication must be for sensitive changes (other sessions, second factors, passkeys), 1m to 1d (default 10m)
     #[arg(long, env = "LATCHKEY_REAUTH_MAX_AGE")]
     pub reauth_max_age: Option<String>,
     /// Signing algorithm for new keys: EdDSA or ES256 (default EdDSA)

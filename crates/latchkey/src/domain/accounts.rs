@@ -361,6 +361,7 @@ impl Auth {
         client: &Client,
     ) -> Result<TokenPair, AuthError> {
         let user = &caller.record;
+        self.require_proof_with_password(caller).await?;
         let ticket = self.hasher.ticket()?;
         let new = self
             .check_new_password(new, &user.email_normalized, user.name.as_deref())
@@ -395,7 +396,9 @@ impl Auth {
             ..user.clone()
         };
         let pair = self
-            .start_session(&changed, "pwd", client, |_| Outgoing::default())
+            .start_session(&changed, &session_amr(caller), client, |_| {
+                Outgoing::default()
+            })
             .await?;
         self.audit(
             EventKind::PasswordChanged,
@@ -470,4 +473,12 @@ pub(super) fn clean_name(name: Option<&str>) -> Result<Option<String>, AuthError
         ));
     }
     Ok(Some(name.to_string()))
+}
+
+/// How the caller's session was proved, for a session that replaces it.
+fn session_amr(caller: &Authenticated) -> String {
+    match caller.claims.amr.as_deref() {
+        Some(amr) if !amr.is_empty() => amr.join(" "),
+        _ => "pwd".to_string(),
+    }
 }

@@ -112,7 +112,7 @@ impl Auth {
     /// [`confirm_totp`](Self::confirm_totp). Replaces an unconfirmed one;
     /// refused while a confirmed factor exists.
     pub async fn enrol_totp(&self, caller: &Authenticated) -> Result<TotpEnrolment, AuthError> {
-        self.require_recent_auth(caller)?;
+        self.require_recent_auth(caller).await?;
         let user = &caller.record;
         let mut secret = vec![0u8; SECRET_BYTES];
         random(&mut secret)?;
@@ -183,7 +183,7 @@ impl Auth {
         caller: &Authenticated,
         client: &Client,
     ) -> Result<(), AuthError> {
-        self.require_recent_auth(caller)?;
+        self.require_recent_auth(caller).await?;
         let user = &caller.record;
         if !self.store.remove_totp(&user.id).await? {
             return Err(AuthError::NotFound);
@@ -199,7 +199,7 @@ impl Auth {
         caller: &Authenticated,
         client: &Client,
     ) -> Result<Vec<String>, AuthError> {
-        self.require_recent_auth(caller)?;
+        self.require_recent_auth(caller).await?;
         let user = &caller.record;
         let (codes, digests) = recovery_codes()?;
         if !self

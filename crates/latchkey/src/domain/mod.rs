@@ -87,10 +87,11 @@ pub enum AuthError {
     #[error("the cursor is older than the revocations kept; resynchronise from after=0")]
     CursorExpired,
     #[error(
-        "this needs a sign-in within the last {} minutes: re-authenticate with the password (POST /v1/reauthenticate)",
-        max_age / 60
+        "this needs a sign-in within the last {} minutes: re-authenticate with the password{} (POST /v1/reauthenticate)",
+        max_age / 60,
+        if *with_code { " and a code from the authenticator app (or a recovery code)" } else { "" }
     )]
-    ReauthenticationRequired { max_age: i64 },
+    ReauthenticationRequired { max_age: i64, with_code: bool },
     #[error("two-step sign-in is already on; turn it off first to enrol again")]
     MfaEnabled,
     #[error("the code is wrong, expired or was already used")]

@@ -83,7 +83,7 @@ impl Auth {
         &self,
         caller: &Authenticated,
     ) -> Result<Ceremony, AuthError> {
-        self.require_recent_auth(caller)?;
+        self.require_recent_auth(caller).await?;
         let webauthn = self.webauthn()?;
         let user = &caller.record;
         let existing = self.store.passkeys(&user.id).await?;
@@ -200,7 +200,7 @@ impl Auth {
         id: &str,
         client: &Client,
     ) -> Result<(), AuthError> {
-        self.require_recent_auth(caller)?;
+        self.require_recent_auth(caller).await?;
         let user = &caller.record;
         if !self.store.delete_passkey(&user.id, id).await? {
             return Err(AuthError::NotFound);

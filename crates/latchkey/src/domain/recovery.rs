@@ -279,6 +279,7 @@ impl Auth {
         client: &Client,
     ) -> Result<(), AuthError> {
         let user = &caller.record;
+        self.require_proof_with_password(caller).await?;
         let new = parse_email(new_email).map_err(AuthError::InvalidRequest)?;
         if new.normalized == user.email_normalized {
             return Err(AuthError::InvalidRequest(

@@ -193,7 +193,7 @@ impl Auth {
         caller: &Authenticated,
         client: &Client,
     ) -> Result<(), AuthError> {
-        self.require_recent_auth(caller)?;
+        self.require_recent_auth(caller).await?;
         let now = self.now();
         let news = Outgoing {
             ended: Some(self.sessions_ended(&caller.record.id, RevokeReason::LogoutAll)),
@@ -239,7 +239,7 @@ impl Auth {
         client: &Client,
     ) -> Result<(), AuthError> {
         if sid != caller.claims.sid {
-            self.require_recent_auth(caller)?;
+            self.require_recent_auth(caller).await?;
         }
         let session = self
             .store

@@ -24,13 +24,29 @@ pub struct Reauthenticated {
 
 impl Auth {
     /// Refuses unless the caller's token proves a sign-in or
-    /// re-authentication within `reauth_max_age`.
-    pub fn require_recent_auth(&self, caller: &Authenticated) -> Result<(), AuthError> {
+    /// re-authentication within `reauth_max_age`; the refusal says whether
+    /// a code is needed besides the password.
+    pub async fn require_recent_auth(&self, caller: &Authenticated) -> Result<(), AuthError> {
         let proved = caller.claims.auth_time.unwrap_or(i64::MIN);
         let max_age = self.config.reauth_max_age;
-        match self.now().saturating_sub(proved) <= max_age {
-            true => Ok(()),
-            false => Err(AuthError::ReauthenticationRequired { max_age }),
+        if self.now().saturating_sub(proved) <= max_age {
+            return Ok(());
+        }
+        let with_code = self.needs_second_factor(&caller.record).await?;
+        Err(AuthError::ReauthenticationRequired { max_age, with_code })
+    }
+
+    /// For changes that take the current password (password and email
+    /// change): that password is a fresh proof for an account without a
+    /// second factor; an account with one must have proved it recently too,
+    /// or a stolen session and a phished password would be enough.
+    pub(super) async fn require_proof_with_password(
+        &self,
+        caller: &Authenticated,
+    ) -> Result<(), AuthError> {
+        match self.needs_second_factor(&caller.record).await? {
+            true => self.require_recent_auth(caller).await,
+            false => Ok(()),
         }
     }
 

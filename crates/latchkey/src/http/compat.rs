@@ -99,6 +99,11 @@ impl Drf {
                 Drf::Throttled(retry_after)
             }
             AuthError::NotFound => Drf::detail(StatusCode::NOT_FOUND, "Not found.", None),
+            e @ AuthError::ReauthenticationRequired { .. } => Drf::detail(
+                StatusCode::FORBIDDEN,
+                &e.to_string(),
+                Some("reauthentication_required"),
+            ),
             other => {
                 tracing::error!(error = %other, "a djoser-compatible request failed");
                 Drf::detail(

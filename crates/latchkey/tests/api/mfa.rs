@@ -503,3 +503,59 @@ async fn at_most_ten_wrong_codes_a_day_are_judged_per_account() {
     let resp = second_step(&app, &token, json!({ "code": code_now(&app, &user.totp) })).await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn password_and_email_changes_of_an_account_with_a_second_factor_need_a_recent_proof() {
+    let app = spawn_app().await;
+    let user = enrolled(&app).await;
+    let (_, plain) = app.new_user().await;
+    app.clock.advance(11 * 60);
+    let stale = app.refresh_ok(&user.tokens.refresh).await;
+    let change = json!({ "current_password": PASSWORD, "new_password": OTHER_PASSWORD });
+    let resp = app
+        .post_auth("/v1/me/password", &stale.access, Some(change.clone()))
+        .await;
+    let (status, code, body) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "reauthentication_required")
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a code from the authenticator app"),
+        "{body}"
+    );
+    let move_to = json!({ "password": PASSWORD, "new_email": unique_email() });
+    let resp = app
+        .post_auth("/v1/me/email", &stale.access, Some(move_to))
+        .await;
+    assert_eq!(error_of(resp).await.1, "reauthentication_required");
+
+    let proof = json!({ "password": PASSWORD, "code": code_now(&app, &user.totp) });
+    let renewed = json_of(
+        app.post_auth("/v1/reauthenticate", &stale.access, Some(proof))
+            .await,
+    )
+    .await;
+    let renewed = renewed["access_token"].as_str().expect("token");
+    let resp = app
+        .post_auth("/v1/me/password", renewed, Some(change))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let fresh = Tokens::from_body(json_of(resp).await);
+    assert_eq!(
+        decode_segment(&fresh.access, 1)["amr"],
+        json!(["pwd", "otp", "mfa"]),
+        "the new session keeps how it was proved"
+    );
+
+    // Without a second factor, the current password in the request is the proof.
+    let stale = app.refresh_ok(&plain.refresh).await;
+    let change = json!({ "current_password": PASSWORD, "new_password": OTHER_PASSWORD });
+    let resp = app
+        .post_auth("/v1/me/password", &stale.access, Some(change))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
