@@ -145,6 +145,9 @@ pub enum UsersCommand {
     },
     /// Mark a user's email address verified.
     VerifyEmail { user: String },
+    /// Remove a user's second factors (authenticator app, recovery codes and
+    /// passkeys), for one who lost them: the password alone signs in again.
+    ResetMfa { user: String },
     /// Delete a user and revoke all their sessions.
     Delete { user: String },
     /// A user's security events, newest first (a deleted user's by id).
@@ -302,6 +305,18 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
                 .map_err(explain)?;
             println!(
                 "password set for {} <{}>; every session of the user ended",
+                user.id,
+                printable(&user.email)
+            );
+        }
+        UsersCommand::ResetMfa { user } => {
+            let (user, totp, passkeys) = auth
+                .reset_second_factors(&user, &Actor::cli())
+                .await
+                .map_err(explain)?;
+            let app = if totp { "removed" } else { "was not set up" };
+            println!(
+                "{} <{}>: authenticator app {app}; {passkeys} passkey(s) removed",
                 user.id,
                 printable(&user.email)
             );

@@ -216,6 +216,35 @@ impl Auth {
         Ok(User::from(&user))
     }
 
+    /// Removes every second factor of a user (authenticator app, recovery
+    /// codes, passkeys) for one who lost them: their password alone signs in
+    /// again, and they are told. Returns the user and what was removed.
+    pub async fn reset_second_factors(
+        &self,
+        email_or_id: &str,
+        actor: &Actor,
+    ) -> Result<(User, bool, usize), AuthError> {
+        let user = self.require_user(email_or_id).await?;
+        let totp = self.store.remove_totp(&user.id).await?;
+        let mut passkeys = 0;
+        for p in self.store.passkeys(&user.id).await? {
+            if self.store.delete_passkey(&user.id, &p.id).await? {
+                passkeys += 1;
+            }
+        }
+        let detail = Some(format!(
+            "second factors reset by an administrator: authenticator app {}, {passkeys} passkey(s) removed",
+            if totp { "removed" } else { "absent" }
+        ));
+        let kind = EventKind::MfaDisabled;
+        self.audit_admin(actor, kind, Some(&user.id), None, detail)
+            .await;
+        if totp || passkeys > 0 {
+            self.tell_mfa_changed(&user, &actor.from, "disabled").await;
+        }
+        Ok((User::from(&user), totp, passkeys))
+    }
+
     /// Mail not sent yet: waiting and given up, oldest first.
     pub async fn unsent_mail(&self, limit: i64) -> Result<Vec<MailRecord>, AuthError> {
         Ok(self.store.unsent_mail(limit).await?)

@@ -376,6 +376,16 @@ impl Auth {
         change: &'static str,
     ) {
         self.audit(kind, Some(&user.id), None, client).await;
+        self.tell_mfa_changed(user, client, change).await;
+    }
+
+    /// Mails the user the `second_factor` notice and sends `user.mfa_changed`.
+    pub(super) async fn tell_mfa_changed(
+        &self,
+        user: &UserRecord,
+        client: &Client,
+        change: &'static str,
+    ) {
         let left = self.store.factors(&user.id).await.ok();
         let values = vec![
             ("change", change.into()),

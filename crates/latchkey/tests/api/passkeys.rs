@@ -420,3 +420,56 @@ async fn without_a_domain_passkeys_are_off_and_say_so() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn operators_reset_the_second_factors_of_a_user_who_lost_them() {
+    let app = passkey_app(None).await;
+    let user = crate::mfa::enrolled(&app).await;
+    let mut auth = register(&app, &user.tokens.access).await;
+    let (id, secret) = crate::admin::admin_client(&app, "support");
+
+    let path = format!("/admin/v1/users/{}/mfa", user.email);
+    let resp = app
+        .client
+        .delete(app.url(&path))
+        .basic_auth(&id, Some(&secret))
+        .send()
+        .await
+        .expect("request");
+    let body = json_of(resp).await;
+    assert_eq!(body["totp_removed"], true);
+    assert_eq!(body["passkeys_removed"], 1);
+    assert_eq!(body["user"]["email"], user.email.as_str());
+
+    // The password alone signs in again; the old passkey does not.
+    let tokens = app.login_ok(&user.email, PASSWORD).await;
+    let status = json_of(app.get("/v1/mfa", Some(&tokens.access)).await).await;
+    assert_eq!(status["recovery_codes_left"], 0);
+    let resp = passkey_sign_in(&app, &mut auth).await;
+    assert_eq!(error_of(resp).await.1, "invalid_grant");
+    let rows = app.rows().await;
+    let reset = rows
+        .events
+        .iter()
+        .find(|e| e.kind == "mfa_disabled")
+        .expect("an mfa_disabled event");
+    assert_eq!(
+        reset.actor.as_deref(),
+        Some(format!("client:{id}").as_str())
+    );
+
+    // The same from the command line, for another user.
+    let other = crate::mfa::enrolled(&app).await;
+    let out = app.cli(&["users", "reset-mfa", &other.email], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("authenticator app removed; 0 passkey(s) removed"),
+        "{}",
+        stdout(&out)
+    );
+    app.login_ok(&other.email, PASSWORD).await;
+}

@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enable_user))
         .routes(routes!(set_password))
         .routes(routes!(verify_email))
+        .routes(routes!(reset_second_factors))
         .routes(routes!(user_sessions, revoke_user_sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(revoke_all_sessions))
@@ -213,6 +214,36 @@ async fn verify_email(
     Path(id): Path<String>,
 ) -> ApiResult<Json<AdminUser>> {
     Ok(user(state.auth.verify_email(&id, &actor).await?))
+}
+
+/// What a reset of second factors removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecondFactorsReset {
+    pub user: AdminUser,
+    /// The authenticator app (with its recovery codes) was set up and is gone.
+    pub totp_removed: bool,
+    pub passkeys_removed: usize,
+}
+
+/// Remove a user's second factors (authenticator app, recovery codes,
+/// passkeys), for one who lost them: the password alone signs in again,
+/// and the user is told.
+#[utoipa::path(delete, path = "/admin/v1/users/{user}/mfa", tag = "admin",
+    params(("user" = String, Path, description = "user id or email")),
+    security(("client" = [])), responses(
+    (status = 200, body = SecondFactorsReset), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn reset_second_factors(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SecondFactorsReset>> {
+    let (reset, totp_removed, passkeys_removed) =
+        state.auth.reset_second_factors(&id, &actor).await?;
+    Ok(Json(SecondFactorsReset {
+        user: user(reset).0,
+        totp_removed,
+        passkeys_removed,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
