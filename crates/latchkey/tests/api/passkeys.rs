@@ -20,11 +20,13 @@ struct Authenticator {
     rp_id: String,
     origin: String,
     counter: u32,
+    /// A synced passkey: backup eligible and backed up (flags BE and BS).
+    synced: bool,
 }
 
 impl Authenticator {
     /// Answers `navigator.credentials.create()` options.
-    fn create(options: &Value, origin: &str) -> (Authenticator, Value) {
+    fn create(options: &Value, origin: &str, synced: bool) -> (Authenticator, Value) {
         let public_key = &options["publicKey"];
         let rp_id = public_key["rp"]["id"].as_str().expect("rp.id").to_string();
         let user_handle = B64
@@ -48,6 +50,7 @@ impl Authenticator {
             rp_id,
             origin: origin.to_string(),
             counter: 0,
+            synced,
         };
         let client_data = auth.client_data("webauthn.create", public_key);
         // Attested credential data: AAGUID, id length, id, COSE key.
@@ -103,7 +106,7 @@ impl Authenticator {
         }
         let client_data = self.client_data("webauthn.get", public_key);
         let mut with_counter = self.rp_hash();
-        with_counter.push(0x01 | 0x04);
+        with_counter.push(0x01 | 0x04 | self.backup_flags());
         with_counter.extend(counter.to_be_bytes());
         let mut signed = with_counter.clone();
         signed.extend(sha256(&client_data));
@@ -130,6 +133,10 @@ impl Authenticator {
             .into_bytes()
     }
 
+    fn backup_flags(&self) -> u8 {
+        if self.synced { 0x08 | 0x10 } else { 0 }
+    }
+
     fn rp_hash(&self) -> Vec<u8> {
         sha256(self.rp_id.as_bytes())
     }
@@ -137,7 +144,7 @@ impl Authenticator {
     /// Authenticator data with user presence and verification, and `more`.
     fn auth_data(&self, flags: u8, more: &[u8]) -> Vec<u8> {
         let mut data = self.rp_hash();
-        data.push(0x01 | 0x04 | flags);
+        data.push(0x01 | 0x04 | self.backup_flags() | flags);
         data.extend(self.counter.to_be_bytes());
         data.extend(more);
         data
@@ -207,12 +214,17 @@ async fn json_of(resp: reqwest::Response) -> Value {
 
 /// Registers a passkey for the holder of `access`; returns the authenticator.
 async fn register(app: &TestApp, access: &str) -> Authenticator {
+    register_as(app, access, false).await
+}
+
+async fn register_as(app: &TestApp, access: &str, synced: bool) -> Authenticator {
     let ceremony = json_of(
         app.post_auth("/v1/passkeys/register/options", access, None)
             .await,
     )
     .await;
-    let (auth, credential) = Authenticator::create(&ceremony["options"], &app.settings.issuer);
+    let (auth, credential) =
+        Authenticator::create(&ceremony["options"], &app.settings.issuer, synced);
     let body = json!({ "token": ceremony["token"], "credential": credential });
     let resp = app.post_auth("/v1/passkeys", access, Some(body)).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
@@ -242,7 +254,8 @@ async fn a_passkey_signs_in_alone_on_any_instance_and_a_clone_is_refused() {
     )
     .await;
     assert_eq!(ceremony["options"]["publicKey"]["rp"]["id"], "localhost");
-    let (mut auth, credential) = Authenticator::create(&ceremony["options"], &a.settings.issuer);
+    let (mut auth, credential) =
+        Authenticator::create(&ceremony["options"], &a.settings.issuer, false);
     let body = json!({ "token": ceremony["token"], "credential": credential, "name": "Test key" });
     let resp = b
         .post_auth("/v1/passkeys", &tokens.access, Some(body.clone()))
@@ -472,4 +485,20 @@ async fn operators_reset_the_second_factors_of_a_user_who_lost_them() {
         stdout(&out)
     );
     app.login_ok(&other.email, PASSWORD).await;
+}
+
+#[tokio::test]
+async fn a_synced_passkey_is_told_apart_from_a_device_bound_one() {
+    let app = passkey_app(None).await;
+    let (_, tokens) = app.new_user().await;
+    let mut auth = register_as(&app, &tokens.access, true).await;
+    let listed = json_of(app.get("/v1/passkeys", Some(&tokens.access)).await).await;
+    assert_eq!(listed["passkeys"][0]["backup_eligible"], true);
+    assert_eq!(listed["passkeys"][0]["backed_up"], true);
+    let resp = passkey_sign_in(&app, &mut auth).await;
+    let signed_in = Tokens::from_body(json_of(resp).await);
+    assert_eq!(
+        decode_segment(&signed_in.access, 1)["amr"],
+        json!(["swk", "mfa"])
+    );
 }
