@@ -23,7 +23,11 @@ use super::events::EventKind;
 use super::mail::digest;
 use super::secrets::random_b64;
 use super::{Auth, AuthError, Authenticated, Client, TokenPair};
-use crate::store::{CeremonyRecord, PasskeyRecord, StoreError, UserRecord};
+use crate::store::{CeremonyRecord, StoreError, UserRecord};
+
+/// A stored passkey, as its owner sees it (the credential JSON is public
+/// key material, not a secret).
+pub use crate::store::PasskeyRecord;
 
 /// How long a ceremony may take, in seconds.
 const CEREMONY_TTL: i64 = 300;

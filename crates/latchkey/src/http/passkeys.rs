@@ -19,9 +19,8 @@ use super::error::{ApiResult, ErrorBody};
 use super::extract::{ApiJson, AuthUser, ClientMeta};
 use super::wire::TokenResponse;
 use crate::domain::clock::rfc3339;
-use crate::domain::passkeys::Ceremony;
+use crate::domain::passkeys::{Ceremony, PasskeyRecord};
 use crate::http::AppState;
-use crate::store::PasskeyRecord;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
