@@ -590,7 +590,10 @@ export function createClient({
     async signInWithPasskey() {
       const ceremony = await publicCall('/v1/login/passkey/options', {});
       const credential = await navigator.credentials.get({ publicKey: requestOptions(ceremony.options.publicKey) });
-      const body = await startSession('/v1/login/passkey', { token: ceremony.token, credential: credentialJSON(credential) });
+      const payload = { token: ceremony.token, credential: credentialJSON(credential) };
+      const device = readDevice();
+      if (device) payload.device_token = device;
+      const body = await startSession('/v1/login/passkey', payload);
       return body.user ?? api('/v1/me');
     },
 

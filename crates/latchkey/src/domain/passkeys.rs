@@ -233,11 +233,14 @@ impl Auth {
         self.ceremony(None, SIGN_IN, &state, &options).await
     }
 
-    /// Finishes a passkey sign-in: a new session for the passkey's owner.
+    /// Finishes a passkey sign-in: a new session for the passkey's owner. A
+    /// `device_token` of an earlier sign-in to the account marks the device
+    /// as known (no new-device notice), as for a password sign-in.
     pub async fn sign_in_with_passkey(
         &self,
         token: &str,
         answer: &Value,
+        device_token: Option<&str>,
         client: &Client,
     ) -> Result<TokenPair, AuthError> {
         let webauthn = self.webauthn()?;
@@ -266,7 +269,8 @@ impl Auth {
         let amr = self
             .passkey_used(&user, record, key, result, client)
             .await?;
-        self.sign_in(&user, true, None, &format!("{amr} mfa"), client)
+        let known = device_token.filter(|t| self.device_key.check(t, &user.id).is_some());
+        self.sign_in(&user, known.is_some(), known, &format!("{amr} mfa"), client)
             .await
     }
 

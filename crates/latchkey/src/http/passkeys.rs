@@ -118,6 +118,9 @@ pub struct PasskeySignIn {
     pub token: String,
     #[schema(value_type = Object)]
     pub credential: Value,
+    /// The `device_token` of an earlier sign-in from this device, as for login.
+    #[serde(default)]
+    pub device_token: Option<String>,
     /// Browser mode: the refresh token is set as an HttpOnly cookie instead.
     #[serde(default)]
     pub cookie: Option<bool>,
@@ -240,7 +243,12 @@ async fn sign_in(
     state.password_limit.check(meta.ip)?;
     let pair = state
         .auth
-        .sign_in_with_passkey(&req.token, &req.credential, &meta.client)
+        .sign_in_with_passkey(
+            &req.token,
+            &req.credential,
+            req.device_token.as_deref(),
+            &meta.client,
+        )
         .await?;
     let ok = StatusCode::OK;
     Ok(super::auth::respond(&state, jar, browser, pair, None, ok))

@@ -490,7 +490,7 @@ async fn operators_reset_the_second_factors_of_a_user_who_lost_them() {
 #[tokio::test]
 async fn a_synced_passkey_is_told_apart_from_a_device_bound_one() {
     let app = passkey_app(None).await;
-    let (_, tokens) = app.new_user().await;
+    let (email, tokens) = app.new_user().await;
     let mut auth = register_as(&app, &tokens.access, true).await;
     let listed = json_of(app.get("/v1/passkeys", Some(&tokens.access)).await).await;
     assert_eq!(listed["passkeys"][0]["backup_eligible"], true);
@@ -501,4 +501,29 @@ async fn a_synced_passkey_is_told_apart_from_a_device_bound_one() {
         decode_segment(&signed_in.access, 1)["amr"],
         json!(["swk", "mfa"])
     );
+
+    // A device seen before says so with its device token, as for a password.
+    let notices = || {
+        crate::mail::outbox_files(&app)
+            .iter()
+            .filter(|(p, m)| {
+                m.to.contains(&email) && p.to_string_lossy().ends_with("-new_device.eml")
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while notices() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no new-device notice");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let device = signed_in.body["device_token"]
+        .as_str()
+        .expect("device_token");
+    let ceremony = json_of(app.post_json("/v1/login/passkey/options", json!({})).await).await;
+    let answer = auth.get(&ceremony["options"]);
+    let body = json!({ "token": ceremony["token"], "credential": answer, "device_token": device });
+    let again = Tokens::from_body(json_of(app.post_json("/v1/login/passkey", body).await).await);
+    assert_eq!(again.body["device_token"], device);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(notices(), 1, "no notice for a known device");
 }
