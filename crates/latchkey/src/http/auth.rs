@@ -138,11 +138,7 @@ async fn register(
     jar: CookieJar,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<Response> {
-    let browser = wants_cookie(req.cookie);
-    if browser {
-        state.browser.check_origin(&headers)?;
-    }
-    state.password_limit.check(meta.ip)?;
+    let browser = sign_in_request(&state, &meta, &headers, req.cookie)?;
     let registered = state
         .auth
         .register(
@@ -167,6 +163,23 @@ async fn register(
         Some(&user),
         StatusCode::CREATED,
     ))
+}
+
+/// The checks before a request that checks credentials and starts a
+/// session: in browser mode (`cookie`), the page's origin; the per-IP limit.
+/// Whether it is browser mode.
+pub(super) fn sign_in_request(
+    state: &AppState,
+    meta: &ClientMeta,
+    headers: &HeaderMap,
+    cookie: Option<bool>,
+) -> ApiResult<bool> {
+    let browser = wants_cookie(cookie);
+    if browser {
+        state.browser.check_origin(headers)?;
+    }
+    state.password_limit.check(meta.ip)?;
+    Ok(browser)
 }
 
 /// A token response in the mode the client asked for.
@@ -202,11 +215,7 @@ async fn login(
     jar: CookieJar,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
-    let browser = wants_cookie(req.cookie);
-    if browser {
-        state.browser.check_origin(&headers)?;
-    }
-    state.password_limit.check(meta.ip)?;
+    let browser = sign_in_request(&state, &meta, &headers, req.cookie)?;
     let signed_in = state
         .auth
         .login(
@@ -246,11 +255,7 @@ async fn login_mfa(
     jar: CookieJar,
     ApiJson(req): ApiJson<LoginMfaRequest>,
 ) -> ApiResult<Response> {
-    let browser = wants_cookie(req.cookie);
-    if browser {
-        state.browser.check_origin(&headers)?;
-    }
-    state.password_limit.check(meta.ip)?;
+    let browser = sign_in_request(&state, &meta, &headers, req.cookie)?;
     let proof = super::mfa::proof(
         req.code.as_deref(),
         req.recovery_code.as_deref(),

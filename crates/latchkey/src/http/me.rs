@@ -97,11 +97,7 @@ async fn change_password(
     AuthUser(caller): AuthUser,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> ApiResult<Response> {
-    let browser = super::browser::wants_cookie(req.cookie);
-    if browser {
-        state.browser.check_origin(&headers)?;
-    }
-    state.password_limit.check(meta.ip)?;
+    let browser = super::auth::sign_in_request(&state, &meta, &headers, req.cookie)?;
     let pair = state
         .auth
         .change_password(

@@ -14,7 +14,6 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::browser::wants_cookie;
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{ApiJson, AuthUser, ClientMeta};
 use super::wire::TokenResponse;
@@ -236,11 +235,7 @@ async fn sign_in(
     jar: CookieJar,
     ApiJson(req): ApiJson<PasskeySignIn>,
 ) -> ApiResult<Response> {
-    let browser = wants_cookie(req.cookie);
-    if browser {
-        state.browser.check_origin(&headers)?;
-    }
-    state.password_limit.check(meta.ip)?;
+    let browser = super::auth::sign_in_request(&state, &meta, &headers, req.cookie)?;
     let pair = state
         .auth
         .sign_in_with_passkey(

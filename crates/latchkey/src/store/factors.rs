@@ -331,6 +331,62 @@ where
         .bind(p.last_used_at)
 }
 
+/// The statement that stores a new sign-in challenge.
+pub fn insert_challenge<'q, DB>(c: &'q ChallengeRecord) -> super::sql::Query<'q, DB>
+where
+    DB: Database,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<&'e str>: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    bool: for<'e> Encode<'e, DB> + Type<DB>,
+{
+    sqlx::query(INSERT_CHALLENGE)
+        .bind(c.digest.as_str())
+        .bind(c.user_id.as_str())
+        .bind(c.credential_version)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .bind(c.user_agent.as_deref())
+        .bind(c.known_device)
+}
+
+/// The statement that records a verified use of a passkey ([`USE_PASSKEY`]).
+pub fn use_passkey<'q, DB>(
+    p: &'q PasskeyRecord,
+) -> sqlx::query::QueryAs<'q, DB, (String,), <DB as Database>::Arguments>
+where
+    DB: Database,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<i64>: for<'e> Encode<'e, DB> + Type<DB>,
+    bool: for<'e> Encode<'e, DB> + Type<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    sqlx::query_as(USE_PASSKEY)
+        .bind(p.id.as_str())
+        .bind(p.credential.as_str())
+        .bind(p.counter)
+        .bind(p.backup_eligible)
+        .bind(p.backup_state)
+        .bind(p.last_used_at)
+}
+
+/// The statement that stores a ceremony's state.
+pub fn insert_ceremony<'q, DB>(c: &'q CeremonyRecord) -> super::sql::Query<'q, DB>
+where
+    DB: Database,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<&'e str>: Encode<'e, DB> + Type<DB>,
+    i64: for<'e> Encode<'e, DB> + Type<DB>,
+{
+    sqlx::query(INSERT_CEREMONY)
+        .bind(c.digest.as_str())
+        .bind(c.user_id.as_deref())
+        .bind(c.purpose.as_str())
+        .bind(c.state.as_str())
+        .bind(c.expires_at)
+}
+
 /// Loads exported factors into an empty database.
 pub async fn load<DB>(
     conn: &mut DB::Connection,

@@ -761,14 +761,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_challenge(&self, c: &ChallengeRecord) -> StoreResult<()> {
-        sqlx::query(factors::INSERT_CHALLENGE)
-            .bind(&c.digest)
-            .bind(&c.user_id)
-            .bind(c.credential_version)
-            .bind(c.created_at)
-            .bind(c.expires_at)
-            .bind(&c.user_agent)
-            .bind(c.known_device)
+        factors::insert_challenge::<sqlx::Sqlite>(c)
             .execute(&self.writer)
             .await
             .map_err(|e| self.fail(e))?;
@@ -845,13 +838,7 @@ impl Store for SqliteStore {
     }
 
     async fn use_passkey(&self, p: &PasskeyRecord) -> StoreResult<bool> {
-        let used: Option<(String,)> = sqlx::query_as(factors::USE_PASSKEY)
-            .bind(&p.id)
-            .bind(&p.credential)
-            .bind(p.counter)
-            .bind(p.backup_eligible)
-            .bind(p.backup_state)
-            .bind(p.last_used_at)
+        let used: Option<(String,)> = factors::use_passkey::<sqlx::Sqlite>(p)
             .fetch_optional(&self.writer)
             .await
             .map_err(|e| self.fail(e))?;
@@ -859,12 +846,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_ceremony(&self, c: &CeremonyRecord) -> StoreResult<()> {
-        sqlx::query(factors::INSERT_CEREMONY)
-            .bind(&c.digest)
-            .bind(&c.user_id)
-            .bind(&c.purpose)
-            .bind(&c.state)
-            .bind(c.expires_at)
+        factors::insert_ceremony::<sqlx::Sqlite>(c)
             .execute(&self.writer)
             .await
             .map_err(|e| self.fail(e))?;

@@ -244,6 +244,15 @@ pub async fn error_of(resp: Response) -> (StatusCode, String, Value) {
     (status, code, body)
 }
 
+/// Asserts an error answer's status and code, and that its description
+/// mentions `words`.
+pub async fn assert_refused(resp: Response, status: StatusCode, code: &str, words: &str) {
+    let (got, got_code, body) = error_of(resp).await;
+    assert_eq!((got, got_code.as_str()), (status, code), "{body}");
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(description.contains(words), "no \"{words}\" in {body}");
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

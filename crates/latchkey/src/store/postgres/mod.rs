@@ -738,14 +738,7 @@ impl Store for PgStore {
 
     async fn insert_challenge(&self, c: &ChallengeRecord) -> StoreResult<()> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            sqlx::query(factors::INSERT_CHALLENGE)
-                .bind(&c.digest)
-                .bind(&c.user_id)
-                .bind(c.credential_version)
-                .bind(c.created_at)
-                .bind(c.expires_at)
-                .bind(&c.user_agent)
-                .bind(c.known_device)
+            factors::insert_challenge::<sqlx::Postgres>(c)
                 .execute(&self.pool)
                 .await
                 .map(drop)
@@ -832,14 +825,7 @@ impl Store for PgStore {
 
     async fn use_passkey(&self, p: &PasskeyRecord) -> StoreResult<bool> {
         let used: Option<(String,)> = retry(Replay::OnlyIfNotApplied, move || {
-            sqlx::query_as(factors::USE_PASSKEY)
-                .bind(&p.id)
-                .bind(&p.credential)
-                .bind(p.counter)
-                .bind(p.backup_eligible)
-                .bind(p.backup_state)
-                .bind(p.last_used_at)
-                .fetch_optional(&self.pool)
+            factors::use_passkey::<sqlx::Postgres>(p).fetch_optional(&self.pool)
         })
         .await?;
         Ok(used.is_some())
@@ -847,12 +833,7 @@ impl Store for PgStore {
 
     async fn insert_ceremony(&self, c: &CeremonyRecord) -> StoreResult<()> {
         retry(Replay::OnlyIfNotApplied, move || async move {
-            sqlx::query(factors::INSERT_CEREMONY)
-                .bind(&c.digest)
-                .bind(&c.user_id)
-                .bind(&c.purpose)
-                .bind(&c.state)
-                .bind(c.expires_at)
+            factors::insert_ceremony::<sqlx::Postgres>(c)
                 .execute(&self.pool)
                 .await
                 .map(drop)
