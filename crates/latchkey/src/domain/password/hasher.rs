@@ -1,6 +1,11 @@
 //! Argon2id hashing with a bounded number of hashes at once (each holds
 //! `memory_kib` of RAM) and a bounded queue before requests are refused,
 //! run on blocking threads; PHC strings in and out.
+//!
+//! PHC strings are read and written with the RustCrypto `argon2` crate; the
+//! hash itself is computed by `argon2-rust`, which picks the fastest code the
+//! CPU runs (AVX-512, AVX2, SSE, NEON, else portable) at run time and gives
+//! the reference implementation's output bit for bit.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::password_hash::try_generate_salt;
-use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use argon2::{ARGON2ID_IDENT, Algorithm, Params, PasswordHash, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -55,10 +60,11 @@ struct Inner {
     slots: Arc<Semaphore>,
     max_waiting: usize,
     waiting: AtomicUsize,
-    /// Argon2 working memory, reused across hashes: a fresh 19 MiB allocation
-    /// costs page faults and zeroing on every hash. Buffers are only taken while
-    /// holding a slot, so there are never more than `concurrency` of them.
-    buffers: Mutex<Vec<Vec<Block>>>,
+    /// Argon2 working memory (each engine keeps its arena), reused across
+    /// hashes: a fresh 19 MiB allocation costs page faults and zeroing on
+    /// every hash. Engines are only taken while holding a slot, so there are
+    /// never more than `concurrency` of them.
+    buffers: Mutex<Vec<argon2_rust::Hasher>>,
     /// When a buffer last came back to the pool.
     last_returned: Mutex<Instant>,
     dummy_phc: String,
@@ -296,12 +302,16 @@ fn rng_failure() -> HashError {
 impl Inner {
     fn hash_blocking(&self, password: &[u8]) -> Result<String, HashError> {
         let salt = try_generate_salt().map_err(|_| rng_failure())?;
-        let context = Argon2::new(Algorithm::Argon2id, Version::V0x13, self.argon2.clone());
         let mut out = [0u8; OUTPUT_LEN];
-        self.with_blocks(&self.argon2, |blocks| {
-            context.hash_password_into_with_memory(password, &salt, &mut out, blocks)
-        })?
-        .map_err(|e| internal("argon2 hashing failed", &e))?;
+        let engine = engine(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            &self.argon2,
+            OUTPUT_LEN,
+        )
+        .map_err(|e| internal("argon2 parameters refused", &e))?;
+        self.with_engine(engine, |hasher| hasher.hash_into(password, &salt, &mut out))?
+            .map_err(|e| internal("argon2 hashing failed", &e))?;
         let phc = PasswordHash {
             algorithm: ARGON2ID_IDENT,
             version: Some(Version::V0x13.into()),
@@ -324,15 +334,13 @@ impl Inner {
         let Some(stored) = parsed else {
             return self.verify_foreign(password, stored);
         };
-        let context = Argon2::new(stored.algorithm, stored.version, stored.params.clone());
         let mut buffer = [0u8; Output::MAX_LENGTH];
         let Some(out) = buffer.get_mut(..stored.expected.len()) else {
             return Ok(false);
         };
-        let computed = self.with_blocks(&stored.params, |blocks| {
-            context.hash_password_into_with_memory(password, &stored.salt, out, blocks)
-        })?;
-        if computed.is_err() {
+        let computed = engine(stored.algorithm, stored.version, &stored.params, out.len())
+            .map(|engine| self.with_engine(engine, |h| h.hash_into(password, &stored.salt, out)));
+        if !matches!(computed, Ok(Ok(Ok(())))) {
             tracing::error!(
                 "stored password hash has unusable parameters; treating it as a mismatch"
             );
@@ -357,26 +365,30 @@ impl Inner {
             .map(|_| false)
     }
 
-    /// Lends `job` a block buffer: a pooled one sized for the current params, or,
-    /// for an old hash needing more memory, a one-off allocation that is not kept
-    /// (so memory held between hashes never exceeds `concurrency` × current size).
-    fn with_blocks<T>(
+    /// Lends `job` an engine set to `argon2`: a pooled one, whose arena is
+    /// sized for the current params, or, for an old hash needing more memory,
+    /// a one-off that is not kept (so memory held between hashes never
+    /// exceeds `concurrency` × current size).
+    fn with_engine<T>(
         &self,
-        params: &Params,
-        job: impl FnOnce(&mut [Block]) -> T,
+        argon2: argon2_rust::Argon2,
+        job: impl FnOnce(&mut argon2_rust::Hasher) -> T,
     ) -> Result<T, HashError> {
         let pooled = self.argon2.block_count();
-        if params.block_count() > pooled {
-            return Ok(job(&mut allocate_blocks(params.block_count())?));
+        if argon2.params().memory_blocks() as usize > pooled {
+            return Ok(job(&mut argon2.hasher()));
         }
         let reused = self.lock_buffers().pop();
-        let mut blocks = match reused {
-            Some(blocks) => blocks,
-            None => allocate_blocks(pooled)?,
+        let mut hasher = match reused {
+            Some(mut hasher) => {
+                hasher.set_argon2(argon2);
+                hasher
+            }
+            None => argon2.hasher(),
         };
-        // Argon2 writes every block before reading it, so a dirty buffer is fine.
-        let result = job(&mut blocks);
-        self.lock_buffers().push(blocks);
+        // Argon2 writes every block before reading it, so a dirty arena is fine.
+        let result = job(&mut hasher);
+        self.lock_buffers().push(hasher);
         *self
             .last_returned
             .lock()
@@ -384,21 +396,38 @@ impl Inner {
         Ok(result)
     }
 
-    fn lock_buffers(&self) -> std::sync::MutexGuard<'_, Vec<Vec<Block>>> {
+    fn lock_buffers(&self) -> std::sync::MutexGuard<'_, Vec<argon2_rust::Hasher>> {
         // A panic while holding the lock cannot leave the list inconsistent.
         self.buffers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Refuses to abort the process when a stored hash asks for absurd memory.
-fn allocate_blocks(count: usize) -> Result<Vec<Block>, HashError> {
-    let mut blocks = Vec::new();
-    blocks.try_reserve_exact(count).map_err(|_| {
-        tracing::error!(blocks = count, "cannot allocate argon2 memory");
-        HashError::Internal
-    })?;
-    blocks.resize(count, Block::default());
-    Ok(blocks)
+/// The engine that computes a `tag_len`-byte hash of `params` (the memory
+/// is allocated at its first hash, fallibly: a stored hash that asks for
+/// absurd memory is an error, not an abort).
+fn engine(
+    algorithm: Algorithm,
+    version: Version,
+    params: &Params,
+    tag_len: usize,
+) -> Result<argon2_rust::Argon2, argon2_rust::Error> {
+    use argon2_rust::params::{Memory, TagLen};
+    let algorithm = match algorithm {
+        Algorithm::Argon2d => argon2_rust::Algorithm::Argon2d,
+        Algorithm::Argon2i => argon2_rust::Algorithm::Argon2i,
+        _ => argon2_rust::Algorithm::Argon2id,
+    };
+    let version = match version {
+        Version::V0x10 => argon2_rust::Version::V0x10,
+        _ => argon2_rust::Version::V0x13,
+    };
+    let params = argon2_rust::Params::builder()
+        .memory(Memory::kib(u64::from(params.m_cost())))
+        .passes(params.t_cost())
+        .lanes(params.p_cost())
+        .tag_len(TagLen::bytes(tag_len as u64))
+        .build()?;
+    Ok(argon2_rust::Argon2::new(algorithm, version, params))
 }
 
 fn internal(what: &str, error: &dyn fmt::Display) -> HashError {
@@ -438,7 +467,7 @@ impl StoredHash {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use argon2::{PasswordHasher, PasswordVerifier};
+    use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 
     const FAST: Argon2Params = Argon2Params {
         memory_kib: 1024,
@@ -452,6 +481,31 @@ mod tests {
 
     fn hasher() -> Hasher {
         Hasher::new(FAST, 2, 8).expect("valid params")
+    }
+
+    /// The engine gives the RustCrypto crate's (the reference's) output byte
+    /// for byte, for every algorithm, version, lane count and tag length a
+    /// stored hash may have.
+    #[test]
+    fn the_engine_computes_the_reference_output() {
+        let algorithms = [Algorithm::Argon2id, Algorithm::Argon2i, Algorithm::Argon2d];
+        for algorithm in algorithms {
+            for version in [Version::V0x13, Version::V0x10] {
+                for (m, t, p, len) in [(64, 1, 1, 32), (256, 3, 2, 16), (1024, 2, 4, 64)] {
+                    let params = Params::new(m, t, p, Some(len)).expect("params");
+                    let mut expected = vec![0u8; len];
+                    Argon2::new(algorithm, version, params.clone())
+                        .hash_password_into(b"password", b"somesalt-16bytes", &mut expected)
+                        .expect("reference");
+                    let mut got = vec![0u8; len];
+                    engine(algorithm, version, &params, len)
+                        .expect("engine")
+                        .hash_into(b"password", b"somesalt-16bytes", &mut got)
+                        .expect("hash");
+                    assert_eq!(got, expected, "{algorithm:?} {version:?} m={m} t={t} p={p}");
+                }
+            }
+        }
     }
 
     #[tokio::test]
