@@ -42,6 +42,8 @@ pub struct Tokens {
     access: String,
     bearer: HeaderValue,
     pub refresh: String,
+    /// The device token a login answered with, if the server has them.
+    pub device: Option<String>,
     /// Renew before this; a fifth of the lifetime is kept as margin.
     fresh_until: Instant,
 }
@@ -129,9 +131,19 @@ impl Api {
         Ok(())
     }
 
-    pub async fn login(&self, conn: &mut Connection, email: &str) -> Result<Tokens, Failure> {
+    /// Logs in, from the device `device` names when the server has device
+    /// tokens and one is given.
+    pub async fn login(
+        &self,
+        conn: &mut Connection,
+        email: &str,
+        device: Option<&str>,
+    ) -> Result<Tokens, Failure> {
         let p = self.profile;
-        let fields = [(p.email_field, email), (p.password_field, PASSWORD)];
+        let mut fields = vec![(p.email_field, email), (p.password_field, PASSWORD)];
+        if let (Some(field), Some(device)) = (p.device_token_field, device) {
+            fields.push((field, device));
+        }
         let body = self.call(conn, &self.login, &fields, None).await?;
         self.tokens(&body)
     }
@@ -227,10 +239,12 @@ impl Api {
             .and_then(|f| value.get(f))
             .and_then(Value::as_u64)
             .map_or(p.assumed_access_ttl, Duration::from_secs);
+        let device = p.device_token_field.and_then(text).map(str::to_owned);
         Ok(Tokens {
             access: access.to_owned(),
             bearer,
             refresh: refresh.to_owned(),
+            device,
             fresh_until: Instant::now() + lifetime * 4 / 5,
         })
     }

@@ -46,6 +46,10 @@ pub struct Profile {
     pub verify_needs_client: bool,
     /// A boolean member of the verify answer that must be `true`, if any.
     pub verify_active_field: Option<&'static str>,
+    /// The login answer's device token, sent back with the next login of the
+    /// account as a returning browser does (Latchkey's; a login without one is
+    /// a new device, which mails its owner a notice).
+    pub device_token_field: Option<&'static str>,
     /// Token fields of login and refresh answers.
     pub access_field: &'static str,
     pub refresh_field: &'static str,
@@ -83,6 +87,7 @@ pub static LATCHKEY: Profile = Profile {
     verify_token_field: "token",
     verify_needs_client: true,
     verify_active_field: Some("active"),
+    device_token_field: Some("device_token"),
     access_field: "access_token",
     refresh_field: "refresh_token",
     expires_in_field: Some("expires_in"),
@@ -112,6 +117,7 @@ pub static SIMPLEJWT: Profile = Profile {
     verify_token_field: "token",
     verify_needs_client: false,
     verify_active_field: None,
+    device_token_field: None,
     access_field: "access",
     refresh_field: "refresh",
     expires_in_field: None,

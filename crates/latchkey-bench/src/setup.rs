@@ -65,7 +65,7 @@ async fn login_all(
             let logins = logins_of(&api, id, concurrency, users);
             let deadline = Instant::now() + PATIENCE;
             let tokens = loop {
-                let outcome = api.login(&mut conn, &logins[0]).await;
+                let outcome = api.login(&mut conn, &logins[0], None).await;
                 if !retry(&outcome, deadline).await {
                     break outcome;
                 }

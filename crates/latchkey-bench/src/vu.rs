@@ -1,6 +1,8 @@
 //! A virtual user: its own connection, the account(s) it logs in as, and its
 //! own session, whose single-use refresh chain no other user touches.
 
+use std::collections::HashMap;
+
 use crate::api::{Api, Tokens};
 use crate::conn::Connection;
 use crate::failure::Failure;
@@ -12,17 +14,24 @@ pub struct VirtualUser {
     logins: Vec<String>,
     next_login: usize,
     tokens: Tokens,
+    /// The device token each account gave this user's "browser".
+    devices: HashMap<String, String>,
     rng: fastrand::Rng,
 }
 
 impl VirtualUser {
     /// A user already logged in; `id` seeds its choices so runs repeat.
     pub fn new(id: usize, conn: Connection, logins: Vec<String>, tokens: Tokens) -> Self {
+        let mut devices = HashMap::new();
+        if let (Some(first), Some(device)) = (logins.first(), &tokens.device) {
+            devices.insert(first.clone(), device.clone());
+        }
         VirtualUser {
             conn,
             logins,
             next_login: 1,
             tokens,
+            devices,
             rng: fastrand::Rng::with_seed(id as u64),
         }
     }
@@ -66,7 +75,11 @@ impl VirtualUser {
     async fn login(&mut self, api: &Api) -> Result<(), Failure> {
         let email = &self.logins[self.next_login % self.logins.len()];
         self.next_login = self.next_login.wrapping_add(1);
-        self.tokens = api.login(&mut self.conn, email).await?;
+        let device = self.devices.get(email).map(String::as_str);
+        self.tokens = api.login(&mut self.conn, email, device).await?;
+        if let Some(device) = &self.tokens.device {
+            self.devices.insert(email.clone(), device.clone());
+        }
         Ok(())
     }
 
