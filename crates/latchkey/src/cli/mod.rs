@@ -343,6 +343,9 @@ async fn users(cmd: UsersCommand, app: &App) -> anyhow::Result<()> {
         UsersCommand::Show { user } => {
             let (u, sessions) = auth.user_sessions(&user).await.map_err(explain)?;
             print_user(&u, sessions.len());
+            let (totp, passkeys) = auth.second_factors_of(&u.id).await.map_err(explain)?;
+            println!("two-step:       {}", if totp { "on" } else { "off" });
+            println!("passkeys:       {passkeys}");
         }
         UsersCommand::Disable { user } => {
             let u = auth

@@ -216,6 +216,13 @@ impl Auth {
         Ok(User::from(&user))
     }
 
+    /// Whether a user has two-step sign-in on, and how many passkeys they hold.
+    pub async fn second_factors_of(&self, user_id: &str) -> Result<(bool, usize), AuthError> {
+        let factors = self.store.factors(user_id).await?;
+        let totp = factors.totp.is_some_and(|t| t.confirmed_at.is_some());
+        Ok((totp, self.store.passkeys(user_id).await?.len()))
+    }
+
     /// Removes every second factor of a user (authenticator app, recovery
     /// codes, passkeys) for one who lost them: their password alone signs in
     /// again, and they are told. Returns the user and what was removed.

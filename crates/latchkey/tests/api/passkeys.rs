@@ -431,6 +431,18 @@ async fn operators_reset_the_second_factors_of_a_user_who_lost_them() {
     let mut auth = register(&app, &user.tokens.access).await;
     let (id, secret) = crate::admin::admin_client(&app, "support");
 
+    let show = |email: String| {
+        app.client
+            .get(app.url(&format!("/admin/v1/users/{email}")))
+            .basic_auth(&id, Some(&secret))
+            .send()
+    };
+    let shown = json_of(show(user.email.clone()).await.expect("request")).await;
+    assert_eq!(
+        (&shown["two_step"], &shown["passkeys"]),
+        (&json!(true), &json!(1))
+    );
+
     let path = format!("/admin/v1/users/{}/mfa", user.email);
     let resp = app
         .client
@@ -443,6 +455,11 @@ async fn operators_reset_the_second_factors_of_a_user_who_lost_them() {
     assert_eq!(body["totp_removed"], true);
     assert_eq!(body["passkeys_removed"], 1);
     assert_eq!(body["user"]["email"], user.email.as_str());
+    let shown = json_of(show(user.email.clone()).await.expect("request")).await;
+    assert_eq!(
+        (&shown["two_step"], &shown["passkeys"]),
+        (&json!(false), &json!(0))
+    );
 
     // The password alone signs in again; the old passkey does not.
     let tokens = app.login_ok(&user.email, PASSWORD).await;
@@ -463,6 +480,9 @@ async fn operators_reset_the_second_factors_of_a_user_who_lost_them() {
 
     // The same from the command line, for another user.
     let other = crate::mfa::enrolled(&app).await;
+    let shown = stdout(&app.cli(&["users", "show", &other.email], None));
+    assert!(shown.contains("two-step:       on"), "{shown}");
+    assert!(shown.contains("passkeys:       0"), "{shown}");
     let out = app.cli(&["users", "reset-mfa", &other.email], None);
     assert!(
         out.status.success(),

@@ -40,6 +40,12 @@ pub struct AdminUser {
     pub disabled: bool,
     /// RFC 3339 time.
     pub created_at: String,
+    /// On `GET /admin/v1/users/{user}`: two-step sign-in (authenticator app) is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub two_step: Option<bool>,
+    /// On `GET /admin/v1/users/{user}`: passkeys held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passkeys: Option<usize>,
 }
 
 impl From<&User> for AdminUser {
@@ -51,6 +57,8 @@ impl From<&User> for AdminUser {
             email_verified: u.email_verified,
             disabled: u.disabled,
             created_at: rfc3339(u.created_at),
+            two_step: None,
+            passkeys: None,
         }
     }
 }
@@ -136,7 +144,12 @@ async fn show_user(
     Path(id): Path<String>,
 ) -> ApiResult<Json<AdminUser>> {
     let found = state.auth.find_user(&id).await?.ok_or(ApiError::NotFound)?;
-    Ok(user(found))
+    let (two_step, passkeys) = state.auth.second_factors_of(&found.id).await?;
+    Ok(Json(AdminUser {
+        two_step: Some(two_step),
+        passkeys: Some(passkeys),
+        ..AdminUser::from(&found)
+    }))
 }
 
 /// Delete a user and their sessions; their tokens stop working at once.
