@@ -218,8 +218,7 @@ impl Auth {
 
     /// Whether a user has two-step sign-in on, and how many passkeys they hold.
     pub async fn second_factors_of(&self, user_id: &str) -> Result<(bool, usize), AuthError> {
-        let factors = self.store.factors(user_id).await?;
-        let totp = factors.totp.is_some_and(|t| t.confirmed_at.is_some());
+        let totp = self.store.factors(user_id).await?.totp_on();
         Ok((totp, self.store.passkeys(user_id).await?.len()))
     }
 

@@ -44,7 +44,7 @@ const SECRET_BYTES: usize = 20;
 const STEP: u64 = 30;
 /// Crockford's base 32, lower case: no i, l, o or u to misread.
 const CODE_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
-const BAD_CHALLENGE: &str =
+pub(super) const BAD_CHALLENGE: &str =
     "the sign-in challenge is invalid, expired or used up; sign in with the password again";
 
 /// What an enrolment hands the user's authenticator app.
@@ -100,10 +100,9 @@ impl Auth {
     /// The caller's second factors.
     pub async fn mfa_status(&self, caller: &Authenticated) -> Result<MfaStatus, AuthError> {
         let factors = self.store.factors(&caller.record.id).await?;
-        let confirmed = factors.totp.as_ref().map(|t| t.confirmed_at.is_some());
         Ok(MfaStatus {
-            totp: confirmed == Some(true),
-            totp_pending: confirmed == Some(false),
+            totp: factors.totp_on(),
+            totp_pending: factors.totp.is_some() && !factors.totp_on(),
             recovery_codes_left: factors.recovery_codes_left,
         })
     }
@@ -146,27 +145,18 @@ impl Auth {
     ) -> Result<Vec<String>, AuthError> {
         let user = &caller.record;
         let factors = self.store.factors(&user.id).await?;
-        let Some(totp) = factors.totp.filter(|t| t.confirmed_at.is_none()) else {
-            return Err(match self.mfa_status(caller).await?.totp {
-                true => AuthError::MfaEnabled,
-                false => AuthError::InvalidRequest(
-                    "no enrolment is waiting for a code; start one with POST /v1/mfa/totp".into(),
-                ),
-            });
+        if factors.totp_on() {
+            return Err(AuthError::MfaEnabled);
+        }
+        let Some(totp) = factors.totp else {
+            return Err(AuthError::InvalidRequest(
+                "no enrolment is waiting for a code; start one with POST /v1/mfa/totp".into(),
+            ));
         };
         let (codes, digests) = recovery_codes()?;
-        let now = self.now();
+        let confirming = Some((digests.as_slice(), self.now()));
         let attempt = self.begin_code_attempt(&user.id, client).await?;
-        let check = async {
-            match self.totp_step(&totp, code)? {
-                Some(step) => Ok::<_, AuthError>(
-                    self.store
-                        .use_totp_step(&user.id, step, Some((&digests, now)))
-                        .await?,
-                ),
-                None => Ok(false),
-            }
-        };
+        let check = self.accept_totp(&user.id, Some(&totp), code, confirming);
         if !self.judge(attempt, check).await? {
             self.code_failed(user, Some(&caller.claims.sid), client)
                 .await;
@@ -217,8 +207,7 @@ impl Auth {
 
     /// Whether `user` must present a second factor after the password.
     pub(super) async fn needs_second_factor(&self, user: &UserRecord) -> Result<bool, AuthError> {
-        let factors = self.store.factors(&user.id).await?;
-        Ok(factors.totp.is_some_and(|t| t.confirmed_at.is_some()))
+        Ok(self.store.factors(&user.id).await?.totp_on())
     }
 
     /// The challenge a right password for an enrolled account yields.
@@ -315,17 +304,8 @@ impl Auth {
             match proof {
                 Proof::Totp(code) => {
                     let factors = self.store.factors(&user.id).await?;
-                    let totp = factors.totp.filter(|t| t.confirmed_at.is_some());
-                    let step = match &totp {
-                        Some(t) => self.totp_step(t, code)?,
-                        None => None,
-                    };
-                    match step {
-                        Some(step) => Ok::<_, AuthError>(
-                            self.store.use_totp_step(&user.id, step, None).await?,
-                        ),
-                        None => Ok(false),
-                    }
+                    let totp = factors.totp.as_ref().filter(|_| factors.totp_on());
+                    self.accept_totp(&user.id, totp, code, None).await
                 }
                 Proof::Passkey { .. } => Ok(false),
                 Proof::RecoveryCode(code) => {
@@ -403,6 +383,26 @@ impl Auth {
             .await
         {
             tracing::warn!(error = %e, "queueing user.mfa_changed failed");
+        }
+    }
+
+    /// Accepts `code` for `factor` once (its time step above every one
+    /// accepted before, whichever instance asks); `confirming` as for
+    /// [`Store::use_totp_step`](crate::store::Store::use_totp_step).
+    async fn accept_totp(
+        &self,
+        user_id: &str,
+        factor: Option<&TotpRecord>,
+        code: &str,
+        confirming: Option<(&[String], i64)>,
+    ) -> Result<bool, AuthError> {
+        let step = match factor {
+            Some(f) => self.totp_step(f, code)?,
+            None => None,
+        };
+        match step {
+            Some(step) => Ok(self.store.use_totp_step(user_id, step, confirming).await?),
+            None => Ok(false),
         }
     }
 

@@ -132,13 +132,8 @@ impl Auth {
             .map_err(|e| {
                 AuthError::InvalidRequest(format!("the authenticator's answer was refused: {e}"))
             })?;
-        let name = match name.map(str::trim) {
-            Some(n) if n.is_empty() || n.chars().count() > MAX_NAME => {
-                return Err(AuthError::InvalidRequest(format!(
-                    "a passkey's name has 1 to {MAX_NAME} characters"
-                )));
-            }
-            Some(n) => n.to_string(),
+        let name = match name {
+            Some(n) => passkey_name(n)?,
             None => client
                 .user_agent
                 .as_deref()
@@ -181,15 +176,10 @@ impl Auth {
         id: &str,
         name: &str,
     ) -> Result<(), AuthError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME {
-            return Err(AuthError::InvalidRequest(format!(
-                "a passkey's name has 1 to {MAX_NAME} characters"
-            )));
-        }
+        let name = passkey_name(name)?;
         match self
             .store
-            .rename_passkey(&caller.record.id, id, name)
+            .rename_passkey(&caller.record.id, id, &name)
             .await?
         {
             true => Ok(()),
@@ -362,12 +352,14 @@ impl Auth {
     /// The user a live sign-in challenge is for.
     async fn challenged_user(&self, mfa_token: &str) -> Result<String, AuthError> {
         self.store
-            .try_challenge(&digest(mfa_token), self.now(), super::mfa::CHALLENGE_ATTEMPTS)
+            .try_challenge(
+                &digest(mfa_token),
+                self.now(),
+                super::mfa::CHALLENGE_ATTEMPTS,
+            )
             .await?
             .map(|c| c.user_id)
-            .ok_or(AuthError::InvalidGrant(
-                "the sign-in challenge is invalid, expired or used up; sign in with the password again",
-            ))
+            .ok_or(AuthError::InvalidGrant(super::mfa::BAD_CHALLENGE))
     }
 
     async fn ceremony(
@@ -411,6 +403,17 @@ impl Auth {
             .filter(|c| c.expires_at > self.now() && c.user_id.as_deref() == user_id)
             .ok_or_else(gone)?;
         serde_json::from_str(&found.state).map_err(internal)
+    }
+}
+
+/// A passkey's name as given, trimmed: 1 to [`MAX_NAME`] characters.
+fn passkey_name(name: &str) -> Result<String, AuthError> {
+    let name = name.trim();
+    match name.is_empty() || name.chars().count() > MAX_NAME {
+        true => Err(AuthError::InvalidRequest(format!(
+            "a passkey's name has 1 to {MAX_NAME} characters"
+        ))),
+        false => Ok(name.to_string()),
     }
 }
 

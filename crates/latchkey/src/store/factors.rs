@@ -86,10 +86,36 @@ pub struct Factors {
     pub recovery_codes_left: i64,
 }
 
-pub const TOTP: &str = "SELECT user_id, secret, created_at, confirmed_at, last_step
-     FROM totp_factors WHERE user_id = $1";
-pub const CODES_LEFT: &str =
-    "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL";
+impl Factors {
+    /// Whether two-step sign-in is on: a TOTP factor, confirmed.
+    pub fn totp_on(&self) -> bool {
+        self.totp.as_ref().is_some_and(|t| t.confirmed_at.is_some())
+    }
+}
+
+/// The row of [`FACTORS`].
+#[derive(sqlx::FromRow)]
+pub struct FactorsRow {
+    #[sqlx(flatten)]
+    totp: TotpRecord,
+    codes_left: i64,
+}
+
+impl From<Option<FactorsRow>> for Factors {
+    fn from(row: Option<FactorsRow>) -> Self {
+        row.map_or_else(Factors::default, |r| Factors {
+            totp: Some(r.totp),
+            recovery_codes_left: r.codes_left,
+        })
+    }
+}
+
+/// A user's TOTP factor with its unused recovery codes counted, in one
+/// round trip (recovery codes exist only with a factor).
+pub const FACTORS: &str = "SELECT t.user_id, t.secret, t.created_at, t.confirmed_at, t.last_step,
+         (SELECT COUNT(*) FROM recovery_codes c
+          WHERE c.user_id = t.user_id AND c.used_at IS NULL) AS codes_left
+     FROM totp_factors t WHERE t.user_id = $1";
 /// A new, unconfirmed secret for user $1, replacing an unconfirmed one; a
 /// confirmed factor stays (nothing is returned then).
 pub const ENROL_TOTP: &str =
@@ -284,30 +310,6 @@ where
         .execute(&mut *conn)
         .await?;
     Ok(removed.is_some())
-}
-
-/// A user's factors, read on the connection `conn`.
-pub async fn factors<DB>(conn: &mut DB::Connection, user_id: &str) -> Result<Factors, sqlx::Error>
-where
-    DB: Database,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
-    TotpRecord: for<'r> sqlx::FromRow<'r, DB::Row>,
-    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
-{
-    let totp = sqlx::query_as(TOTP)
-        .bind(user_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let (recovery_codes_left,) = sqlx::query_as(CODES_LEFT)
-        .bind(user_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(Factors {
-        totp,
-        recovery_codes_left,
-    })
 }
 
 /// The statement that stores a new passkey.

@@ -695,10 +695,12 @@ impl Store for SqliteStore {
     }
 
     async fn factors(&self, user_id: &str) -> StoreResult<Factors> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.fail(e))?;
-        factors::factors::<sqlx::Sqlite>(&mut conn, user_id)
+        let row: Option<factors::FactorsRow> = sqlx::query_as(factors::FACTORS)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
             .await
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e))?;
+        Ok(row.into())
     }
 
     async fn enrol_totp(&self, user_id: &str, secret: &[u8], now: i64) -> StoreResult<bool> {

@@ -662,11 +662,13 @@ impl Store for PgStore {
     }
 
     async fn factors(&self, user_id: &str) -> StoreResult<Factors> {
-        retry(Replay::Idempotent, move || async move {
-            let mut conn = self.pool.acquire().await?;
-            factors::factors::<sqlx::Postgres>(&mut conn, user_id).await
+        let row: Option<factors::FactorsRow> = retry(Replay::Idempotent, move || {
+            sqlx::query_as(factors::FACTORS)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
         })
-        .await
+        .await?;
+        Ok(row.into())
     }
 
     async fn enrol_totp(&self, user_id: &str, secret: &[u8], now: i64) -> StoreResult<bool> {
