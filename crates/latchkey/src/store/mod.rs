@@ -2,6 +2,7 @@
 //! implements it with its own SQL and migrations; nothing above this module
 //! sees SQL, and nothing here knows about HTTP.
 
+mod batch;
 mod factors;
 mod hooks;
 mod imports;

@@ -14,12 +14,13 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::batch::Batcher;
 use super::factors;
 use super::hooks;
 use super::imports;
 use super::outbox;
 use super::quick_reads::QuickReads;
-use super::rotations::Rotations;
+use super::rotations::{self, Rotation, SqliteRotations};
 use super::sql::{self, bind_session, bind_throttle};
 use super::*;
 
@@ -30,7 +31,7 @@ use super::*;
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
-    rotations: Rotations,
+    rotations: Batcher<SqliteRotations>,
     /// None for an in-memory database, which only the sqlx pool can see.
     quick: Option<QuickReads>,
     /// Set when a write failed because the disk is full, read-only or
@@ -65,7 +66,8 @@ impl SqliteStore {
         } else {
             pool_of(max_connections.max(1)).await.map_err(map_err)?
         };
-        let rotations = Rotations::start(writer.clone());
+        // One lane: SQLite has one writer.
+        let rotations = Batcher::start(SqliteRotations(writer.clone()), 1, rotations::MAX_BATCH);
         let quick = (!in_memory).then(|| QuickReads::new(options.get_filename()));
         Ok(Self {
             pool,
@@ -886,7 +888,14 @@ impl Store for SqliteStore {
         now: i64,
         idle_expires_at: i64,
     ) -> StoreResult<bool> {
-        self.rotations.advance(id, from, now, idle_expires_at).await
+        self.rotations
+            .call(Rotation {
+                session_id: id.to_owned(),
+                from,
+                now,
+                idle_expires_at,
+            })
+            .await
     }
 
     async fn revoke_session(

@@ -142,6 +142,111 @@ async fn feed(store: &dyn Store) -> Vec<(String, Option<String>, String)> {
         .collect()
 }
 
+contract!(calls_sent_at_once_each_get_their_own_answer);
+/// Reads and rotations that arrive together may share one statement (the
+/// PostgreSQL backend coalesces them): each caller still gets the answer for
+/// its own row, a missing or mismatched row is `None` for that caller only,
+/// and two rotations of one session in the same burst still have one winner.
+async fn calls_sent_at_once_each_get_their_own_answer(store: &Arc<dyn Store>) {
+    let users: Vec<String> = (0..8).map(|n| format!("u{n}")).collect();
+    for id in &users {
+        user_with_sessions(store.as_ref(), id, 2).await;
+    }
+    let t = now();
+    let revoked = store
+        .revoke_session("u3-s1", RevokeReason::Logout, t, &Outgoing::default())
+        .await
+        .expect("revoke");
+    assert!(revoked);
+    store
+        .insert_client(&latchkey::store::ClientRecord {
+            id: "api".into(),
+            name: "api".into(),
+            secret_hash: vec![1; 32],
+            created_at: t,
+            admin: false,
+        })
+        .await
+        .expect("client");
+
+    let mut states = tokio::task::JoinSet::new();
+    let mut owners = tokio::task::JoinSet::new();
+    let mut clients = tokio::task::JoinSet::new();
+    let mut rotations = tokio::task::JoinSet::new();
+    for round in 0..4 {
+        for (n, user) in users.iter().enumerate() {
+            for s in 0..2 {
+                let session = format!("{user}-s{s}");
+                // The right owner, another user, and a session that is not there.
+                for (asked, expect) in [
+                    (user.clone(), true),
+                    (users[(n + 1) % users.len()].clone(), false),
+                ] {
+                    let (store, session) = (store.clone(), session.clone());
+                    states.spawn(async move {
+                        let got = store.access_state(&asked, &session, "kid-1").await;
+                        (asked, session, expect, got.expect("access state"))
+                    });
+                }
+                let (store2, session2) = (store.clone(), session.clone());
+                owners.spawn(async move {
+                    let got = store2.session_and_owner(&session2).await;
+                    (session2, got.expect("session and owner"))
+                });
+                if round < 2 {
+                    // Two rotations of every session from generation 0.
+                    let (store3, session3) = (store.clone(), session.clone());
+                    rotations.spawn(async move {
+                        let won = store3.advance_session(&session3, 0, t, t + 3600).await;
+                        (session3, won.expect("advance"))
+                    });
+                }
+            }
+        }
+        let store4 = store.clone();
+        states.spawn(async move {
+            let got = store4.access_state("u0", "missing", "kid-1").await;
+            (
+                "u0".into(),
+                "missing".into(),
+                false,
+                got.expect("access state"),
+            )
+        });
+        for id in ["api", "nobody"] {
+            let store5 = store.clone();
+            clients.spawn(async move { (id, store5.client(id).await.expect("client")) });
+        }
+    }
+    for (asked, session, expect, got) in states.join_all().await {
+        match got {
+            Some(state) => {
+                assert!(expect, "{asked} is not the owner of {session}");
+                assert_eq!(state.user.id, asked);
+                assert_eq!(state.session_revoked, session == "u3-s1", "{session}");
+                assert!(!state.key_withdrawn);
+            }
+            None => assert!(!expect, "{asked} owns {session}"),
+        }
+    }
+    for (session, got) in owners.join_all().await {
+        let (record, usable) = got.expect("the session is there");
+        assert_eq!(record.id, session);
+        assert!(usable);
+    }
+    for (id, got) in clients.join_all().await {
+        assert_eq!(got.map(|c| c.id), (id == "api").then(|| id.to_string()));
+    }
+    let mut winners = std::collections::BTreeMap::<String, usize>::new();
+    for (session, won) in rotations.join_all().await {
+        *winners.entry(session).or_default() += usize::from(won);
+    }
+    for (session, count) in winners {
+        let expected = usize::from(session != "u3-s1");
+        assert_eq!(count, expected, "winners of the rotation of {session}");
+    }
+}
+
 contract!(one_rotation_wins_a_race_for_a_generation);
 async fn one_rotation_wins_a_race_for_a_generation(store: &Arc<dyn Store>) {
     user_with_sessions(store.as_ref(), "ada", 1).await;

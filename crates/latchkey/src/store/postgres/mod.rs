@@ -11,22 +11,33 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{FromRow, PgPool};
 
 use self::retry::{Replay, map_err, retry};
+use super::batch::Batcher;
 use super::factors;
 use super::hooks;
 use super::imports;
 use super::outbox;
+use super::rotations::Rotation;
 use super::sql::{self, bind_session, bind_throttle};
 
 use super::*;
 
+mod batched;
 mod retry;
+
+/// Statements in flight at once for each kind of batched read; rotations
+/// take one lane, reads [`READ_LANES`] each.
+const READ_LANES: usize = 1;
 
 pub struct PgStore {
     pool: PgPool,
+    rotations: Batcher<batched::Rotations>,
+    access_states: Batcher<batched::AccessStates>,
+    sessions_and_owners: Batcher<batched::SessionsAndOwners>,
+    clients: Batcher<batched::Clients>,
 }
 
 impl PgStore {
@@ -58,7 +69,18 @@ impl PgStore {
                 })
             })
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        let most = batched::MAX_BATCH;
+        Ok(Self {
+            rotations: Batcher::start(batched::Rotations(pool.clone()), 1, most),
+            access_states: Batcher::start(batched::AccessStates(pool.clone()), READ_LANES, most),
+            sessions_and_owners: Batcher::start(
+                batched::SessionsAndOwners(pool.clone()),
+                READ_LANES,
+                most,
+            ),
+            clients: Batcher::start(batched::Clients(pool.clone()), READ_LANES, most),
+            pool,
+        })
     }
 
     /// Applies the embedded migrations. Instances starting together are safe:
@@ -116,13 +138,6 @@ const LIVE_SESSIONS: &str = concat!(
     live!(),
     " ORDER BY created_at DESC, id"
 );
-/// A concurrent winner holds the row lock; the loser re-checks the WHERE
-/// against the committed row, sees the new generation, and updates nothing.
-const ADVANCE_SESSION: &str = concat!(
-    "UPDATE sessions SET generation = generation + 1, rotated_at = $2, last_used_at = $2, idle_expires_at = $4
-     WHERE id = $1 AND generation = $3 AND ",
-    live!()
-);
 /// A new session, only while its user is enabled and at credential version
 /// $15. FOR SHARE conflicts with the row lock of a concurrent revocation,
 /// which raises the version first: this waits for it to commit and then sees
@@ -133,11 +148,6 @@ const START_SESSION: &str = concat!(
     sql::session_columns!(),
     ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM users
      WHERE id = $2 AND credential_version = $15 AND NOT disabled FOR SHARE"
-);
-const SESSION_AND_OWNER: &str = concat!(
-    "SELECT ",
-    sql::prefixed_session_columns!(),
-    ", NOT u.disabled AS owner_usable FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
 );
 const THROTTLE_FOR_UPDATE: &str = concat!(
     "SELECT ",
@@ -870,19 +880,7 @@ impl Store for PgStore {
     }
 
     async fn session_and_owner(&self, id: &str) -> StoreResult<Option<(SessionRecord, bool)>> {
-        #[derive(FromRow)]
-        struct Row {
-            #[sqlx(flatten)]
-            session: SessionRecord,
-            owner_usable: bool,
-        }
-        let row: Option<Row> = retry(Replay::Idempotent, move || {
-            sqlx::query_as(SESSION_AND_OWNER)
-                .bind(id)
-                .fetch_optional(&self.pool)
-        })
-        .await?;
-        Ok(row.map(|r| (r.session, r.owner_usable)))
+        self.sessions_and_owners.call(id.to_owned()).await
     }
 
     async fn advance_session(
@@ -892,17 +890,14 @@ impl Store for PgStore {
         now: i64,
         idle_expires_at: i64,
     ) -> StoreResult<bool> {
-        retry(Replay::OnlyIfNotApplied, move || async move {
-            let done = sqlx::query(ADVANCE_SESSION)
-                .bind(id)
-                .bind(now)
-                .bind(from)
-                .bind(idle_expires_at)
-                .execute(&self.pool)
-                .await?;
-            Ok(done.rows_affected() == 1)
-        })
-        .await
+        self.rotations
+            .call(Rotation {
+                session_id: id.to_owned(),
+                from,
+                now,
+                idle_expires_at,
+            })
+            .await
     }
 
     async fn revoke_session(
@@ -980,14 +975,8 @@ impl Store for PgStore {
         session_id: &str,
         kid: &str,
     ) -> StoreResult<Option<AccessState>> {
-        retry(Replay::Idempotent, move || {
-            sqlx::query_as(sql::ACCESS_STATE)
-                .bind(user_id)
-                .bind(session_id)
-                .bind(kid)
-                .fetch_optional(&self.pool)
-        })
-        .await
+        let item = (user_id.to_owned(), session_id.to_owned(), kid.to_owned());
+        self.access_states.call(item).await
     }
 
     async fn step_throttle(
@@ -1193,12 +1182,7 @@ impl Store for PgStore {
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRecord>> {
-        retry(Replay::Idempotent, move || {
-            sqlx::query_as(sql::CLIENT)
-                .bind(id)
-                .fetch_optional(&self.pool)
-        })
-        .await
+        self.clients.call(id.to_owned()).await
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
