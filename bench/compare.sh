@@ -23,9 +23,14 @@ usage: bench/compare.sh [options]
   --latchkey-port P    [\$LATCHKEY_PORT, 18090]
   --peer-port P        [\$PEER_PORT, 18091]
   --results DIR        where reports go [bench/results/<date>-<commit>]
+  --database KIND      sqlite (embedded, each server its own file) or postgres:
+                       both servers on the local PostgreSQL, each in a database
+                       made for the run and dropped after [\$DATABASE, sqlite]
   -h, --help           this text
 
-Environment: PYTHON (default python3) makes the peer's venv.
+Environment: PYTHON (default python3) makes the peer's venv; with --database
+postgres, PGHOST/PGPORT/PGUSER (default 127.0.0.1, 5432, postgres) name a
+server that lets this user create databases, reached with psql.
 EOF
 }
 
@@ -41,6 +46,7 @@ LATCHKEY_PORT=${LATCHKEY_PORT:-18090}
 PEER_PORT=${PEER_PORT:-18091}
 PYTHON=${PYTHON:-python3}
 RESULTS=${RESULTS:-}
+DATABASE=${DATABASE:-sqlite}
 
 while (($#)); do
     case $1 in
@@ -52,12 +58,14 @@ while (($#)); do
         --latchkey-port) LATCHKEY_PORT=${2:?}; shift ;;
         --peer-port) PEER_PORT=${2:?}; shift ;;
         --results) RESULTS=${2:?}; shift ;;
+        --database) DATABASE=${2:?}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown option $1" ;;
     esac
     shift
 done
 [[ $SCENARIOS == all ]] && SCENARIOS=$ALL_SCENARIOS
+[[ $DATABASE == sqlite || $DATABASE == postgres ]] || die "--database is sqlite or postgres"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -67,6 +75,8 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo nocommit)
 RESULTS=${RESULTS:-bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)-$COMMIT}
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-compare.XXXXXX")
 LATCHKEY_PID= PEER_PID=
+PG_DATABASES=()
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 # The peer's sources stay free of __pycache__ folders.
 export PYTHONDONTWRITEBYTECODE=1
 
@@ -74,6 +84,10 @@ export PYTHONDONTWRITEBYTECODE=1
 cleanup() {
     stop "$LATCHKEY_PID"
     stop "$PEER_PID"
+    local db
+    for db in "${PG_DATABASES[@]}"; do
+        psql -q -d postgres -c "DROP DATABASE IF EXISTS $db" || true
+    done
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
@@ -101,6 +115,16 @@ record_memory() { # server scenario pid
     printf '%s\t%s\t%s\n' "$1" "$2" "$(tree_memory "$3")" >>"$RESULTS/memory.tsv"
 }
 
+# A database on the PostgreSQL server for this run, dropped on exit.
+pg_database() { # name-prefix
+    local db
+    db="$1_$(date +%s)_$$"
+    psql -q -d postgres -c "CREATE DATABASE $db" >/dev/null ||
+        die "cannot create a database on $PGHOST:$PGPORT as $PGUSER (set PGHOST/PGUSER)"
+    PG_DATABASES+=("$db")
+    echo "$db"
+}
+
 # --- the peer's venv and database ----------------------------------------
 setup_peer() {
     command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON)"
@@ -121,12 +145,20 @@ setup_peer() {
     export PEER_DATA_DIR=$SCRATCH/peer PEER_SECRET_KEY
     PEER_SECRET_KEY=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))')
     mkdir -p "$PEER_DATA_DIR"
+    if [[ $DATABASE == postgres ]]; then
+        export PEER_DATABASE_URL
+        PEER_DATABASE_URL="postgresql://$PGUSER@$PGHOST:$PGPORT/$(pg_database peer_bench)"
+    fi
     "$VENV/bin/python" "$PEER/simplejwt_site/manage.py" migrate --noinput >"$SCRATCH/migrate.log"
 }
 
 # --- the servers ----------------------------------------------------------
 start_latchkey() {
     local data=$SCRATCH/latchkey log=$SCRATCH/latchkey.log creds
+    if [[ $DATABASE == postgres ]]; then
+        export LATCHKEY_DATABASE_URL
+        LATCHKEY_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$(pg_database latchkey_bench)"
+    fi
     port_open "$LATCHKEY_PORT" && die "port $LATCHKEY_PORT is taken (--latchkey-port)"
     creds=$(target/release/latchkey --data-dir "$data" clients add bench 2>>"$log")
     export LATCHKEY_BENCH_CLIENT_ID LATCHKEY_BENCH_CLIENT_SECRET
@@ -178,10 +210,15 @@ machine() {
     echo "concurrency: $CONCURRENCY"
     echo "duration: $DURATION"
     echo "peer workers: $PEER_WORKERS (gunicorn sync)"
+    echo "database: $DATABASE"
+    if [[ $DATABASE == postgres ]]; then
+        echo "postgresql: $(psql -Atq -d postgres -c 'SHOW server_version')"
+    fi
 }
 
 # --- the run ----------------------------------------------------------------
 command -v cargo >/dev/null || die "cargo not found"
+[[ $DATABASE == sqlite ]] || command -v psql >/dev/null || die "psql not found (PostgreSQL client)"
 setup_peer
 echo "building latchkey and latchkey-bench (release)"
 cargo build --release --quiet -p latchkey -p latchkey-bench

@@ -2,13 +2,15 @@
 
 Configured as a careful user of djoser + djangorestframework-simplejwt would:
 refresh-token rotation with a blacklist, Argon2id with Latchkey's default
-cost, SQLite in WAL mode, DEBUG off. It is a benchmark fixture, never a
+cost, SQLite in WAL mode (or PostgreSQL through psycopg when
+PEER_DATABASE_URL is set), DEBUG off. It is a benchmark fixture, never a
 deployment: the secret key and the data directory come from the environment.
 """
 
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -64,6 +66,20 @@ DATABASES = {
         },
     }
 }
+
+# bench/compare.sh --database postgres: the same data on the local PostgreSQL
+# through psycopg 3, connections kept as above.
+if os.environ.get("PEER_DATABASE_URL"):
+    _url = urlsplit(os.environ["PEER_DATABASE_URL"])
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": _url.path.lstrip("/"),
+        "USER": _url.username or "",
+        "PASSWORD": _url.password or "",
+        "HOST": _url.hostname or "",
+        "PORT": str(_url.port or ""),
+        "CONN_MAX_AGE": 600,
+    }
 
 # Latchkey's defaults: Argon2id, 19 MiB, two passes, one lane.
 PASSWORD_HASHERS = ["simplejwt_site.hashers.LatchkeyCostArgon2PasswordHasher"]
