@@ -83,20 +83,17 @@ impl<B: Batch> Batcher<B> {
 async fn lane<B: Batch>(batch: Arc<B>, incoming: Arc<Mutex<mpsc::Receiver<Job<B>>>>, most: usize) {
     let mut waiting: VecDeque<Job<B>> = VecDeque::new();
     loop {
-        {
+        if waiting.is_empty() {
             let mut incoming = incoming.lock().await;
-            if waiting.is_empty() {
-                match incoming.recv().await {
-                    Some(job) => waiting.push_back(job),
-                    None => return,
-                }
+            match incoming.recv().await {
+                Some(job) => waiting.push_back(job),
+                None => return,
             }
-            while waiting.len() < 2 * most {
-                match incoming.try_recv() {
-                    Ok(job) => waiting.push_back(job),
-                    Err(_) => break,
-                }
-            }
+            drain(&mut incoming, &mut waiting, most);
+        } else if let Ok(mut incoming) = incoming.try_lock() {
+            // Never wait for the queue while holding calls: the lane that
+            // holds it may be waiting for calls that will not come.
+            drain(&mut incoming, &mut waiting, most);
         }
         let (items, replies): (Vec<_>, Vec<_>) = take_batch::<B>(&mut waiting, most)
             .into_iter()
@@ -128,6 +125,20 @@ async fn lane<B: Batch>(batch: Arc<B>, incoming: Arc<Mutex<mpsc::Receiver<Job<B>
                     }));
                 }
             }
+        }
+    }
+}
+
+/// Moves what is queued now into `waiting`, up to two statements' worth.
+fn drain<B: Batch>(
+    incoming: &mut mpsc::Receiver<Job<B>>,
+    waiting: &mut VecDeque<Job<B>>,
+    most: usize,
+) {
+    while waiting.len() < 2 * most {
+        match incoming.try_recv() {
+            Ok(job) => waiting.push_back(job),
+            Err(_) => break,
         }
     }
 }
