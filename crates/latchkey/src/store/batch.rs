@@ -4,11 +4,11 @@
 //! Refresh-token rotations on either backend, and on PostgreSQL the reads of
 //! every authenticated request, are each one small statement on one row. One
 //! at a time, each pays a trip to the database, and each write its own commit
-//! and `fsync`; the database's work per row is a small part of that. Here a
-//! few *lanes* take every call waiting at the moment and apply them with one
-//! statement built for many rows (`… FROM (VALUES …)`, `= ANY($1)`,
+//! and `fsync`; the database's work per row is a small part of that. Here one
+//! task per kind of call takes every call waiting at the moment and applies
+//! them with one statement built for many rows (`… FROM (VALUES …)`, `= ANY($1)`,
 //! `UNNEST`), then answer each caller on its own. Nothing waits on purpose:
-//! a call that finds a lane idle goes at once, alone; under load the calls
+//! a call that finds its task idle goes at once, alone; under load the calls
 //! that queued behind a running statement share the next one. Each statement
 //! starts after every call in it arrived, so a read still sees everything
 //! committed before its request came in, and a compare-and-set is still
@@ -16,13 +16,11 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
-
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{StoreError, StoreResult};
 
-/// Calls that may wait for a lane before callers wait to enqueue.
+/// Calls that may wait for the task before callers wait to enqueue.
 const QUEUE: usize = 4096;
 
 /// How one kind of call is applied many at a time.
@@ -50,21 +48,17 @@ struct Job<B: Batch> {
     reply: oneshot::Sender<StoreResult<B::Output>>,
 }
 
-/// The handle callers use; the lanes stop when it is dropped.
+/// The handle callers use; the task stops when it is dropped.
 pub(super) struct Batcher<B: Batch> {
     queue: mpsc::Sender<Job<B>>,
 }
 
 impl<B: Batch> Batcher<B> {
-    /// Starts `lanes` lanes on the current runtime, each applying up to
-    /// `most` items per statement.
-    pub(super) fn start(batch: B, lanes: usize, most: usize) -> Self {
+    /// Starts the task on the current runtime, applying up to `most` items
+    /// per statement, one statement at a time.
+    pub(super) fn start(batch: B, most: usize) -> Self {
         let (queue, incoming) = mpsc::channel(QUEUE);
-        let batch = Arc::new(batch);
-        let incoming = Arc::new(Mutex::new(incoming));
-        for _ in 0..lanes.max(1) {
-            tokio::spawn(lane(batch.clone(), incoming.clone(), most.max(1)));
-        }
+        tokio::spawn(run(batch, incoming, most.max(1)));
         Self { queue }
     }
 
@@ -80,20 +74,20 @@ impl<B: Batch> Batcher<B> {
     }
 }
 
-async fn lane<B: Batch>(batch: Arc<B>, incoming: Arc<Mutex<mpsc::Receiver<Job<B>>>>, most: usize) {
+async fn run<B: Batch>(batch: B, mut incoming: mpsc::Receiver<Job<B>>, most: usize) {
     let mut waiting: VecDeque<Job<B>> = VecDeque::new();
     loop {
         if waiting.is_empty() {
-            let mut incoming = incoming.lock().await;
             match incoming.recv().await {
                 Some(job) => waiting.push_back(job),
                 None => return,
             }
-            drain(&mut incoming, &mut waiting, most);
-        } else if let Ok(mut incoming) = incoming.try_lock() {
-            // Never wait for the queue while holding calls: the lane that
-            // holds it may be waiting for calls that will not come.
-            drain(&mut incoming, &mut waiting, most);
+        }
+        while waiting.len() < 2 * most {
+            match incoming.try_recv() {
+                Ok(job) => waiting.push_back(job),
+                Err(_) => break,
+            }
         }
         let (items, replies): (Vec<_>, Vec<_>) = take_batch::<B>(&mut waiting, most)
             .into_iter()
@@ -125,20 +119,6 @@ async fn lane<B: Batch>(batch: Arc<B>, incoming: Arc<Mutex<mpsc::Receiver<Job<B>
                     }));
                 }
             }
-        }
-    }
-}
-
-/// Moves what is queued now into `waiting`, up to two statements' worth.
-fn drain<B: Batch>(
-    incoming: &mut mpsc::Receiver<Job<B>>,
-    waiting: &mut VecDeque<Job<B>>,
-    most: usize,
-) {
-    while waiting.len() < 2 * most {
-        match incoming.try_recv() {
-            Ok(job) => waiting.push_back(job),
-            Err(_) => break,
         }
     }
 }
@@ -223,7 +203,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn each_caller_gets_its_own_answer() {
-        let batcher = Arc::new(Batcher::start(Double, 2, 8));
+        let batcher = std::sync::Arc::new(Batcher::start(Double, 8));
         let calls: Vec<_> = (0..200u32)
             .map(|i| {
                 let batcher = batcher.clone();

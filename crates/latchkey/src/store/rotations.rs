@@ -30,6 +30,17 @@ pub(super) struct Rotation {
     pub idle_expires_at: i64,
 }
 
+impl Rotation {
+    pub(super) fn new(session_id: &str, from: i64, now: i64, idle_expires_at: i64) -> Self {
+        Self {
+            session_id: session_id.to_owned(),
+            from,
+            now,
+            idle_expires_at,
+        }
+    }
+}
+
 /// The sessions among `batch` whose compare-and-set won, as each caller's answer.
 pub(super) fn answers(batch: &[Rotation], won: Vec<String>) -> Vec<bool> {
     let won: HashSet<String> = won.into_iter().collect();

@@ -66,8 +66,7 @@ impl SqliteStore {
         } else {
             pool_of(max_connections.max(1)).await.map_err(map_err)?
         };
-        // One lane: SQLite has one writer.
-        let rotations = Batcher::start(SqliteRotations(writer.clone()), 1, rotations::MAX_BATCH);
+        let rotations = Batcher::start(SqliteRotations(writer.clone()), rotations::MAX_BATCH);
         let quick = (!in_memory).then(|| QuickReads::new(options.get_filename()));
         Ok(Self {
             pool,
@@ -888,14 +887,8 @@ impl Store for SqliteStore {
         now: i64,
         idle_expires_at: i64,
     ) -> StoreResult<bool> {
-        self.rotations
-            .call(Rotation {
-                session_id: id.to_owned(),
-                from,
-                now,
-                idle_expires_at,
-            })
-            .await
+        let rotation = Rotation::new(id, from, now, idle_expires_at);
+        self.rotations.call(rotation).await
     }
 
     async fn revoke_session(

@@ -28,10 +28,6 @@ use super::*;
 mod batched;
 mod retry;
 
-/// Statements in flight at once for each kind of batched read; rotations
-/// take one lane, reads [`READ_LANES`] each.
-const READ_LANES: usize = 1;
-
 pub struct PgStore {
     pool: PgPool,
     rotations: Batcher<batched::Rotations>,
@@ -71,14 +67,10 @@ impl PgStore {
             .connect_lazy_with(options);
         let most = batched::MAX_BATCH;
         Ok(Self {
-            rotations: Batcher::start(batched::Rotations(pool.clone()), 1, most),
-            access_states: Batcher::start(batched::AccessStates(pool.clone()), READ_LANES, most),
-            sessions_and_owners: Batcher::start(
-                batched::SessionsAndOwners(pool.clone()),
-                READ_LANES,
-                most,
-            ),
-            clients: Batcher::start(batched::Clients(pool.clone()), READ_LANES, most),
+            rotations: Batcher::start(batched::Rotations(pool.clone()), most),
+            access_states: Batcher::start(batched::AccessStates(pool.clone()), most),
+            sessions_and_owners: Batcher::start(batched::SessionsAndOwners(pool.clone()), most),
+            clients: Batcher::start(batched::Clients(pool.clone()), most),
             pool,
         })
     }
@@ -890,14 +882,8 @@ impl Store for PgStore {
         now: i64,
         idle_expires_at: i64,
     ) -> StoreResult<bool> {
-        self.rotations
-            .call(Rotation {
-                session_id: id.to_owned(),
-                from,
-                now,
-                idle_expires_at,
-            })
-            .await
+        let rotation = Rotation::new(id, from, now, idle_expires_at);
+        self.rotations.call(rotation).await
     }
 
     async fn revoke_session(
