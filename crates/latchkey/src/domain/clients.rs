@@ -98,6 +98,29 @@ impl Auth {
         }
     }
 
+    /// Introspection for the client `id`: its credentials and the token are
+    /// checked at once (independent reads), and only a client whose
+    /// credentials hold hears the answer. No token is `invalid_request`, once
+    /// the client is known.
+    pub async fn introspect_for_client(
+        &self,
+        id: &str,
+        secret: &str,
+        token: Option<&str>,
+    ) -> Result<Option<Claims>, AuthError> {
+        let Some(token) = token else {
+            self.authenticate_client(id, secret).await?;
+            return Err(AuthError::InvalidRequest("token is required".into()));
+        };
+        let (client, claims) = futures_util::future::join(
+            self.authenticate_client(id, secret),
+            self.introspect(token),
+        )
+        .await;
+        client?;
+        claims
+    }
+
     /// Seconds the feed keeps revocations: at least an access token's lifetime.
     pub fn revocation_retention(&self) -> i64 {
         (self.config.access_ttl + self.config.leeway).max(24 * 3600)

@@ -175,18 +175,7 @@ impl FromRequestParts<AppState> for ClientMeta {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let ip = peer.map(|peer| {
-            client_ip(
-                peer,
-                &parts.headers,
-                &state.trusted_proxies,
-                state.proxy_header,
-            )
-        });
+        let ip = caller_ip(parts, state);
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -211,6 +200,18 @@ impl FromRequestParts<AppState> for ClientMeta {
             },
         })
     }
+}
+
+/// The caller's address (see [`client_ip`]), or None when the connection's
+/// peer is unknown (a request not served from a socket).
+pub fn caller_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    Some(client_ip(
+        peer,
+        &parts.headers,
+        &state.trusted_proxies,
+        state.proxy_header,
+    ))
 }
 
 /// The address of the client: the peer, unless the peer is a trusted proxy.

@@ -3,8 +3,10 @@
 
 use axum::Json;
 use axum::extract::{FromRequestParts, RawQuery, State};
-use axum::http::header;
+use std::net::IpAddr;
+
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use latchkey_verify::wire::{Introspection, RevocationPage};
@@ -14,8 +16,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{ClientMeta, JsonOrForm};
-use crate::domain::ResourceClient;
+use super::extract::{JsonOrForm, caller_ip};
+use crate::domain::{AuthError, ResourceClient};
 use crate::http::AppState;
 
 /// Feed entries per page unless `limit` says otherwise.
@@ -27,9 +29,61 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revocations))
 }
 
-/// A resource server, authenticated by HTTP Basic client credentials. A
-/// failed authentication counts against the caller's token rate limit (an
+/// HTTP Basic client credentials as presented, not yet checked. A failed
+/// client authentication counts against the caller's token rate limit (an
 /// authenticated resource server is not limited).
+pub struct ClientCredentials {
+    id: String,
+    secret: String,
+    ip: Option<IpAddr>,
+}
+
+impl ClientCredentials {
+    /// The answer to a failed client authentication: `401 invalid_client`,
+    /// or `429` once the caller's failures pass the token rate limit.
+    fn refused(state: &AppState, ip: Option<IpAddr>) -> ApiError {
+        match state.token_limit.check(ip) {
+            Ok(()) => ApiError::InvalidClient,
+            Err(limited) => limited,
+        }
+    }
+
+    /// `result` as an answer, a failed client authentication counted.
+    fn answer<T>(&self, state: &AppState, result: Result<T, AuthError>) -> ApiResult<T> {
+        result.map_err(|e| match e {
+            AuthError::InvalidClient => Self::refused(state, self.ip),
+            other => other.into(),
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for ClientCredentials {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ip = caller_ip(parts, state);
+        let (id, secret) =
+            basic_credentials(&parts.headers).ok_or_else(|| Self::refused(state, ip))?;
+        Ok(Self { id, secret, ip })
+    }
+}
+
+/// The id and secret of an `Authorization: Basic` header, if it holds them.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let text = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_owned(), secret.to_owned()))
+}
+
+/// A resource server, authenticated by its client credentials.
 pub struct ClientAuth(pub ResourceClient);
 
 impl FromRequestParts<AppState> for ClientAuth {
@@ -39,34 +93,12 @@ impl FromRequestParts<AppState> for ClientAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match authenticate(parts, state).await {
-            Err(ApiError::InvalidClient) => {
-                let meta = ClientMeta::from_request_parts(parts, state).await?;
-                state.token_limit.check(meta.ip)?;
-                Err(ApiError::InvalidClient)
-            }
-            other => other.map(ClientAuth),
-        }
-    }
-}
-
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<ResourceClient, ApiError> {
-    {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let encoded = value
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-            .map(|(_, rest)| rest.trim())
-            .ok_or(ApiError::InvalidClient)?;
-        let decoded = STANDARD
-            .decode(encoded)
-            .map_err(|_| ApiError::InvalidClient)?;
-        let text = String::from_utf8(decoded).map_err(|_| ApiError::InvalidClient)?;
-        let (id, secret) = text.split_once(':').ok_or(ApiError::InvalidClient)?;
-        Ok(state.auth.authenticate_client(id, secret).await?)
+        let presented = ClientCredentials::from_request_parts(parts, state).await?;
+        let checked = state
+            .auth
+            .authenticate_client(&presented.id, &presented.secret)
+            .await;
+        presented.answer(state, checked).map(ClientAuth)
     }
 }
 
@@ -85,15 +117,16 @@ pub struct IntrospectRequest {
     (status = 200, description = "Introspection answer"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn introspect(
     State(state): State<AppState>,
-    ClientAuth(_client): ClientAuth,
+    client: ClientCredentials,
     JsonOrForm(req): JsonOrForm<IntrospectRequest>,
 ) -> ApiResult<Json<Introspection>> {
-    let token = req
-        .token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::InvalidRequest("token is required".into()))?;
+    let token = req.token.filter(|t| !t.is_empty());
     let _hint = req.token_type_hint;
-    let claims = state.auth.introspect(&token).await?;
+    let checked = state
+        .auth
+        .introspect_for_client(&client.id, &client.secret, token.as_deref())
+        .await;
+    let claims = client.answer(&state, checked)?;
     Ok(Json(Introspection {
         active: claims.is_some(),
         token_type: claims.as_ref().map(|_| "Bearer".to_string()),

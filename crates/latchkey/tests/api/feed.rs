@@ -107,6 +107,29 @@ async fn resource_endpoints_require_valid_client_credentials() {
             (status, code.as_str()),
             (StatusCode::UNAUTHORIZED, "invalid_client")
         );
+        // The token is checked alongside the credentials; the answer of a
+        // live token still goes only to a client whose credentials hold,
+        // and a request without a token is refused for the client first.
+        for form in [vec![("token", tokens.access.as_str())], vec![]] {
+            let resp = app
+                .client
+                .post(app.url("/v1/introspect"))
+                .basic_auth(&creds.0, Some(&creds.1))
+                .form(&form)
+                .send()
+                .await
+                .expect("introspect");
+            let (status, code, body) = error_of(resp).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (StatusCode::UNAUTHORIZED, "invalid_client"),
+                "{body}"
+            );
+            assert!(
+                body.get("active").is_none() && body.get("sub").is_none(),
+                "{body}"
+            );
+        }
     }
     let bearer = app.get("/v1/revocations", Some(&tokens.access)).await;
     assert_eq!(
