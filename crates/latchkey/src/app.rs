@@ -34,6 +34,12 @@ const EMAIL_CHANGE_TTL: i64 = 3600;
 const EMAIL_CHANGE_CANCEL_TTL: i64 = 7 * 24 * 3600;
 /// How often expired rows are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the process gives back memory it no longer needs: histogram
+/// samples are folded into their buckets (the recorder keeps every sample
+/// until then, so a server nobody scrapes would grow with each request), and
+/// Argon2 arenas no hash has used for [`ARGON2_IDLE`] are freed.
+const MEMORY_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+const ARGON2_IDLE: Duration = Duration::from_secs(10);
 
 /// A built application, ready to serve or to run admin commands.
 pub struct App {
@@ -319,8 +325,13 @@ async fn background_tasks(state: AppState) {
     // Looks every second (the clock may be a test's); summarises when due.
     let mut summaries = tokio::time::interval(Duration::from_secs(1));
     let mut next_summary = 0;
+    let mut memory = tokio::time::interval(MEMORY_UPKEEP_INTERVAL);
     loop {
         tokio::select! {
+            _ = memory.tick() => {
+                state.metrics.run_upkeep();
+                state.auth.release_idle_memory(ARGON2_IDLE);
+            }
             _ = summaries.tick() => {
                 if state.auth.now() >= next_summary {
                     match state.auth.summarise_throttled().await {
@@ -346,7 +357,6 @@ async fn background_tasks(state: AppState) {
                     Ok(n) => tracing::debug!(rows = n, "pruned expired rows"),
                     Err(e) => tracing::warn!(error = %e, "pruning failed"),
                 }
-                state.auth.release_idle_memory(PRUNE_INTERVAL);
                 state.password_limit.forget_idle();
                 state.token_limit.forget_idle();
             }

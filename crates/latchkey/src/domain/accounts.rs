@@ -432,13 +432,14 @@ impl Auth {
         .into_iter()
         .flatten()
         .collect();
-        tokio::task::spawn_blocking(move || {
-            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-            policy.check_new(&raw, &inputs)
-        })
-        .await
-        .map_err(|e| AuthError::Internal(format!("password check failed: {e}")))?
-        .map_err(|e: PasswordError| AuthError::WeakPassword(e.to_string()))
+        self.hasher
+            .run_check(move || {
+                let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+                policy.check_new(&raw, &inputs)
+            })
+            .await
+            .map_err(|e| AuthError::Internal(format!("password check failed: {e}")))?
+            .map_err(|e: PasswordError| AuthError::WeakPassword(e.to_string()))
     }
 }
 

@@ -58,6 +58,9 @@ struct Inner {
     params: Argon2Params,
     argon2: Params,
     slots: Arc<Semaphore>,
+    /// Slots for the other CPU-bound password work (see [`Hasher::run_check`]),
+    /// apart from the hashing slots a caller may already hold.
+    checks: Arc<Semaphore>,
     max_waiting: usize,
     waiting: AtomicUsize,
     /// Argon2 working memory (each engine keeps its arena), reused across
@@ -105,6 +108,7 @@ impl Hasher {
             params,
             argon2,
             slots: Arc::new(Semaphore::new(concurrency)),
+            checks: Arc::new(Semaphore::new(concurrency)),
             max_waiting: queue,
             waiting: AtomicUsize::new(0),
             buffers: Mutex::new(Vec::new()),
@@ -144,6 +148,30 @@ impl Hasher {
             return 0;
         }
         std::mem::take(&mut *self.inner.lock_buffers()).len()
+    }
+
+    /// Runs `job`, CPU-bound password work other than hashing (the policy's
+    /// guessability check), on the blocking pool, at most `concurrency` at
+    /// once: a burst of registrations then occupies a few threads rather
+    /// than one each, whose stacks and allocator caches outlive the burst.
+    pub async fn run_check<T, F>(&self, job: F) -> Result<T, HashError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let permit = Arc::clone(&self.inner.checks)
+            .acquire_owned()
+            .await
+            .map_err(|_| HashError::Internal)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job()
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(panicked = e.is_panic(), "password check task failed");
+            HashError::Internal
+        })
     }
 
     /// Reserves a hashing slot, or a place in the queue for one, for a hash
@@ -679,6 +707,38 @@ mod tests {
             Err(HashError::Params(_))
         ));
         assert!(matches!(Hasher::new(FAST, 0, 1), Err(HashError::Params(_))));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_run_at_most_concurrency_at_once_even_while_a_slot_is_held() {
+        let hasher = Hasher::new(FAST, 2, 0).expect("hasher");
+        // A caller holding both hashing slots does not stop checks.
+        let _held = (
+            hasher.ticket().expect("slot"),
+            hasher.ticket().expect("slot"),
+        );
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let checks: Vec<_> = (0..8)
+            .map(|_| {
+                let (hasher, running, most) = (hasher.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    hasher
+                        .run_check(move || {
+                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(20));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for check in checks {
+            check.await.expect("task").expect("check");
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&most), "{most} checks ran at once");
     }
 
     /// Starts a hash slow enough to still hold the only slot when the test looks.
