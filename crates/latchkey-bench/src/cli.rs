@@ -38,9 +38,14 @@ pub struct Cli {
     /// Also write every number as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Process id of the server, to report its memory (VmRSS, VmHWM).
+    /// Process id of the server, to report its memory (VmRSS, VmHWM) after
+    /// each scenario and every half second over the run.
     #[arg(long)]
     pub pid: Option<u32>,
+    /// With --pid: time without load after the last scenario, the server's
+    /// memory still sampled (`15s`), to see what it gives back.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub settle: Duration,
     /// The server's conventions: latchkey or simplejwt (djoser + simplejwt).
     #[arg(long, default_value = "latchkey", value_parser = parse_profile)]
     pub profile: &'static Profile,
@@ -78,6 +83,7 @@ impl Cli {
             },
             client,
             server_pid: self.pid,
+            settle: self.settle,
             progress: std::io::stderr().is_terminal(),
         })
     }

@@ -1,8 +1,10 @@
 //! Facts about the machine and the server process for the report: memory of
-//! the server from `/proc`, the git commit, the date, the core count. Each is
+//! the server from `/proc` (once, or sampled over the run), the git commit, the date, the core count. Each is
 //! best effort: a fact that cannot be read is left out, never invented.
 
 use std::process::Command;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -30,6 +32,66 @@ pub fn memory(pid: u32) -> Option<Memory> {
         rss_kib: field("VmRSS:")?,
         peak_rss_kib: field("VmHWM:")?,
     })
+}
+
+/// How often [`Sampler`] reads the server's memory.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+
+/// The server's resident memory at one moment of the run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MemorySample {
+    /// Seconds since the first scenario began.
+    pub t_s: f64,
+    /// What the bench was doing: a scenario's name, or `settle` after the
+    /// last one.
+    pub phase: &'static str,
+    pub rss_kib: u64,
+}
+
+/// Reads the server's VmRSS every [`SAMPLE_EVERY`] in the background, each
+/// reading tagged with the phase the run is in.
+pub struct Sampler {
+    phase: Arc<Mutex<&'static str>>,
+    task: tokio::task::JoinHandle<Vec<MemorySample>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Sampler {
+    pub fn start(pid: u32, phase: &'static str) -> Sampler {
+        let phase = Arc::new(Mutex::new(phase));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let current = Arc::clone(&phase);
+        let task = tokio::spawn(async move {
+            let start = Instant::now();
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval(SAMPLE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tick.tick() => {}
+                }
+                let Some(m) = memory(pid) else { break };
+                samples.push(MemorySample {
+                    t_s: start.elapsed().as_secs_f64(),
+                    phase: *current.lock().unwrap_or_else(PoisonError::into_inner),
+                    rss_kib: m.rss_kib,
+                });
+            }
+            samples
+        });
+        Sampler { phase, task, stop }
+    }
+
+    /// Tags the readings from now on with `phase`.
+    pub fn enter(&self, phase: &'static str) {
+        *self.phase.lock().unwrap_or_else(PoisonError::into_inner) = phase;
+    }
+
+    /// Stops sampling and returns the readings, oldest first.
+    pub async fn finish(self) -> Vec<MemorySample> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
 }
 
 /// `git rev-parse --short HEAD` in the current directory, if that works.

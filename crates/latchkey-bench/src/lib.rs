@@ -58,6 +58,9 @@ pub struct Config {
     pub client: Option<ClientCredentials>,
     /// The server's process id, to report its memory.
     pub server_pid: Option<u32>,
+    /// Time without load after the last scenario, the server's memory still
+    /// sampled (needs `server_pid`): what it gives back once load stops.
+    pub settle: std::time::Duration,
     /// Draw the progress line on stderr.
     pub progress: bool,
 }
@@ -78,8 +81,14 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
     let mut vus = setup::prepare(&api, config.concurrency, config.users)
         .await
         .context("preparing the bench users")?;
+    let sampler = config
+        .server_pid
+        .map(|pid| host::Sampler::start(pid, config.scenarios.first().map_or("", |s| s.name())));
     let mut scenarios = Vec::new();
     for &scenario in &config.scenarios {
+        if let Some(sampler) = &sampler {
+            sampler.enter(scenario.name());
+        }
         if let Some(reason) = skip_reason(scenario, config) {
             eprintln!("skipping {}: {reason}", scenario.name());
             scenarios.push(ScenarioReport {
@@ -102,7 +111,19 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
             server_memory: config.server_pid.and_then(host::memory),
         });
     }
-    Ok(Report { meta, scenarios })
+    let (mut memory_timeline, mut settled_memory) = (Vec::new(), None);
+    if let Some(sampler) = sampler {
+        sampler.enter("settle");
+        tokio::time::sleep(config.settle).await;
+        settled_memory = config.server_pid.and_then(host::memory);
+        memory_timeline = sampler.finish().await;
+    }
+    Ok(Report {
+        meta,
+        scenarios,
+        memory_timeline,
+        settled_memory,
+    })
 }
 
 fn skip_reason(scenario: Scenario, config: &Config) -> Option<String> {
@@ -127,6 +148,7 @@ fn meta(config: &Config) -> Meta {
         warmup_s: config.window.warmup.as_secs_f64(),
         run_id: host::run_id(),
         server_pid: config.server_pid,
+        settle_s: config.settle.as_secs_f64(),
         git_commit: host::git_commit(),
         date: host::now(),
         nproc: host::nproc(),

@@ -8,12 +8,19 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::host::Memory;
+use crate::host::{Memory, MemorySample};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub meta: Meta,
     pub scenarios: Vec<ScenarioReport>,
+    /// The server's memory every half second, when `--pid` is given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub memory_timeline: Vec<MemorySample>,
+    /// The server's memory after the settle time that followed the last
+    /// scenario, when `--pid` is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settled_memory: Option<Memory>,
 }
 
 /// The run's parameters and where it ran.
@@ -29,6 +36,7 @@ pub struct Meta {
     pub warmup_s: f64,
     pub run_id: String,
     pub server_pid: Option<u32>,
+    pub settle_s: f64,
     pub git_commit: Option<String>,
     pub date: String,
     pub nproc: usize,
@@ -109,6 +117,7 @@ impl Report {
         for s in &self.scenarios {
             s.rows(&mut out);
         }
+        self.memory_lines(&mut out);
         let failures: Vec<_> = self.scenarios.iter().flat_map(|s| s.failures()).collect();
         if !failures.is_empty() {
             out.push_str("\nerrors:\n");
@@ -128,6 +137,43 @@ impl Report {
             }
         }
         out
+    }
+
+    /// The server's memory over the run: per phase, the lowest, highest
+    /// and last reading.
+    fn memory_lines(&self, out: &mut String) {
+        if self.memory_timeline.is_empty() {
+            return;
+        }
+        out.push_str("\nserver RSS over the run, MiB (min / max / last, read every 0.5 s):\n");
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let mut rest = self.memory_timeline.as_slice();
+        while let Some(first) = rest.first() {
+            let n = rest.iter().take_while(|m| m.phase == first.phase).count();
+            let (phase, tail) = rest.split_at(n);
+            let kib = phase.iter().map(|m| m.rss_kib);
+            let (min, max) = (kib.clone().min().unwrap_or(0), kib.max().unwrap_or(0));
+            let last = phase.last().map_or(0, |m| m.rss_kib);
+            let _ = writeln!(
+                out,
+                "  {:<9} {:>7.1} / {:>7.1} / {:>7.1}   ({:.1}–{:.1} s)",
+                first.phase,
+                mib(min),
+                mib(max),
+                mib(last),
+                first.t_s,
+                phase.last().map_or(first.t_s, |m| m.t_s)
+            );
+            rest = tail;
+        }
+        if let Some(m) = &self.settled_memory {
+            let _ = writeln!(
+                out,
+                "  after {} s without load: {:.1} MiB",
+                self.meta.settle_s,
+                mib(m.rss_kib)
+            );
+        }
     }
 
     fn heading(&self) -> String {

@@ -69,6 +69,7 @@ fn config(server: &Server, scenarios: &[Scenario], duration: Duration) -> Config
         },
         client: Some(server.client.clone()),
         server_pid: Some(std::process::id()),
+        settle: Duration::from_millis(600),
         progress: false,
     }
 }
@@ -104,6 +105,24 @@ async fn every_scenario_runs_without_a_failed_request() {
         .collect();
     assert!(ops.contains(&"me") && ops.contains(&"refresh"), "{table}");
     assert!(report.scenarios.iter().all(|s| s.server_memory.is_some()));
+    // Memory is read over the whole run, each reading tagged with its phase,
+    // and once more after the settle time.
+    let phases: Vec<_> = report.memory_timeline.iter().map(|m| m.phase).collect();
+    assert!(
+        phases.contains(&"me") && phases.ends_with(&["settle"]),
+        "{phases:?}"
+    );
+    assert!(
+        report
+            .memory_timeline
+            .windows(2)
+            .all(|w| w[0].t_s <= w[1].t_s)
+    );
+    assert!(report.settled_memory.is_some());
+    assert!(
+        table.contains("server RSS over the run") && table.contains("without load"),
+        "{table}"
+    );
     let json = serde_json::to_value(&report).expect("JSON");
     assert_eq!(json["meta"]["concurrency"], 4);
 }
