@@ -24,6 +24,9 @@ use super::rotations::{self, Rotation, SqliteRotations};
 use super::sql::{self, bind_session, bind_throttle};
 use super::*;
 
+/// The page cache of each pooled read connection, in KiB.
+const READER_CACHE_KIB: u32 = 512;
+
 /// Reads run on a pool of connections; writes on one writer connection, so
 /// they queue in the process instead of in SQLite's busy handler, whose
 /// back-off sleeps would otherwise put milliseconds-to-seconds tails on
@@ -49,22 +52,30 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool_of = |size: u32| {
+        let pool_of = |size: u32, options: SqliteConnectOptions| {
             SqlitePoolOptions::new()
                 .max_connections(size)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options.clone())
+                .connect_with(options)
         };
         // An in-memory database exists per connection: one pool must serve all.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         if !in_memory {
             make_private(options.get_filename())?;
         }
-        let writer = pool_of(1).await.map_err(map_err)?;
+        let writer = pool_of(1, options.clone()).await.map_err(map_err)?;
         let pool = if in_memory {
             writer.clone()
         } else {
-            pool_of(max_connections.max(1)).await.map_err(map_err)?
+            // The hot reads go through the quick readers; each of the pool's
+            // connections keeps a small page cache of its own (the kernel's
+            // page cache is behind it) instead of SQLite's 2 MiB default.
+            let reader = options
+                .clone()
+                .pragma("cache_size", format!("-{READER_CACHE_KIB}"));
+            pool_of(max_connections.max(1), reader)
+                .await
+                .map_err(map_err)?
         };
         let rotations = Batcher::start(SqliteRotations(writer.clone()), rotations::MAX_BATCH);
         let quick = (!in_memory).then(|| QuickReads::new(options.get_filename()));
