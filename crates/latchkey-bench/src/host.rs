@@ -1,6 +1,7 @@
 //! Facts about the machine and the server process for the report: memory of
-//! the server from `/proc` (once, or sampled over the run), the git commit, the date, the core count. Each is
-//! best effort: a fact that cannot be read is left out, never invented.
+//! the server from `/proc` (once, or sampled over the run), the git commit,
+//! the date, the core count. Each is best effort: a fact that cannot be read
+//! is left out, never invented.
 
 use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -1,10 +1,10 @@
 //! Endpoints for resource servers, authenticated with client credentials
 //! (HTTP Basic): RFC 7662 introspection and the revocation feed.
 
-use axum::Json;
-use axum::extract::{FromRequestParts, RawQuery, State};
 use std::net::IpAddr;
 
+use axum::Json;
+use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;

@@ -163,15 +163,7 @@ impl Hasher {
             .acquire_owned()
             .await
             .map_err(|_| HashError::Internal)?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            job()
-        })
-        .await
-        .map_err(|e| {
-            tracing::error!(panicked = e.is_panic(), "password check task failed");
-            HashError::Internal
-        })
+        on_blocking_pool(permit, "password check", job).await
     }
 
     /// Reserves a hashing slot, or a place in the queue for one, for a hash
@@ -283,17 +275,28 @@ impl Ticket {
                 .map_err(|_| HashError::Internal)?,
         };
         let inner = self.inner;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            job(&inner)
-        })
-        .await
-        .map_err(|e| {
-            // The panic payload is not logged: it could quote its inputs.
-            tracing::error!(panicked = e.is_panic(), "password hashing task failed");
-            HashError::Internal
-        })?
+        on_blocking_pool(permit, "password hashing", move || job(&inner)).await?
     }
+}
+
+/// Runs `job` on the blocking pool holding `permit` until it ends (a caller
+/// that goes away cannot free the slot while the work still runs); a panic
+/// is logged as `what` failing.
+async fn on_blocking_pool<T: Send + 'static>(
+    permit: OwnedSemaphorePermit,
+    what: &'static str,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HashError> {
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        job()
+    })
+    .await
+    .map_err(|e| {
+        // The panic payload is not logged: it could quote its inputs.
+        tracing::error!(panicked = e.is_panic(), "{what} task failed");
+        HashError::Internal
+    })
 }
 
 /// A place in the wait queue, given back on drop even when the caller's future
