@@ -76,32 +76,14 @@ impl Auth {
         id: &str,
         secret: &str,
     ) -> Result<ResourceClient, AuthError> {
-        let client = self.store.client(id).await?;
-        let presented = secret_hash(secret);
-        let expected = client
-            .as_ref()
-            .map_or(&[0u8; 32][..], |c| &c.secret_hash[..]);
-        let matches: bool = presented.ct_eq(expected).into();
-        match client {
-            Some(c) if matches => Ok(ResourceClient::from(&c)),
-            _ => Err(AuthError::InvalidClient),
-        }
+        client_matches(self.store.client(id).await?, secret)
     }
 
-    /// The claims of an active access token, or `None` for anything else
-    /// (expired, revoked, forged, a refresh token): callers learn no more.
-    pub async fn introspect(&self, token: &str) -> Result<Option<Claims>, AuthError> {
-        match self.authenticate(token).await {
-            Ok(caller) => Ok(Some(caller.claims)),
-            Err(AuthError::InvalidToken(_)) => Ok(None),
-            Err(other) => Err(other),
-        }
-    }
-
-    /// Introspection for the client `id`: its credentials and the token are
-    /// checked at once (independent reads), and only a client whose
-    /// credentials hold hears the answer. No token is `invalid_request`, once
-    /// the client is known.
+    /// Introspection for the client `id`: the claims of an active access
+    /// token, or `None` for anything else (expired, revoked, forged, a
+    /// refresh token), and only to a client whose credentials hold. The
+    /// client and the token's state are read together. No token is
+    /// `invalid_request`, once the client is known.
     pub async fn introspect_for_client(
         &self,
         id: &str,
@@ -112,13 +94,25 @@ impl Auth {
             self.authenticate_client(id, secret).await?;
             return Err(AuthError::InvalidRequest("token is required".into()));
         };
-        let (client, claims) = futures_util::future::join(
-            self.authenticate_client(id, secret),
-            self.introspect(token),
-        )
-        .await;
-        client?;
-        claims
+        let now = self.now();
+        let (claims, kid) = match self.verify_access_token(token, now).await {
+            Ok(verified) => verified,
+            Err(AuthError::InvalidToken(_)) => {
+                self.authenticate_client(id, secret).await?;
+                return Ok(None);
+            }
+            Err(other) => return Err(other),
+        };
+        let (state, client) = self
+            .store
+            .access_state_and_client(&claims.sub, &claims.sid, &kid, id)
+            .await?;
+        client_matches(client, secret)?;
+        match self.admit(claims, &kid, state, now) {
+            Ok(caller) => Ok(Some(caller.claims)),
+            Err(AuthError::InvalidToken(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 
     /// Seconds the feed keeps revocations: at least an access token's lifetime.
@@ -159,6 +153,20 @@ impl Auth {
             next_cursor,
             retention_seconds: self.revocation_retention(),
         })
+    }
+}
+
+/// The client, if `secret` is its secret: compared in constant time, and an
+/// unknown client costs the same comparison.
+fn client_matches(client: Option<ClientRecord>, secret: &str) -> Result<ResourceClient, AuthError> {
+    let presented = secret_hash(secret);
+    let expected = client
+        .as_ref()
+        .map_or(&[0u8; 32][..], |c| &c.secret_hash[..]);
+    let matches: bool = presented.ct_eq(expected).into();
+    match client {
+        Some(c) if matches => Ok(ResourceClient::from(&c)),
+        _ => Err(AuthError::InvalidClient),
     }
 }
 

@@ -16,7 +16,7 @@ use super::password::{Hasher, PasswordPolicy};
 use super::refresh::{RefreshKey, RefreshToken};
 use super::secrets::{MasterKey, random};
 use super::webhooks::{HookWaker, WebhookPolicy};
-use crate::store::{Outgoing, SessionRecord, Store, UserRecord};
+use crate::store::{AccessState, Outgoing, SessionRecord, Store, UserRecord};
 
 /// Why a session was not started for credentials that verified.
 const CREDENTIALS_CHANGED: &str =
@@ -270,6 +270,21 @@ impl Auth {
     /// very next request.
     pub async fn authenticate(&self, token: &str) -> Result<Authenticated, AuthError> {
         let now = self.now();
+        let (claims, kid) = self.verify_access_token(token, now).await?;
+        let state = self
+            .store
+            .access_state(&claims.sub, &claims.sid, &kid)
+            .await?;
+        self.admit(claims, &kid, state, now)
+    }
+
+    /// An access token's claims and the kid of the key that signed it, if
+    /// its signature and claims hold (without the database's say).
+    pub(super) async fn verify_access_token(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(Claims, String), AuthError> {
         let claims = self
             .keys
             .verify(self.store.as_ref(), token, &self.rules, now)
@@ -277,14 +292,22 @@ impl Auth {
             .map_err(|e| AuthError::InvalidToken(verify_message(&e)))?;
         // Verified above, so the header names the key that signed it.
         let kid = latchkey_verify::token::header_kid(token).unwrap_or_default();
-        let state = self
-            .store
-            .access_state(&claims.sub, &claims.sid, &kid)
-            .await?
-            .ok_or(AuthError::InvalidToken("the session has ended"))?;
+        Ok((claims, kid))
+    }
+
+    /// The database's say on a verified access token: its session live, its
+    /// user enabled and not revoked since, its key not withdrawn.
+    pub(super) fn admit(
+        &self,
+        claims: Claims,
+        kid: &str,
+        state: Option<AccessState>,
+        now: i64,
+    ) -> Result<Authenticated, AuthError> {
+        let state = state.ok_or(AuthError::InvalidToken("the session has ended"))?;
         if state.key_withdrawn {
             // Another instance withdrew it: forget its tokens here too, now.
-            self.keys.withdraw(&kid);
+            self.keys.withdraw(kid);
             return Err(AuthError::InvalidToken("the access token is invalid"));
         }
         if state.session_revoked || state.session_expires_at <= now {

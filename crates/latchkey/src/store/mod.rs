@@ -729,6 +729,22 @@ pub trait Store: Send + Sync + 'static {
         session_id: &str,
         kid: &str,
     ) -> StoreResult<Option<AccessState>>;
+    /// [`Store::access_state`] and [`Store::client`] at once, as an
+    /// introspection needs them; PostgreSQL reads both in one statement.
+    async fn access_state_and_client(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        kid: &str,
+        client_id: &str,
+    ) -> StoreResult<(Option<AccessState>, Option<ClientRecord>)> {
+        let (state, client) = futures_util::future::join(
+            self.access_state(user_id, session_id, kid),
+            self.client(client_id),
+        )
+        .await;
+        Ok((state?, client?))
+    }
 
     /// Moves the throttle row of `key` (all zeros when it has none) to
     /// `step(row)` under the row's lock, so concurrent steps on one key

@@ -57,7 +57,6 @@ macro_rules! client_columns {
         "id, name, secret_hash, created_at, admin"
     };
 }
-pub(super) use client_columns;
 pub(super) use prefixed_session_columns;
 pub(super) use prefixed_user_columns;
 pub(super) use session_columns;

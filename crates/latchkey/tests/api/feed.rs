@@ -154,13 +154,34 @@ async fn introspection_describes_active_tokens_and_says_nothing_about_others() {
     let inactive = json!({"active": false});
     let mut forged = tokens.access.clone();
     forged.pop();
+    // Signed with the real key (as a leaked key could), so only the
+    // database can say no: a session that does not exist, and a real
+    // session named by a token of another user.
+    let (_, stranger) = app.new_user().await;
+    let header = app.valid_header(&tokens);
+    let mut claims = app.valid_claims(&tokens);
+    claims["sid"] = json!("no-such-session");
+    let no_session = app.sign_json(&header, &claims).await;
+    claims["sid"] = json!(stranger.session_id);
+    let not_its_session = app.sign_json(&header, &claims).await;
     for (case, token) in [
         ("refresh token", tokens.refresh.as_str()),
         ("forged", forged.as_str()),
         ("garbage", "not-a-token"),
+        ("no such session", no_session.as_str()),
+        ("another user's session", not_its_session.as_str()),
     ] {
         assert_eq!(introspect(&app, &creds, token).await, inactive, "{case}");
     }
+    // Asked together, each answer is its own.
+    let (live, dead, other) = tokio::join!(
+        introspect(&app, &creds, &tokens.access),
+        introspect(&app, &creds, &no_session),
+        introspect(&app, &creds, &stranger.access),
+    );
+    assert_eq!(live["sid"], tokens.session_id.as_str());
+    assert_eq!(dead, inactive);
+    assert_eq!(other["sid"], stranger.session_id.as_str());
     app.clock
         .advance(app.settings.access_ttl.as_secs() as i64 + 10);
     assert_eq!(

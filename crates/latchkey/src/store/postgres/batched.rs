@@ -12,7 +12,8 @@
 
 use std::collections::HashMap;
 
-use sqlx::{FromRow, PgPool};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgPool, Row as _};
 
 use super::retry::{Replay, retry};
 use crate::store::batch::Batch;
@@ -32,14 +33,23 @@ const ADVANCE_SESSIONS: &str = "UPDATE sessions s SET generation = s.generation 
      AND s.idle_expires_at > GREATEST(v.now, FLOOR(EXTRACT(EPOCH FROM statement_timestamp()))::BIGINT)
      RETURNING s.id";
 
-/// $1 sessions, $2 signing kids; which kids were withdrawn is computed once.
-const ACCESS_STATES: &str = concat!(
+/// $1 sessions, $2 signing kids, $3 clients. One row per session found, and
+/// one with no session when none is: the withdrawn kids and the clients
+/// ride on every row, so access-token checks and client credentials share
+/// a trip (an introspection needs both).
+const ACCESS_CHECKS: &str = concat!(
     "SELECT s.id AS state_of, ",
     sql::prefixed_user_columns!(),
     ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at,
-     FALSE AS key_withdrawn,
-     ARRAY(SELECT kid FROM revocations WHERE kid = ANY($2::TEXT[])) AS withdrawn
-     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY($1::TEXT[])"
+     FALSE AS key_withdrawn, x.*
+     FROM (SELECT ARRAY(SELECT kid FROM revocations WHERE kid = ANY($2::TEXT[])) AS withdrawn,
+         COALESCE(array_agg(c.id), '{}') AS client_ids,
+         COALESCE(array_agg(c.name), '{}') AS client_names,
+         COALESCE(array_agg(c.secret_hash), '{}') AS client_secret_hashes,
+         COALESCE(array_agg(c.created_at), '{}') AS client_created_ats,
+         COALESCE(array_agg(c.admin), '{}') AS client_admins
+         FROM clients c WHERE c.id = ANY($3::TEXT[])) x
+     LEFT JOIN (sessions s JOIN users u ON u.id = s.user_id) ON s.id = ANY($1::TEXT[])"
 );
 
 const SESSIONS_AND_OWNERS: &str = concat!(
@@ -47,12 +57,6 @@ const SESSIONS_AND_OWNERS: &str = concat!(
     sql::prefixed_session_columns!(),
     ", NOT u.disabled AS owner_usable FROM sessions s JOIN users u ON u.id = s.user_id
      WHERE s.id = ANY($1::TEXT[])"
-);
-
-const CLIENTS: &str = concat!(
-    "SELECT ",
-    sql::client_columns!(),
-    " FROM clients WHERE id = ANY($1::TEXT[])"
 );
 
 pub(super) struct Rotations(pub PgPool);
@@ -86,47 +90,99 @@ impl Batch for Rotations {
     }
 }
 
-/// What an access-token check needs: (user, session, kid).
-pub(super) struct AccessStates(pub PgPool);
+/// One read of [`ACCESS_CHECKS`]: what an access-token check needs (user,
+/// session, kid), a client by id, or both.
+pub(super) struct AccessCheck {
+    pub access: Option<(String, String, String)>,
+    pub client: Option<String>,
+}
 
-impl Batch for AccessStates {
-    type Item = (String, String, String);
-    type Output = Option<AccessState>;
-    const NAME: &'static str = "access_state";
+/// Access-token checks and client credentials, by one statement.
+pub(super) struct AccessChecks(pub PgPool);
 
-    async fn apply(&self, batch: Vec<Self::Item>) -> StoreResult<Vec<Option<AccessState>>> {
-        #[derive(FromRow)]
-        struct Row {
-            state_of: String,
-            #[sqlx(flatten)]
-            state: AccessState,
-            withdrawn: Vec<String>,
-        }
-        let sessions: Vec<&str> = batch.iter().map(|(_, s, _)| s.as_str()).collect();
-        let kids: Vec<&str> = batch.iter().map(|(_, _, k)| k.as_str()).collect();
-        let rows: Vec<Row> = retry(Replay::Idempotent, || {
-            sqlx::query_as(ACCESS_STATES)
+impl Batch for AccessChecks {
+    type Item = AccessCheck;
+    type Output = (Option<AccessState>, Option<ClientRecord>);
+    const NAME: &'static str = "access_check";
+
+    async fn apply(&self, batch: Vec<AccessCheck>) -> StoreResult<Vec<Self::Output>> {
+        let access = batch.iter().filter_map(|c| c.access.as_ref());
+        let sessions: Vec<&str> = access.clone().map(|(_, s, _)| s.as_str()).collect();
+        let kids: Vec<&str> = access.map(|(_, _, k)| k.as_str()).collect();
+        let clients: Vec<&str> = batch.iter().filter_map(|c| c.client.as_deref()).collect();
+        let found = retry(Replay::Idempotent, || async {
+            let rows = sqlx::query(ACCESS_CHECKS)
                 .bind(&sessions)
                 .bind(&kids)
+                .bind(&clients)
                 .fetch_all(&self.0)
+                .await?;
+            Found::decode(&rows)
         })
         .await?;
-        let withdrawn = rows
-            .first()
-            .map(|r| r.withdrawn.clone())
-            .unwrap_or_default();
-        let by_session: HashMap<String, AccessState> =
-            rows.into_iter().map(|r| (r.state_of, r.state)).collect();
-        Ok(batch
-            .iter()
-            .map(|(user, session, kid)| {
-                let state = by_session.get(session).filter(|s| &s.user.id == user)?;
-                Some(AccessState {
-                    key_withdrawn: withdrawn.contains(kid),
-                    ..state.clone()
-                })
+        Ok(batch.iter().map(|check| found.answer(check)).collect())
+    }
+}
+
+/// What one [`ACCESS_CHECKS`] statement found.
+struct Found {
+    states: HashMap<String, AccessState>,
+    withdrawn: Vec<String>,
+    clients: HashMap<String, ClientRecord>,
+}
+
+impl Found {
+    fn decode(rows: &[PgRow]) -> Result<Found, sqlx::Error> {
+        let mut states = HashMap::new();
+        for row in rows {
+            if let Some(session) = row.try_get::<Option<String>, _>("state_of")? {
+                states.insert(session, AccessState::from_row(row)?);
+            }
+        }
+        let (mut withdrawn, mut clients) = (Vec::new(), HashMap::new());
+        // Always at least one row (the left join keeps the one of `x`).
+        if let Some(row) = rows.first() {
+            withdrawn = row.try_get("withdrawn")?;
+            let ids: Vec<String> = row.try_get("client_ids")?;
+            let names: Vec<String> = row.try_get("client_names")?;
+            let hashes: Vec<Vec<u8>> = row.try_get("client_secret_hashes")?;
+            let created: Vec<i64> = row.try_get("client_created_ats")?;
+            let admins: Vec<bool> = row.try_get("client_admins")?;
+            // One aggregate over the same rows: the arrays are in one order.
+            for ((((id, name), secret_hash), created_at), admin) in ids
+                .into_iter()
+                .zip(names)
+                .zip(hashes)
+                .zip(created)
+                .zip(admins)
+            {
+                let client = ClientRecord {
+                    id: id.clone(),
+                    name,
+                    secret_hash,
+                    created_at,
+                    admin,
+                };
+                clients.insert(id, client);
+            }
+        }
+        Ok(Found {
+            states,
+            withdrawn,
+            clients,
+        })
+    }
+
+    fn answer(&self, check: &AccessCheck) -> (Option<AccessState>, Option<ClientRecord>) {
+        let state = check.access.as_ref().and_then(|(user, session, kid)| {
+            let state = self.states.get(session).filter(|s| &s.user.id == user)?;
+            Some(AccessState {
+                key_withdrawn: self.withdrawn.contains(kid),
+                ..state.clone()
             })
-            .collect())
+        });
+        let client = check.client.as_ref().and_then(|id| self.clients.get(id));
+        (state, client.cloned())
     }
 }
 
@@ -155,25 +211,6 @@ impl Batch for SessionsAndOwners {
             .into_iter()
             .map(|r| (r.session.id.clone(), (r.session, r.owner_usable)))
             .collect();
-        Ok(batch.iter().map(|id| by_id.get(id).cloned()).collect())
-    }
-}
-
-/// Resource clients by id (every introspection authenticates one).
-pub(super) struct Clients(pub PgPool);
-
-impl Batch for Clients {
-    type Item = String;
-    type Output = Option<ClientRecord>;
-    const NAME: &'static str = "client";
-
-    async fn apply(&self, batch: Vec<String>) -> StoreResult<Vec<Option<ClientRecord>>> {
-        let rows: Vec<ClientRecord> = retry(Replay::Idempotent, || {
-            sqlx::query_as(CLIENTS).bind(&batch).fetch_all(&self.0)
-        })
-        .await?;
-        let by_id: HashMap<String, ClientRecord> =
-            rows.into_iter().map(|c| (c.id.clone(), c)).collect();
         Ok(batch.iter().map(|id| by_id.get(id).cloned()).collect())
     }
 }

@@ -31,9 +31,8 @@ mod retry;
 pub struct PgStore {
     pool: PgPool,
     rotations: Batcher<batched::Rotations>,
-    access_states: Batcher<batched::AccessStates>,
+    access_checks: Batcher<batched::AccessChecks>,
     sessions_and_owners: Batcher<batched::SessionsAndOwners>,
-    clients: Batcher<batched::Clients>,
 }
 
 impl PgStore {
@@ -68,9 +67,8 @@ impl PgStore {
         let most = batched::MAX_BATCH;
         Ok(Self {
             rotations: Batcher::start(batched::Rotations(pool.clone()), most),
-            access_states: Batcher::start(batched::AccessStates(pool.clone()), most),
+            access_checks: Batcher::start(batched::AccessChecks(pool.clone()), most),
             sessions_and_owners: Batcher::start(batched::SessionsAndOwners(pool.clone()), most),
-            clients: Batcher::start(batched::Clients(pool.clone()), most),
             pool,
         })
     }
@@ -961,8 +959,25 @@ impl Store for PgStore {
         session_id: &str,
         kid: &str,
     ) -> StoreResult<Option<AccessState>> {
-        let item = (user_id.to_owned(), session_id.to_owned(), kid.to_owned());
-        self.access_states.call(item).await
+        let check = batched::AccessCheck {
+            access: Some((user_id.to_owned(), session_id.to_owned(), kid.to_owned())),
+            client: None,
+        };
+        Ok(self.access_checks.call(check).await?.0)
+    }
+
+    async fn access_state_and_client(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        kid: &str,
+        client_id: &str,
+    ) -> StoreResult<(Option<AccessState>, Option<ClientRecord>)> {
+        let check = batched::AccessCheck {
+            access: Some((user_id.to_owned(), session_id.to_owned(), kid.to_owned())),
+            client: Some(client_id.to_owned()),
+        };
+        self.access_checks.call(check).await
     }
 
     async fn step_throttle(
@@ -1168,7 +1183,11 @@ impl Store for PgStore {
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRecord>> {
-        self.clients.call(id.to_owned()).await
+        let check = batched::AccessCheck {
+            access: None,
+            client: Some(id.to_owned()),
+        };
+        Ok(self.access_checks.call(check).await?.1)
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
