@@ -33,10 +33,20 @@ const ADVANCE_SESSIONS: &str = "UPDATE sessions s SET generation = s.generation 
      AND s.idle_expires_at > GREATEST(v.now, FLOOR(EXTRACT(EPOCH FROM statement_timestamp()))::BIGINT)
      RETURNING s.id";
 
-/// $1 sessions, $2 signing kids, $3 clients. One row per session found, and
-/// one with no session when none is: the withdrawn kids and the clients
-/// ride on every row, so access-token checks and client credentials share
-/// a trip (an introspection needs both).
+/// $1 sessions, $2 signing kids; which kids were withdrawn is computed once.
+const ACCESS_STATES: &str = concat!(
+    "SELECT s.id AS state_of, ",
+    sql::prefixed_user_columns!(),
+    ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at,
+     FALSE AS key_withdrawn,
+     ARRAY(SELECT kid FROM revocations WHERE kid = ANY($2::TEXT[])) AS withdrawn
+     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY($1::TEXT[])"
+);
+
+/// [`ACCESS_STATES`] and $3 clients. One row per session found, and one with
+/// no session when none is: the withdrawn kids and the clients ride on every
+/// row, so access-token checks and client credentials share a trip (an
+/// introspection needs both).
 const ACCESS_CHECKS: &str = concat!(
     "SELECT s.id AS state_of, ",
     sql::prefixed_user_columns!(),
@@ -110,21 +120,30 @@ impl Batch for AccessChecks {
         let sessions: Vec<&str> = access.clone().map(|(_, s, _)| s.as_str()).collect();
         let kids: Vec<&str> = access.map(|(_, _, k)| k.as_str()).collect();
         let clients: Vec<&str> = batch.iter().filter_map(|c| c.client.as_deref()).collect();
+        // Without a client to read, the lighter statement (the common case:
+        // authenticated calls).
+        let with_clients = !clients.is_empty();
+        let statement = if with_clients {
+            ACCESS_CHECKS
+        } else {
+            ACCESS_STATES
+        };
         let found = retry(Replay::Idempotent, || async {
-            let rows = sqlx::query(ACCESS_CHECKS)
-                .bind(&sessions)
-                .bind(&kids)
-                .bind(&clients)
-                .fetch_all(&self.0)
-                .await?;
-            Found::decode(&rows)
+            let query = sqlx::query(statement).bind(&sessions).bind(&kids);
+            let query = if with_clients {
+                query.bind(&clients)
+            } else {
+                query
+            };
+            let rows = query.fetch_all(&self.0).await?;
+            Found::decode(&rows, with_clients)
         })
         .await?;
         Ok(batch.iter().map(|check| found.answer(check)).collect())
     }
 }
 
-/// What one [`ACCESS_CHECKS`] statement found.
+/// What one [`ACCESS_STATES`] or [`ACCESS_CHECKS`] statement found.
 struct Found {
     states: HashMap<String, AccessState>,
     withdrawn: Vec<String>,
@@ -132,7 +151,7 @@ struct Found {
 }
 
 impl Found {
-    fn decode(rows: &[PgRow]) -> Result<Found, sqlx::Error> {
+    fn decode(rows: &[PgRow], with_clients: bool) -> Result<Found, sqlx::Error> {
         let mut states = HashMap::new();
         for row in rows {
             if let Some(session) = row.try_get::<Option<String>, _>("state_of")? {
@@ -140,9 +159,11 @@ impl Found {
             }
         }
         let (mut withdrawn, mut clients) = (Vec::new(), HashMap::new());
-        // Always at least one row (the left join keeps the one of `x`).
+        // With clients, always at least one row (the left join keeps `x`'s).
         if let Some(row) = rows.first() {
             withdrawn = row.try_get("withdrawn")?;
+        }
+        if let Some(row) = rows.first().filter(|_| with_clients) {
             let ids: Vec<String> = row.try_get("client_ids")?;
             let names: Vec<String> = row.try_get("client_names")?;
             let hashes: Vec<Vec<u8>> = row.try_get("client_secret_hashes")?;
