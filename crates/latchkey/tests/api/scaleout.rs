@@ -331,6 +331,45 @@ async fn a_database_outage_fails_closed_and_the_server_recovers_by_itself() {
     app.login_ok(&email, PASSWORD).await;
 }
 
+/// Pooled connections are not pinged before every statement (that was a
+/// second round trip each); one the database ended is still never used for
+/// a write: reads that meet it are run again, and a connection idle for a
+/// second is checked before use.
+#[tokio::test]
+async fn connections_the_database_ended_are_replaced_without_a_failed_request() {
+    if !require_postgres("connections ended by the database") {
+        return;
+    }
+    let home = Arc::new(TestHome::new(Backend::Postgres).await);
+    let url = home.database_url().expose().to_string();
+    let name = url.rsplit('/').next().expect("database name").to_string();
+    let app = spawn_app_in(home, |_| {}).await;
+    let (email, tokens) = app.new_user().await;
+    let ended = async || {
+        let mut admin = sqlx::PgConnection::connect(&crate::backend::postgres_admin_url())
+            .await
+            .expect("connect");
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .expect("terminate");
+        count
+    };
+    assert!(ended().await > 0, "the server holds pooled connections");
+    let me = app.me(&tokens.access).await;
+    assert_eq!(me.status(), StatusCode::OK, "a read is run again");
+
+    ended().await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let tokens = app.refresh_ok(&tokens.refresh).await;
+    app.login_ok(&email, PASSWORD).await;
+    assert_eq!(app.me(&tokens.access).await.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn an_installation_moved_from_sqlite_to_postgresql_keeps_every_user_and_session() {
     if !require_postgres("SQLite to PostgreSQL migration") {

@@ -11,8 +11,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgPool};
 
 use self::retry::{Replay, map_err, retry};
 use super::batch::Batcher;
@@ -27,6 +27,9 @@ use super::*;
 
 mod batched;
 mod retry;
+
+/// A pooled connection idle this long is pinged before it is used.
+const PING_IF_IDLE: Duration = Duration::from_secs(1);
 
 pub struct PgStore {
     pool: PgPool,
@@ -52,6 +55,21 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings a connection every time it leaves the pool, which
+            // doubled the round trips of every statement. One used within
+            // the last second is taken as live; one idle longer is pinged
+            // first, as the database may have restarted meanwhile, and so is
+            // every one for a few seconds after any broke (a read that met
+            // the broken one runs again, see `retry`).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE || retry::connections_suspect() {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             // set_config instead of SET keeps the statement static and bindable.
             .after_connect(move |conn, _meta| {
                 let timeout = timeout.clone();
@@ -91,6 +109,21 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings a connection every time it leaves the pool, which
+            // doubled the round trips of every statement. One used within
+            // the last second is taken as live; one idle longer is pinged
+            // first, as the database may have restarted meanwhile, and so is
+            // every one for a few seconds after any broke (a read that met
+            // the broken one runs again, see `retry`).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE || retry::connections_suspect() {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with((*self.pool.connect_options()).clone());
         let mut migrator = sqlx::migrate!("./migrations/postgres");
         migrator.set_locking(lock);

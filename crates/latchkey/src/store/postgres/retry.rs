@@ -2,7 +2,9 @@
 //! "unavailable", and which operations may run again when one breaks off.
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::store::{StoreError, StoreResult};
 
@@ -75,6 +77,34 @@ fn fault(e: &sqlx::Error) -> Fault {
     }
 }
 
+/// How long after a connection broke every pooled connection is pinged
+/// before use (a restarted database ends all of them at once).
+const SUSPECT_FOR: Duration = Duration::from_secs(5);
+
+/// When a connection last broke, in milliseconds since [`since`] plus one
+/// (0: never). Process-wide: a hint for the pool, not state of a store.
+static BROKEN_AT: AtomicU64 = AtomicU64::new(0);
+
+fn since() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+fn millis_since_start() -> u64 {
+    u64::try_from(since().elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+}
+
+fn note_broken_connection() {
+    BROKEN_AT.store(millis_since_start(), Ordering::Relaxed);
+}
+
+/// Whether a connection broke in the last [`SUSPECT_FOR`].
+pub(super) fn connections_suspect() -> bool {
+    let at = BROKEN_AT.load(Ordering::Relaxed);
+    let window = u64::try_from(SUSPECT_FOR.as_millis()).unwrap_or(u64::MAX);
+    at != 0 && millis_since_start().saturating_sub(at) < window
+}
+
 /// Pauses before the second and third attempts.
 const BACKOFF: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(60)];
 
@@ -93,7 +123,10 @@ where
         };
         let again = match fault(&e) {
             Fault::NotApplied => true,
-            Fault::Unknown => replay == Replay::Idempotent,
+            Fault::Unknown => {
+                note_broken_connection();
+                replay == Replay::Idempotent
+            }
             Fault::Final => false,
         };
         let Some(pause) = BACKOFF.get(attempt).filter(|_| again) else {
