@@ -109,21 +109,6 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
-            // sqlx pings a connection every time it leaves the pool, which
-            // doubled the round trips of every statement. One used within
-            // the last second is taken as live; one idle longer is pinged
-            // first, as the database may have restarted meanwhile, and so is
-            // every one for a few seconds after any broke (a read that met
-            // the broken one runs again, see `retry`).
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_IF_IDLE || retry::connections_suspect() {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
             .connect_lazy_with((*self.pool.connect_options()).clone());
         let mut migrator = sqlx::migrate!("./migrations/postgres");
         migrator.set_locking(lock);
