@@ -31,11 +31,11 @@ impl Deref for AppState {
 pub struct Shared {
     pub auth: Arc<Auth>,
     pub metrics: PrometheusHandle,
-    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub proxy_header: ProxyHeader,
-    pub cors_origins: Arc<Vec<String>>,
+    pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
-    pub browser: Arc<BrowserPolicy>,
+    pub browser: BrowserPolicy,
     pub guard: Arc<RestoreGuard>,
     /// Requests that check a password, per client.
     pub password_limit: IpLimiter,
@@ -43,7 +43,7 @@ pub struct Shared {
     /// client authentication), per client.
     pub token_limit: IpLimiter,
     /// The bearer token `/metrics` requires, if any.
-    pub metrics_token: Option<Arc<SecretString>>,
+    pub metrics_token: Option<SecretString>,
     /// djoser's and simplejwt's endpoints are served too.
     pub djoser: bool,
     /// The algorithm of keys rotated in through the admin API.
@@ -60,15 +60,15 @@ impl AppState {
         AppState(Arc::new(Shared {
             auth,
             metrics,
-            trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
+            trusted_proxies: settings.trusted_proxies.clone(),
             proxy_header: settings.proxy_header,
-            cors_origins: Arc::new(settings.cors_origins.clone()),
+            cors_origins: settings.cors_origins.clone(),
             request_timeout: settings.request_timeout,
-            browser: Arc::new(BrowserPolicy::new(&settings.issuer, &settings.cors_origins)),
+            browser: BrowserPolicy::new(&settings.issuer, &settings.cors_origins),
             guard,
             password_limit: IpLimiter::per_minute(settings.ip_rate_limit),
             token_limit: IpLimiter::per_minute(settings.token_rate_limit),
-            metrics_token: settings.metrics_token.clone().map(Arc::new),
+            metrics_token: settings.metrics_token.clone(),
             djoser: settings.compat.contains(&crate::config::Compat::Djoser),
             signing_alg: settings.signing_alg,
         }))

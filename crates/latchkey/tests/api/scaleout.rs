@@ -332,9 +332,9 @@ async fn a_database_outage_fails_closed_and_the_server_recovers_by_itself() {
 }
 
 /// Pooled connections are not pinged before every statement (that was a
-/// second round trip each); one the database ended is still never used for
-/// a write: reads that meet it are run again, and a connection idle for a
-/// second is checked before use.
+/// second round trip each). A read that meets one the database ended runs
+/// again, on a connection checked first (every one is, for a while after one
+/// broke); a connection idle for a second is checked before use.
 #[tokio::test]
 async fn connections_the_database_ended_are_replaced_without_a_failed_request() {
     if !require_postgres("connections ended by the database") {

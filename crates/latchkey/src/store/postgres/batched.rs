@@ -33,13 +33,23 @@ const ADVANCE_SESSIONS: &str = "UPDATE sessions s SET generation = s.generation 
      AND s.idle_expires_at > GREATEST(v.now, FLOOR(EXTRACT(EPOCH FROM statement_timestamp()))::BIGINT)
      RETURNING s.id";
 
+/// The columns [`Found::decode`] reads as an [`AccessState`], from `s` and `u`.
+macro_rules! access_state_columns {
+    () => {
+        concat!(
+            "s.id AS state_of, ",
+            sql::prefixed_user_columns!(),
+            ", s.revoked_at IS NOT NULL AS session_revoked,
+             s.expires_at AS session_expires_at, FALSE AS key_withdrawn"
+        )
+    };
+}
+
 /// $1 sessions, $2 signing kids; which kids were withdrawn is computed once.
 const ACCESS_STATES: &str = concat!(
-    "SELECT s.id AS state_of, ",
-    sql::prefixed_user_columns!(),
-    ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at,
-     FALSE AS key_withdrawn,
-     ARRAY(SELECT kid FROM revocations WHERE kid = ANY($2::TEXT[])) AS withdrawn
+    "SELECT ",
+    access_state_columns!(),
+    ", ARRAY(SELECT kid FROM revocations WHERE kid = ANY($2::TEXT[])) AS withdrawn
      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY($1::TEXT[])"
 );
 
@@ -48,10 +58,9 @@ const ACCESS_STATES: &str = concat!(
 /// row, so access-token checks and client credentials share a trip (an
 /// introspection needs both).
 const ACCESS_CHECKS: &str = concat!(
-    "SELECT s.id AS state_of, ",
-    sql::prefixed_user_columns!(),
-    ", s.revoked_at IS NOT NULL AS session_revoked, s.expires_at AS session_expires_at,
-     FALSE AS key_withdrawn, x.*
+    "SELECT ",
+    access_state_columns!(),
+    ", x.*
      FROM (SELECT ARRAY(SELECT kid FROM revocations WHERE kid = ANY($2::TEXT[])) AS withdrawn,
          COALESCE(array_agg(c.id), '{}') AS client_ids,
          COALESCE(array_agg(c.name), '{}') AS client_names,
@@ -159,10 +168,10 @@ impl Found {
             }
         }
         let (mut withdrawn, mut clients) = (Vec::new(), HashMap::new());
-        // With clients, always at least one row (the left join keeps `x`'s).
         if let Some(row) = rows.first() {
             withdrawn = row.try_get("withdrawn")?;
         }
+        // With clients there is always a row: the left join keeps `x`'s.
         if let Some(row) = rows.first().filter(|_| with_clients) {
             let ids: Vec<String> = row.try_get("client_ids")?;
             let names: Vec<String> = row.try_get("client_names")?;
