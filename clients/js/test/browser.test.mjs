@@ -19,7 +19,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { totpCode } from './totp.mjs';
+import { steadyTotpCode, totpCode } from './totp.mjs';
 
 const { LATCHKEY_URL, SPA_URL, FOREIGN_URL, ARTIFACTS_DIR, OUTBOX_DIR } = process.env;
 const CHROMIUM = process.env.LATCHKEY_CHROMIUM || '/usr/bin/chromium';
@@ -634,10 +634,11 @@ test('two-step sign-in: an authenticator app is set up, then signs in with its c
   await page.getByTestId('screen-mfa').waitFor({ state: 'visible' });
   assert.equal(await page.evaluate(() => globalThis.spa.client.isLoggedIn()), false);
   await shot(page, 'mfa-3-second-step');
-  await page.getByTestId('mfa-code').fill('000000' === totpCode(secret, 1) ? '111111' : '000000');
+  const next = await steadyTotpCode(secret, 1);
+  await page.getByTestId('mfa-code').fill(next === '000000' ? '111111' : '000000');
   await page.getByTestId('mfa-submit').click();
   await page.locator('[data-testid="message"].error').waitFor();
-  await page.getByTestId('mfa-code').fill(totpCode(secret, 1));
+  await page.getByTestId('mfa-code').fill(await steadyTotpCode(secret, 1));
   await page.getByTestId('mfa-submit').click();
   await page.getByTestId('profile-email').filter({ hasText: email }).waitFor();
   assert.equal(await sessionWorks(page), true);

@@ -15,3 +15,15 @@ export function totpCode(secret, offset = 0) {
   const value = (mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000;
   return String(value).padStart(6, '0');
 }
+
+/**
+ * The code of the step `offset` steps from now, taken at least `margin` ms
+ * after a step began (waiting if need be): a server whose clock is a moment
+ * behind still counts the same step, so a code of the next step is within the
+ * one step of drift it allows.
+ */
+export async function steadyTotpCode(secret, offset = 0, margin = 2_000) {
+  const into = Date.now() % 30_000;
+  if (into < margin) await new Promise((resolve) => setTimeout(resolve, margin - into));
+  return totpCode(secret, offset);
+}

@@ -11,12 +11,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use latchkey::domain::clock::{Clock, ManualClock, SystemClock};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
 
 use crate::helpers::*;
 use crate::tools::{self, workspace};
@@ -277,25 +277,30 @@ async fn app_and_spa() -> (TestApp, Child, String) {
 }
 
 /// Keeps the app's manual clock on the wall clock while the browser runs, so
-/// token lifetimes and the reuse grace window pass as they would in production.
-fn follow_wall_clock(clock: Arc<ManualClock>) -> AbortOnDrop {
-    AbortOnDrop(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tick.tick().await;
+/// token lifetimes, the reuse grace window and authenticator-app time steps
+/// pass as they would in production. A thread of its own, not a task: on a
+/// busy machine the test's runtime may run it late, and a server clock a
+/// second behind the browser's refuses a code of the step that just began.
+fn follow_wall_clock(clock: Arc<ManualClock>) -> StopOnDrop {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
             let lag = SystemClock.now() - clock.now();
             if lag > 0 {
                 clock.advance(lag);
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
-    }))
+    });
+    StopOnDrop(stop)
 }
 
-struct AbortOnDrop(JoinHandle<()>);
+struct StopOnDrop(Arc<AtomicBool>);
 
-impl Drop for AbortOnDrop {
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
