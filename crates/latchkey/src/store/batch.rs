@@ -41,6 +41,11 @@ pub(super) trait Batch: Send + Sync + 'static {
         &self,
         items: Vec<Self::Item>,
     ) -> impl Future<Output = StoreResult<Vec<Self::Output>>> + Send;
+
+    /// Called when no call is waiting, before the task sleeps until the
+    /// next: what `apply` kept for the calls right behind (a connection)
+    /// can go back.
+    fn idle(&self) {}
 }
 
 struct Job<B: Batch> {
@@ -78,7 +83,14 @@ async fn run<B: Batch>(batch: B, mut incoming: mpsc::Receiver<Job<B>>, most: usi
     let mut waiting: VecDeque<Job<B>> = VecDeque::new();
     loop {
         if waiting.is_empty() {
-            match incoming.recv().await {
+            let job = match incoming.try_recv() {
+                Ok(job) => Some(job),
+                Err(_) => {
+                    batch.idle();
+                    incoming.recv().await
+                }
+            };
+            match job {
                 Some(job) => waiting.push_back(job),
                 None => return,
             }

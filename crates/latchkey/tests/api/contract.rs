@@ -986,3 +986,50 @@ async fn operators_find_users_by_address_prefix_and_events_by_user_kind_and_time
     assert_eq!(first.len() + next.len(), 12);
     assert!(next[0].id < first[4].id);
 }
+
+/// On PostgreSQL each kind of batched statement keeps its connection while
+/// its calls keep coming, which saves a round trip per statement; it must
+/// still give the connection back when the pool has no other, or a steady
+/// stream of one kind (authenticated calls) would starve every other
+/// statement until the pool's timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_one_is_shared_by_a_stream_of_reads_and_everything_else() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if !require_postgres("a pool of one on PostgreSQL") {
+        return;
+    }
+    let pg = PgDatabase::create().await;
+    let store = PgStore::connect(&pg.url, 1, Duration::from_secs(10))
+        .await
+        .expect("open postgres");
+    store.migrate().await.expect("migrate postgres");
+    let store = Arc::new(store);
+    let stop = Arc::new(AtomicBool::new(false));
+    // More readers than one statement takes (256): the reading lane has
+    // calls waiting nearly all the time.
+    let readers: Vec<_> = (0..320)
+        .map(|_| {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let state = store.access_state("u", "s", "k").await;
+                    assert!(state.expect("read").is_none());
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let other_lane = store.session_and_owner("missing").await;
+        assert!(other_lane.expect("another kind of batched read").is_none());
+        let pooled = store.client("missing").await;
+        assert!(pooled.expect("a statement of its own").is_none());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.await.expect("reader") > 0);
+    }
+}

@@ -12,8 +12,11 @@
 
 use std::collections::HashMap;
 
-use sqlx::postgres::PgRow;
-use sqlx::{FromRow, PgPool, Row as _};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{Executor as _, FromRow, PgPool, Postgres, Row as _};
+use tokio::sync::Mutex;
 
 use super::retry::{Replay, retry};
 use crate::store::batch::Batch;
@@ -78,7 +81,59 @@ const SESSIONS_AND_OWNERS: &str = concat!(
      WHERE s.id = ANY($1::TEXT[])"
 );
 
-pub(super) struct Rotations(pub PgPool);
+/// Where one kind of call's statements run: a pooled connection, kept from
+/// one statement to the next while calls keep coming, and given back when
+/// none waits or when the pool has no other left for the rest of the server.
+/// A connection given back to the pool is checked with a round trip of its
+/// own (sqlx's release ping); under load, taking and giving back one per
+/// statement doubled the trips to the database.
+pub(super) struct Lane {
+    pool: PgPool,
+    held: Mutex<Option<PoolConnection<Postgres>>>,
+}
+
+impl Lane {
+    pub(super) fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            held: Mutex::new(None),
+        }
+    }
+
+    /// Runs `query` on the lane's connection, taking one from the pool if it
+    /// holds none. A connection whose statement failed goes back to the
+    /// pool, which checks it; the next statement takes another.
+    async fn fetch_all(
+        &self,
+        query: Query<'_, Postgres, PgArguments>,
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        let mut held = self.held.lock().await;
+        let connection = match held.as_mut() {
+            Some(connection) => connection,
+            None => held.insert(self.pool.acquire().await?),
+        };
+        let rows = connection.fetch_all(query).await;
+        if rows.is_err() || self.pool_exhausted() {
+            *held = None;
+        }
+        rows
+    }
+
+    /// Whether every connection the pool may open is out: another caller
+    /// may be waiting for one.
+    fn pool_exhausted(&self) -> bool {
+        self.pool.num_idle() == 0 && self.pool.size() >= self.pool.options().get_max_connections()
+    }
+
+    /// Gives the connection back to the pool.
+    fn release(&self) {
+        if let Ok(mut held) = self.held.try_lock() {
+            *held = None;
+        }
+    }
+}
+
+pub(super) struct Rotations(pub Lane);
 
 impl Batch for Rotations {
     type Item = Rotation;
@@ -96,16 +151,23 @@ impl Batch for Rotations {
         let from: Vec<i64> = batch.iter().map(|r| r.from).collect();
         let now: Vec<i64> = batch.iter().map(|r| r.now).collect();
         let idle: Vec<i64> = batch.iter().map(|r| r.idle_expires_at).collect();
-        let won = retry(Replay::OnlyIfNotApplied, || {
-            sqlx::query_scalar::<_, String>(ADVANCE_SESSIONS)
+        let won = retry(Replay::OnlyIfNotApplied, || async {
+            let query = sqlx::query(ADVANCE_SESSIONS)
                 .bind(&ids)
                 .bind(&from)
                 .bind(&now)
-                .bind(&idle)
-                .fetch_all(&self.0)
+                .bind(&idle);
+            let rows = self.0.fetch_all(query).await?;
+            rows.iter()
+                .map(|row| row.try_get::<String, _>(0))
+                .collect::<Result<Vec<_>, _>>()
         })
         .await?;
         Ok(answers(&batch, won))
+    }
+
+    fn idle(&self) {
+        self.0.release();
     }
 }
 
@@ -117,7 +179,7 @@ pub(super) struct AccessCheck {
 }
 
 /// Access-token checks and client credentials, by one statement.
-pub(super) struct AccessChecks(pub PgPool);
+pub(super) struct AccessChecks(pub Lane);
 
 impl Batch for AccessChecks {
     type Item = AccessCheck;
@@ -144,11 +206,15 @@ impl Batch for AccessChecks {
             } else {
                 query
             };
-            let rows = query.fetch_all(&self.0).await?;
+            let rows = self.0.fetch_all(query).await?;
             Found::decode(&rows, with_clients)
         })
         .await?;
         Ok(batch.iter().map(|check| found.answer(check)).collect())
+    }
+
+    fn idle(&self) {
+        self.0.release();
     }
 }
 
@@ -217,7 +283,7 @@ impl Found {
 }
 
 /// A session with whether its owner may still use it, by session id.
-pub(super) struct SessionsAndOwners(pub PgPool);
+pub(super) struct SessionsAndOwners(pub Lane);
 
 impl Batch for SessionsAndOwners {
     type Item = String;
@@ -231,10 +297,10 @@ impl Batch for SessionsAndOwners {
             session: SessionRecord,
             owner_usable: bool,
         }
-        let rows: Vec<Row> = retry(Replay::Idempotent, || {
-            sqlx::query_as(SESSIONS_AND_OWNERS)
-                .bind(&batch)
-                .fetch_all(&self.0)
+        let rows: Vec<Row> = retry(Replay::Idempotent, || async {
+            let query = sqlx::query(SESSIONS_AND_OWNERS).bind(&batch);
+            let rows = self.0.fetch_all(query).await?;
+            rows.iter().map(Row::from_row).collect()
         })
         .await?;
         let by_id: HashMap<String, (SessionRecord, bool)> = rows
@@ -242,5 +308,9 @@ impl Batch for SessionsAndOwners {
             .map(|r| (r.session.id.clone(), (r.session, r.owner_usable)))
             .collect();
         Ok(batch.iter().map(|id| by_id.get(id).cloned()).collect())
+    }
+
+    fn idle(&self) {
+        self.0.release();
     }
 }

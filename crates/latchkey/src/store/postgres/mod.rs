@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgPool};
 
+use self::batched::Lane;
 use self::retry::{Replay, map_err, retry};
 use super::batch::Batcher;
 use super::factors;
@@ -84,9 +85,12 @@ impl PgStore {
             .connect_lazy_with(options);
         let most = batched::MAX_BATCH;
         Ok(Self {
-            rotations: Batcher::start(batched::Rotations(pool.clone()), most),
-            access_checks: Batcher::start(batched::AccessChecks(pool.clone()), most),
-            sessions_and_owners: Batcher::start(batched::SessionsAndOwners(pool.clone()), most),
+            rotations: Batcher::start(batched::Rotations(Lane::new(pool.clone())), most),
+            access_checks: Batcher::start(batched::AccessChecks(Lane::new(pool.clone())), most),
+            sessions_and_owners: Batcher::start(
+                batched::SessionsAndOwners(Lane::new(pool.clone())),
+                most,
+            ),
             pool,
         })
     }
