@@ -991,7 +991,10 @@ async fn operators_find_users_by_address_prefix_and_events_by_user_kind_and_time
 /// its calls keep coming, which saves a round trip per statement; it must
 /// still give the connection back when the pool has no other, or a steady
 /// stream of one kind (authenticated calls) would starve every other
-/// statement until the pool's timeout.
+/// statement until the pool's timeout. This shows the pool stays shared; it
+/// would not catch that rule alone going missing, because a reading lane
+/// also falls idle (and gives its connection back) now and then even under
+/// this load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_of_one_is_shared_by_a_stream_of_reads_and_everything_else() {
     use std::sync::atomic::{AtomicBool, Ordering};
