@@ -104,6 +104,9 @@ test('an admin finds a user, sees sessions and events, revokes and disables', { 
   // Revoke one session.
   await page.locator('#sessions tbody tr button').first().click();
   await assertCount(sessions, 1);
+  // The console redraws the sessions, then the user list, and says what it
+  // did last: wait for the message rather than read it with the table.
+  await page.locator('#message', { hasText: /Revoked the session/ }).waitFor();
   assert.match(await page.textContent('#message'), /Revoked the session/);
 
   // Disable: the remaining session ends and the user shows as disabled.
