@@ -620,6 +620,9 @@ test('two-step sign-in: an authenticator app is set up, then signs in with its c
   await page.getByTestId('totp-code').fill(totpCode(secret));
   await page.getByTestId('totp-confirm').click();
   await page.getByTestId('security-status').filter({ hasText: 'Recovery codes left: 10' }).waitFor();
+  // The status is redrawn before the codes are listed (the passkeys are
+  // fetched between the two); the message comes last.
+  await page.getByTestId('message').filter({ hasText: 'Two-step sign-in is on.' }).waitFor();
   const codes = await page.locator('[data-testid="recovery-codes"] li').allTextContents();
   assert.equal(codes.length, 10);
   await shot(page, 'mfa-2-recovery-codes');
