@@ -3,6 +3,7 @@
 //! newest unretired key signs; retired keys stay published (and trusted) until
 //! every token they signed has expired.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,14 @@ pub struct KeyRing {
     master: MasterKey,
     loaded: RwLock<Arc<Loaded>>,
     last_reload: Mutex<Instant>,
+    /// Reloads run one at a time, so each reads the keys after the one
+    /// before it has put its own in place.
+    reloading: tokio::sync::Mutex<()>,
+    /// The latest moment a reload was asked for. Reloads overlap (the
+    /// periodic one, the JWKS, an unknown `kid`, a rotation); one that read
+    /// the clock earlier but runs later chooses the keys for this moment,
+    /// never for its own, or a key that has begun signing would stop.
+    latest: AtomicI64,
     /// Access tokens already verified here: the same token presented again
     /// skips the signature check (most of the cost of authenticating a
     /// request). Emptied when a trusted key goes away.
@@ -109,6 +118,8 @@ impl KeyRing {
             verified: VerifiedTokens::new(VERIFIED_TOKENS, &loaded.trusted),
             loaded: RwLock::new(Arc::new(loaded)),
             last_reload: Mutex::new(Instant::now()),
+            reloading: tokio::sync::Mutex::new(()),
+            latest: AtomicI64::new(now),
         })
     }
 
@@ -121,7 +132,10 @@ impl KeyRing {
 
     /// Re-reads the keys, picking up rotations made elsewhere.
     pub async fn reload(&self, store: &dyn Store, now: i64) -> Result<(), KeyError> {
+        self.latest.fetch_max(now, Ordering::SeqCst);
+        let _turn = self.reloading.lock().await;
         let records = store.signing_keys().await?;
+        let now = self.latest.load(Ordering::SeqCst);
         let fresh = Arc::new(build(&self.master, &records, now)?);
         self.verified.forget_unless_trusted(&fresh.trusted);
         match self.loaded.write() {

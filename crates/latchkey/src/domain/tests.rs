@@ -376,3 +376,40 @@ async fn a_sealed_message_opens_only_under_its_master_key() {
     assert_eq!(message.to, "ann@example.com");
     assert!(Message::open(&other, &mail.sealed).is_err());
 }
+
+/// Reloads of the signing keys overlap (the periodic one, the JWKS, an
+/// unknown `kid`, a rotation): one that read the clock before another must
+/// never land after it with the keys of that earlier moment, or a rotated-in
+/// key would stop signing until the next reload.
+#[tokio::test]
+async fn a_reload_that_read_the_clock_earlier_never_undoes_a_newer_one() {
+    let store = SqliteStore::connect("sqlite::memory:", 1)
+        .await
+        .expect("in-memory database");
+    store.migrate().await.expect("migrate");
+    let master = MasterKey::from_base64(&"A".repeat(43)).expect("master key");
+    let now = SystemClock.now();
+    let keys = KeyRing::open(&store, master.clone(), SigningAlg::EdDSA, now)
+        .await
+        .expect("keys");
+    let lead = super::admin::KEY_PUBLISH_LEAD;
+    let (kid, _) = super::keys::add_key(
+        &store,
+        &master,
+        SigningAlg::EdDSA,
+        now,
+        now + lead,
+        now + lead + ACCESS,
+        |_| Default::default(),
+    )
+    .await
+    .expect("add key");
+    keys.reload(&store, now + lead).await.expect("reload");
+    assert_eq!(keys.signing_kid(), kid, "the new key signs once active");
+    keys.reload(&store, now).await.expect("late reload");
+    assert_eq!(
+        keys.signing_kid(),
+        kid,
+        "a late, older reload changed nothing"
+    );
+}
