@@ -3,7 +3,6 @@
 //! newest unretired key signs; retired keys stay published (and trusted) until
 //! every token they signed has expired.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -71,14 +70,13 @@ pub struct KeyRing {
     master: MasterKey,
     loaded: RwLock<Arc<Loaded>>,
     last_reload: Mutex<Instant>,
-    /// Reloads run one at a time, so each reads the keys after the one
-    /// before it has put its own in place.
-    reloading: tokio::sync::Mutex<()>,
-    /// The latest moment a reload was asked for. Reloads overlap (the
-    /// periodic one, the JWKS, an unknown `kid`, a rotation); one that read
-    /// the clock earlier but runs later chooses the keys for this moment,
-    /// never for its own, or a key that has begun signing would stop.
-    latest: AtomicI64,
+    /// The latest moment the keys were chosen for. Reloads overlap (the
+    /// periodic one, the JWKS, an unknown `kid`, a rotation) and take this
+    /// lock in turn, so each reads the keys after the one before has put its
+    /// own in place; one that read the clock earlier but runs later chooses
+    /// the keys for this later moment, never for its own, or a key that has
+    /// begun signing would stop.
+    chosen_for: tokio::sync::Mutex<i64>,
     /// Access tokens already verified here: the same token presented again
     /// skips the signature check (most of the cost of authenticating a
     /// request). Emptied when a trusted key goes away.
@@ -118,8 +116,7 @@ impl KeyRing {
             verified: VerifiedTokens::new(VERIFIED_TOKENS, &loaded.trusted),
             loaded: RwLock::new(Arc::new(loaded)),
             last_reload: Mutex::new(Instant::now()),
-            reloading: tokio::sync::Mutex::new(()),
-            latest: AtomicI64::new(now),
+            chosen_for: tokio::sync::Mutex::new(now),
         })
     }
 
@@ -132,11 +129,10 @@ impl KeyRing {
 
     /// Re-reads the keys, picking up rotations made elsewhere.
     pub async fn reload(&self, store: &dyn Store, now: i64) -> Result<(), KeyError> {
-        self.latest.fetch_max(now, Ordering::SeqCst);
-        let _turn = self.reloading.lock().await;
+        let mut chosen_for = self.chosen_for.lock().await;
+        *chosen_for = (*chosen_for).max(now);
         let records = store.signing_keys().await?;
-        let now = self.latest.load(Ordering::SeqCst);
-        let fresh = Arc::new(build(&self.master, &records, now)?);
+        let fresh = Arc::new(build(&self.master, &records, *chosen_for)?);
         self.verified.forget_unless_trusted(&fresh.trusted);
         match self.loaded.write() {
             Ok(mut guard) => *guard = fresh,

@@ -36,12 +36,8 @@ async fn world() -> World {
 async fn world_with(configure: impl FnOnce(&mut AuthConfig)) -> World {
     // Deadlines are judged at the database's clock too: start at the real time.
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let store = SqliteStore::connect("sqlite::memory:", 1)
-        .await
-        .expect("in-memory database");
-    store.migrate().await.expect("migrate");
-    let store = Arc::new(store);
-    let master = MasterKey::from_base64(&"A".repeat(43)).expect("master key");
+    let store = Arc::new(memory_store().await);
+    let master = master_key();
     let keys = KeyRing::open(
         store.as_ref(),
         master.clone(),
@@ -106,6 +102,19 @@ impl World {
     async fn access_works(&self, pair: &TokenPair) -> bool {
         self.auth.authenticate(&pair.access_token).await.is_ok()
     }
+}
+
+/// A migrated SQLite database in memory.
+async fn memory_store() -> SqliteStore {
+    let store = SqliteStore::connect("sqlite::memory:", 1)
+        .await
+        .expect("in-memory database");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+fn master_key() -> MasterKey {
+    MasterKey::from_base64(&"A".repeat(43)).expect("master key")
 }
 
 fn is_invalid_grant(result: Result<TokenPair, AuthError>) -> bool {
@@ -366,7 +375,7 @@ fn every_message_renders_in_every_built_in_language_with_html_escaped() {
 
 #[tokio::test]
 async fn a_sealed_message_opens_only_under_its_master_key() {
-    let master = MasterKey::from_base64(&"A".repeat(43)).expect("master key");
+    let master = master_key();
     let other = MasterKey::from_base64(&format!("{}A", "B".repeat(42))).expect("master key");
     let mail = mailer(&master)
         .compose(MailKind::Test, "ann@example.com", "en", vec![], 0)
@@ -383,11 +392,8 @@ async fn a_sealed_message_opens_only_under_its_master_key() {
 /// key would stop signing until the next reload.
 #[tokio::test]
 async fn a_reload_that_read_the_clock_earlier_never_undoes_a_newer_one() {
-    let store = SqliteStore::connect("sqlite::memory:", 1)
-        .await
-        .expect("in-memory database");
-    store.migrate().await.expect("migrate");
-    let master = MasterKey::from_base64(&"A".repeat(43)).expect("master key");
+    let store = memory_store().await;
+    let master = master_key();
     let now = SystemClock.now();
     let keys = KeyRing::open(&store, master.clone(), SigningAlg::EdDSA, now)
         .await
